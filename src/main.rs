@@ -1,0 +1,2 @@
+#![warn(clippy::unwrap_used)]
+fn main() {}

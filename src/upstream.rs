@@ -1,0 +1,5 @@
+//! The upstream side: clusters, their host sets, load balancers and connection pools.
+//!
+//! Depends on `config`, `protocol`, `tls` and `stats` only; it never names a route or a listener.
+
+pub mod host;

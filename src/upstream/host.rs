@@ -1,0 +1,115 @@
+//! Hosts and host sets: the endpoints of a cluster, grouped by priority and locality, as
+//! Envoy's `PrioritySet` / `HostSet`. A host set is immutable once built; EDS or DNS builds a
+//! new one and the cluster swaps it in.
+
+use crate::config::Address;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// One upstream endpoint (`LbEndpoint`).
+#[derive(Debug)]
+pub struct Host {
+    /// Where to connect.
+    pub address: Address,
+    /// `Endpoint.hostname`, used by `auto_host_rewrite` (falls back to the address).
+    pub hostname: String,
+    /// `LbEndpoint.load_balancing_weight`, at least 1.
+    pub weight: u32,
+    /// Index of this host's locality in its [`HostSet::localities`].
+    pub locality: usize,
+    /// Health as known now: EDS `health_status` and, later, active health checks and outlier
+    /// detection. Unhealthy hosts are skipped by load balancers while healthy ones exist.
+    pub healthy: AtomicBool,
+    /// Requests in flight to this host (`LEAST_REQUEST` reads it).
+    pub active_requests: AtomicU64,
+    /// Requests ever sent to this host.
+    pub total_requests: AtomicU64,
+}
+
+impl Host {
+    /// A healthy host with the given weight in locality 0.
+    pub fn new(address: Address, hostname: impl Into<String>, weight: u32) -> Self {
+        Self {
+            address,
+            hostname: hostname.into(),
+            weight: weight.max(1),
+            locality: 0,
+            healthy: AtomicBool::new(true),
+            active_requests: AtomicU64::new(0),
+            total_requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the host may take traffic now.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Count a request to this host; the guard decrements `active_requests` when dropped.
+    pub fn start_request(self: &Arc<Self>) -> ActiveRequest {
+        self.active_requests.fetch_add(1, Ordering::Relaxed);
+        self.total_requests.fetch_add(1, Ordering::Relaxed);
+        ActiveRequest(self.clone())
+    }
+}
+
+/// A request in flight to a host (see [`Host::start_request`]).
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<Host>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A locality of one priority level (`LocalityLbEndpoints`).
+#[derive(Debug, Clone, Default)]
+pub struct Locality {
+    /// `region/zone/sub_zone`, for display and zone-aware routing.
+    pub name: String,
+    /// `LocalityLbEndpoints.load_balancing_weight` (0 = not set).
+    pub weight: u32,
+}
+
+/// The hosts of one priority level.
+#[derive(Debug, Clone, Default)]
+pub struct HostSet {
+    /// Every host of this priority, in config order.
+    pub hosts: Vec<Arc<Host>>,
+    /// Localities referenced by [`Host::locality`].
+    pub localities: Vec<Locality>,
+    /// `ClusterLoadAssignment.policy.overprovisioning_factor` in percent (default 140).
+    pub overprovisioning_factor: u32,
+}
+
+impl HostSet {
+    /// Hosts that are healthy right now.
+    pub fn healthy_hosts(&self) -> impl Iterator<Item = &Arc<Host>> {
+        self.hosts.iter().filter(|h| h.is_healthy())
+    }
+}
+
+/// All priority levels of a cluster, index = priority (0 highest).
+#[derive(Debug, Clone, Default)]
+pub struct PrioritySet {
+    /// Host sets by priority.
+    pub priorities: Vec<HostSet>,
+}
+
+impl PrioritySet {
+    /// Every host of every priority.
+    pub fn all_hosts(&self) -> impl Iterator<Item = &Arc<Host>> {
+        self.priorities.iter().flat_map(|p| p.hosts.iter())
+    }
+
+    /// Number of hosts over all priorities.
+    pub fn len(&self) -> usize {
+        self.priorities.iter().map(|p| p.hosts.len()).sum()
+    }
+
+    /// Whether the set has no host.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
