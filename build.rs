@@ -91,10 +91,10 @@ fn collect_protos(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.path();
         if path.is_dir() {
             collect_protos(&path, base, out);
-        } else if path.extension().is_some_and(|e| e == "proto") {
-            if let Ok(rel) = path.strip_prefix(base) {
-                out.push(rel.to_path_buf());
-            }
+        } else if path.extension().is_some_and(|e| e == "proto")
+            && let Ok(rel) = path.strip_prefix(base)
+        {
+            out.push(rel.to_path_buf());
         }
     }
 }
