@@ -7,4 +7,12 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod config;
+pub mod filters;
+pub mod listener;
+pub mod protocol;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod stats;
 pub mod upstream;

@@ -2,4 +2,8 @@
 //!
 //! Depends on `config`, `protocol`, `tls` and `stats` only; it never names a route or a listener.
 
+pub mod cluster;
 pub mod host;
+pub mod lb;
+pub mod load_assignment;
+pub mod pool;

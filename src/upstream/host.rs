@@ -3,6 +3,7 @@
 //! new one and the cluster swaps it in.
 
 use crate::config::Address;
+use crate::upstream::pool::HostPools;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -20,10 +21,16 @@ pub struct Host {
     /// Health as known now: EDS `health_status` and, later, active health checks and outlier
     /// detection. Unhealthy hosts are skipped by load balancers while healthy ones exist.
     pub healthy: AtomicBool,
+    /// `LbEndpoint.health_status: DEGRADED`: the host takes traffic only when there are not
+    /// enough healthy hosts (see `upstream::lb`). Meaningful only while [`Host::healthy`] is set.
+    pub degraded: AtomicBool,
     /// Requests in flight to this host (`LEAST_REQUEST` reads it).
     pub active_requests: AtomicU64,
     /// Requests ever sent to this host.
     pub total_requests: AtomicU64,
+    /// Connection pools; shared with the host of the same address in the next host set, so
+    /// pooled connections survive an EDS or DNS update.
+    pub pools: Arc<HostPools>,
 }
 
 impl Host {
@@ -35,14 +42,21 @@ impl Host {
             weight: weight.max(1),
             locality: 0,
             healthy: AtomicBool::new(true),
+            degraded: AtomicBool::new(false),
             active_requests: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
+            pools: Arc::default(),
         }
     }
 
     /// Whether the host may take traffic now.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether the host is healthy but degraded (`HealthStatus::DEGRADED`).
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
     }
 
     /// Count a request to this host; the guard decrements `active_requests` when dropped.
@@ -81,6 +95,9 @@ pub struct HostSet {
     pub localities: Vec<Locality>,
     /// `ClusterLoadAssignment.policy.overprovisioning_factor` in percent (default 140).
     pub overprovisioning_factor: u32,
+    /// `ClusterLoadAssignment.policy.weighted_priority_health`: compute this priority's health
+    /// from host weights instead of host counts.
+    pub weighted_priority_health: bool,
 }
 
 impl HostSet {

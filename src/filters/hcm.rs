@@ -1,0 +1,436 @@
+//! `envoy.filters.network.http_connection_manager` configuration, and its HTTP filter chain.
+
+use crate::config::{self, ConfigError, Within};
+use crate::stats::{Counter, Gauge, Store};
+use envoy_types::pb::envoy::config::route::v3 as route_pb;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3 as router_pb;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Name;
+use std::time::Duration;
+
+/// `codec_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// AUTO: HTTP/2 when the connection starts with the preface (or ALPN says h2).
+    Auto,
+    /// HTTP1 only.
+    Http1,
+    /// HTTP2 only.
+    Http2,
+}
+
+/// `server_header_transformation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerHeader {
+    /// OVERWRITE: always `server_name`.
+    Overwrite,
+    /// APPEND_IF_ABSENT: `server_name` when the upstream sent none.
+    AppendIfAbsent,
+    /// PASS_THROUGH: the upstream's, or none.
+    PassThrough,
+}
+
+/// Where the route table comes from.
+#[derive(Debug, Clone)]
+pub enum RouteSpec {
+    /// `route_config`, compiled by the snapshot builder.
+    Inline(Box<route_pb::RouteConfiguration>),
+    /// `rds.route_config_name`.
+    Rds(String),
+}
+
+/// An `upgrade_configs` entry.
+#[derive(Debug, Clone)]
+pub struct UpgradeConfig {
+    /// `upgrade_type`, lowercased (`websocket`, `connect`, ...).
+    pub upgrade_type: String,
+    /// `enabled` (default true).
+    pub enabled: bool,
+}
+
+/// The HTTP filters tern runs, in order; the router is always last.
+#[derive(Debug, Clone)]
+pub enum HttpFilterConfig {
+    /// `envoy.filters.http.router`.
+    Router(RouterConfig),
+}
+
+/// `envoy.extensions.filters.http.router.v3.Router`.
+#[derive(Debug, Clone, Default)]
+pub struct RouterConfig {
+    /// `suppress_envoy_headers`: no `x-envoy-*` headers on requests or responses.
+    pub suppress_envoy_headers: bool,
+    /// `respect_expected_rq_timeout`.
+    pub respect_expected_rq_timeout: bool,
+}
+
+/// Stats `http.<stat_prefix>.*`.
+#[derive(Debug, Clone)]
+pub struct HcmStats {
+    /// `downstream_cx_total`.
+    pub downstream_cx_total: Counter,
+    /// `downstream_cx_active`.
+    pub downstream_cx_active: Gauge,
+    /// `downstream_cx_http1_total`.
+    pub downstream_cx_http1_total: Counter,
+    /// `downstream_cx_http2_total`.
+    pub downstream_cx_http2_total: Counter,
+    /// `downstream_rq_total`.
+    pub downstream_rq_total: Counter,
+    /// `downstream_rq_active`.
+    pub downstream_rq_active: Gauge,
+    /// `downstream_rq_1xx` .. `downstream_rq_5xx`.
+    pub downstream_rq_xx: [Counter; 5],
+    /// `no_route`.
+    pub no_route: Counter,
+    /// `no_cluster`.
+    pub no_cluster: Counter,
+    /// `downstream_rq_timeout`.
+    pub downstream_rq_timeout: Counter,
+    /// `rq_direct_response`.
+    pub rq_direct_response: Counter,
+    /// `rq_redirect`.
+    pub rq_redirect: Counter,
+    /// `downstream_rq_idle_timeout`.
+    pub downstream_rq_idle_timeout: Counter,
+    /// `downstream_rq_ws_on_non_ws_route` (an upgrade that is not allowed).
+    pub downstream_rq_ws_on_non_ws_route: Counter,
+}
+
+impl HcmStats {
+    fn new(store: &Store, prefix: &str) -> Self {
+        let c = |s: &str| store.counter(format!("http.{prefix}.{s}"));
+        Self {
+            downstream_cx_total: c("downstream_cx_total"),
+            downstream_cx_active: store.gauge(format!("http.{prefix}.downstream_cx_active")),
+            downstream_cx_http1_total: c("downstream_cx_http1_total"),
+            downstream_cx_http2_total: c("downstream_cx_http2_total"),
+            downstream_rq_total: c("downstream_rq_total"),
+            downstream_rq_active: store.gauge(format!("http.{prefix}.downstream_rq_active")),
+            downstream_rq_xx: [
+                c("downstream_rq_1xx"),
+                c("downstream_rq_2xx"),
+                c("downstream_rq_3xx"),
+                c("downstream_rq_4xx"),
+                c("downstream_rq_5xx"),
+            ],
+            no_route: c("no_route"),
+            no_cluster: c("no_cluster"),
+            downstream_rq_timeout: c("downstream_rq_timeout"),
+            rq_direct_response: c("rq_direct_response"),
+            rq_redirect: c("rq_redirect"),
+            downstream_rq_idle_timeout: c("downstream_rq_idle_timeout"),
+            downstream_rq_ws_on_non_ws_route: c("downstream_rq_ws_on_non_ws_route"),
+        }
+    }
+}
+
+/// Compiled `HttpConnectionManager` (all but the route table).
+#[derive(Debug, Clone)]
+pub struct HcmConfig {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// `codec_type`.
+    pub codec: Codec,
+    /// `route_config` or `rds`.
+    pub route: RouteSpec,
+    /// `http_filters`, router last.
+    pub http_filters: Vec<HttpFilterConfig>,
+    /// The router filter's settings.
+    pub router: RouterConfig,
+    /// `stream_idle_timeout` (default 5 min; 0 disables).
+    pub stream_idle_timeout: Option<Duration>,
+    /// `request_timeout` (default disabled).
+    pub request_timeout: Option<Duration>,
+    /// `request_headers_timeout` (default disabled).
+    pub request_headers_timeout: Option<Duration>,
+    /// `common_http_protocol_options.idle_timeout` (default 1 h; 0 disables).
+    pub idle_timeout: Option<Duration>,
+    /// `common_http_protocol_options.max_connection_duration`.
+    pub max_connection_duration: Option<Duration>,
+    /// `common_http_protocol_options.max_headers_count` (default 100).
+    pub max_headers_count: usize,
+    /// `common_http_protocol_options.max_stream_duration`.
+    pub max_stream_duration: Option<Duration>,
+    /// `common_http_protocol_options.max_requests_per_connection`.
+    pub max_requests_per_connection: Option<u32>,
+    /// `max_request_headers_kb` in bytes (default 60 KiB, at most 8 MiB... Envoy caps at 8192 KiB).
+    pub max_request_headers_bytes: usize,
+    /// `http2_protocol_options.max_concurrent_streams` (Envoy's default is 2^31-1; tern caps
+    /// the default at 1024 streams to bound memory).
+    pub h2_max_concurrent_streams: u32,
+    /// `http2_protocol_options.initial_stream_window_size`.
+    pub h2_initial_stream_window: Option<u32>,
+    /// `http2_protocol_options.initial_connection_window_size`.
+    pub h2_initial_connection_window: Option<u32>,
+    /// `use_remote_address`.
+    pub use_remote_address: bool,
+    /// `xff_num_trusted_hops`.
+    pub xff_num_trusted_hops: u32,
+    /// `skip_xff_append`.
+    pub skip_xff_append: bool,
+    /// `via`.
+    pub via: Option<http::HeaderValue>,
+    /// `generate_request_id` (default true).
+    pub generate_request_id: bool,
+    /// `preserve_external_request_id`.
+    pub preserve_external_request_id: bool,
+    /// `always_set_request_id_in_response`.
+    pub always_set_request_id_in_response: bool,
+    /// `server_name` (default `envoy`, as Envoy: clients and tests compare it).
+    pub server_name: http::HeaderValue,
+    /// `server_header_transformation`.
+    pub server_header: ServerHeader,
+    /// `strip_matching_host_port`.
+    pub strip_matching_host_port: bool,
+    /// `strip_any_host_port`.
+    pub strip_any_host_port: bool,
+    /// `normalize_path` (default false).
+    pub normalize_path: bool,
+    /// `merge_slashes`.
+    pub merge_slashes: bool,
+    /// `upgrade_configs`.
+    pub upgrade_configs: Vec<UpgradeConfig>,
+    /// `http2_protocol_options.allow_connect` (extended CONNECT) and plain CONNECT through
+    /// upgrade_configs.
+    pub allow_connect: bool,
+    /// Stats.
+    pub stats: HcmStats,
+}
+
+impl HcmConfig {
+    /// Compile from the filter's `typed_config`.
+    pub fn compile(any: &Any, store: &Store) -> Result<Self, ConfigError> {
+        let h: hcm_pb::HttpConnectionManager = config::unpack(any)?;
+        if h.stat_prefix.is_empty() {
+            return Err(ConfigError::new("stat_prefix", "must not be empty"));
+        }
+        let codec = match hcm_pb::http_connection_manager::CodecType::try_from(h.codec_type) {
+            Ok(hcm_pb::http_connection_manager::CodecType::Auto) => Codec::Auto,
+            Ok(hcm_pb::http_connection_manager::CodecType::Http1) => Codec::Http1,
+            Ok(hcm_pb::http_connection_manager::CodecType::Http2) => Codec::Http2,
+            _ => return Err(ConfigError::new("codec_type", "HTTP/3 is not supported")),
+        };
+        use hcm_pb::http_connection_manager::RouteSpecifier;
+        let route = match &h.route_specifier {
+            Some(RouteSpecifier::RouteConfig(rc)) => RouteSpec::Inline(Box::new(rc.clone())),
+            Some(RouteSpecifier::Rds(rds)) => {
+                if rds.route_config_name.is_empty() {
+                    return Err(ConfigError::new(
+                        "rds.route_config_name",
+                        "must not be empty",
+                    ));
+                }
+                RouteSpec::Rds(rds.route_config_name.clone())
+            }
+            Some(RouteSpecifier::ScopedRoutes(_)) => {
+                return Err(ConfigError::new(
+                    "scoped_routes",
+                    "scoped routes are not supported",
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(
+                    "route_specifier",
+                    "one of route_config or rds is required",
+                ));
+            }
+        };
+        let (http_filters, router) =
+            compile_http_filters(&h.http_filters).within("http_filters")?;
+        let common = h.common_http_protocol_options.unwrap_or_default();
+        let h2 = h.http2_protocol_options.clone().unwrap_or_default();
+        let mut upgrade_configs = Vec::new();
+        for (i, u) in h.upgrade_configs.iter().enumerate() {
+            if !u.filters.is_empty() {
+                return Err(ConfigError::new(
+                    format!("upgrade_configs[{i}].filters"),
+                    "per-upgrade filter chains are not supported",
+                ));
+            }
+            upgrade_configs.push(UpgradeConfig {
+                upgrade_type: u.upgrade_type.to_ascii_lowercase(),
+                enabled: config::bool_or(u.enabled.as_ref(), true),
+            });
+        }
+        let server_name = if h.server_name.is_empty() {
+            "envoy"
+        } else {
+            h.server_name.as_str()
+        };
+        let server_name = http::HeaderValue::from_str(server_name)
+            .map_err(|_| ConfigError::new("server_name", "not a valid header value"))?;
+        let via = if h.via.is_empty() {
+            None
+        } else {
+            Some(
+                http::HeaderValue::from_str(&h.via)
+                    .map_err(|_| ConfigError::new("via", "not a valid header value"))?,
+            )
+        };
+        let headers_kb = config::u32_or(h.max_request_headers_kb.as_ref(), 60);
+        if headers_kb == 0 || headers_kb > 8192 {
+            return Err(ConfigError::new(
+                "max_request_headers_kb",
+                "must be in 1..=8192",
+            ));
+        }
+        use hcm_pb::http_connection_manager::StripPortMode;
+        let strip_any_host_port = matches!(
+            h.strip_port_mode,
+            Some(StripPortMode::StripAnyHostPort(true))
+        );
+        Ok(Self {
+            stats: HcmStats::new(store, &h.stat_prefix),
+            stat_prefix: h.stat_prefix.clone(),
+            codec,
+            route,
+            http_filters,
+            router,
+            stream_idle_timeout: config::timeout_or_disabled(
+                h.stream_idle_timeout.as_ref(),
+                Some(Duration::from_secs(300)),
+            ),
+            request_timeout: config::timeout_or_disabled(h.request_timeout.as_ref(), None),
+            request_headers_timeout: config::timeout_or_disabled(
+                h.request_headers_timeout.as_ref(),
+                None,
+            ),
+            idle_timeout: config::timeout_or_disabled(
+                common.idle_timeout.as_ref(),
+                Some(Duration::from_secs(3600)),
+            ),
+            max_connection_duration: config::timeout_or_disabled(
+                common.max_connection_duration.as_ref(),
+                None,
+            ),
+            max_headers_count: config::u32_or(common.max_headers_count.as_ref(), 100).max(1)
+                as usize,
+            max_stream_duration: config::timeout_or_disabled(
+                common.max_stream_duration.as_ref(),
+                None,
+            ),
+            max_requests_per_connection: common
+                .max_requests_per_connection
+                .as_ref()
+                .map(|v| v.value)
+                .filter(|v| *v > 0),
+            max_request_headers_bytes: headers_kb as usize * 1024,
+            h2_max_concurrent_streams: config::u32_or(h2.max_concurrent_streams.as_ref(), 1024)
+                .max(1),
+            h2_initial_stream_window: h2.initial_stream_window_size.as_ref().map(|v| v.value),
+            h2_initial_connection_window: h2
+                .initial_connection_window_size
+                .as_ref()
+                .map(|v| v.value),
+            use_remote_address: config::bool_or(h.use_remote_address.as_ref(), false),
+            xff_num_trusted_hops: h.xff_num_trusted_hops,
+            skip_xff_append: h.skip_xff_append,
+            via,
+            generate_request_id: config::bool_or(h.generate_request_id.as_ref(), true),
+            preserve_external_request_id: h.preserve_external_request_id,
+            always_set_request_id_in_response: h.always_set_request_id_in_response,
+            server_name,
+            server_header:
+                match hcm_pb::http_connection_manager::ServerHeaderTransformation::try_from(
+                    h.server_header_transformation,
+                ) {
+                    Ok(
+                        hcm_pb::http_connection_manager::ServerHeaderTransformation::AppendIfAbsent,
+                    ) => ServerHeader::AppendIfAbsent,
+                    Ok(
+                        hcm_pb::http_connection_manager::ServerHeaderTransformation::PassThrough,
+                    ) => ServerHeader::PassThrough,
+                    _ => ServerHeader::Overwrite,
+                },
+            strip_matching_host_port: h.strip_matching_host_port,
+            strip_any_host_port,
+            normalize_path: config::bool_or(h.normalize_path.as_ref(), false),
+            merge_slashes: h.merge_slashes,
+            upgrade_configs,
+            allow_connect: h2.allow_connect,
+        })
+    }
+
+    /// Whether an upgrade of this type is allowed, given the route's own `upgrade_configs`
+    /// (which override the connection manager's).
+    pub fn upgrade_allowed(&self, upgrade_type: &str, route_override: Option<bool>) -> bool {
+        let hcm = self
+            .upgrade_configs
+            .iter()
+            .find(|u| u.upgrade_type == upgrade_type);
+        match (hcm, route_override) {
+            (None, _) => false,
+            (Some(_), Some(route)) => route,
+            (Some(u), None) => u.enabled,
+        }
+    }
+}
+
+/// The HTTP filters tern knows. Unknown filters are an error unless `is_optional`; disabled
+/// filters are skipped. The router must be last.
+fn compile_http_filters(
+    filters: &[hcm_pb::HttpFilter],
+) -> Result<(Vec<HttpFilterConfig>, RouterConfig), ConfigError> {
+    let mut out = Vec::new();
+    let mut router = None;
+    for (i, f) in filters.iter().enumerate() {
+        let path = format!("[{i}]");
+        if router.is_some() {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "{} comes after the router, which must be the last filter",
+                    f.name
+                ),
+            ));
+        }
+        if f.disabled {
+            continue;
+        }
+        use hcm_pb::http_filter::ConfigType;
+        let any = match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => any.clone(),
+            Some(ConfigType::ConfigDiscovery(_)) => {
+                return Err(ConfigError::new(
+                    path,
+                    format!("{}: extension config discovery is not supported", f.name),
+                ));
+            }
+            None if f.name == "envoy.filters.http.router" => Any {
+                type_url: router_pb::Router::type_url(),
+                value: Vec::new(),
+            },
+            None => {
+                return Err(ConfigError::new(
+                    path,
+                    format!("{}: typed_config is required", f.name),
+                ));
+            }
+        };
+        if any.type_url == router_pb::Router::type_url() {
+            let r: router_pb::Router = config::unpack(&any).within(&path)?;
+            let rc = RouterConfig {
+                suppress_envoy_headers: r.suppress_envoy_headers,
+                respect_expected_rq_timeout: r.respect_expected_rq_timeout,
+            };
+            out.push(HttpFilterConfig::Router(rc.clone()));
+            router = Some(rc);
+        } else if f.is_optional {
+            tracing::warn!(filter = %f.name, type_url = %any.type_url, "optional HTTP filter not supported; skipped");
+        } else {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "HTTP filter {} has unsupported type {}",
+                    f.name, any.type_url
+                ),
+            ));
+        }
+    }
+    let router = router.ok_or_else(|| {
+        ConfigError::new("", "the last HTTP filter must be envoy.filters.http.router")
+    })?;
+    Ok((out, router))
+}

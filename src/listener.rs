@@ -1,0 +1,308 @@
+//! The network layer: bind listening sockets (TCP on IPv4/IPv6, Unix `pipe`), accept
+//! connections, choose a filter chain and hand the connection to its network filter. Listeners
+//! are added, updated and removed as the listener snapshot changes: an updated listener keeps
+//! its socket (new connections get the new filter chains, open ones finish on the old), a
+//! removed one stops accepting and its connections drain.
+
+use crate::config::Address;
+use crate::proxy::{self, ConnInfo, Drain};
+use crate::snapshot::{ConnMeta, Listener, ListenerMap, World};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tracing::{Instrument, debug, info, warn};
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Socket {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix domain socket.
+    Unix(UnixListener),
+}
+
+/// Bind a listener's address with its socket options.
+pub fn bind(l: &Listener) -> io::Result<Socket> {
+    match &l.address {
+        Address::Tcp(addr) => {
+            use socket2::{Domain, Protocol, Socket as S, Type};
+            let sock = S::new(
+                Domain::for_address(*addr),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
+            sock.set_reuse_address(true)?;
+            if l.reuse_port {
+                sock.set_reuse_port(true)?;
+            }
+            if addr.is_ipv6() {
+                sock.set_only_v6(!addr.ip().is_unspecified())?;
+            }
+            sock.set_nonblocking(true)?;
+            sock.bind(&(*addr).into())?;
+            sock.listen(l.backlog.min(i32::MAX as u32) as i32)?;
+            Ok(Socket::Tcp(TcpListener::from_std(sock.into())?))
+        }
+        Address::Pipe(path) => {
+            let s = path.to_string_lossy();
+            if let Some(name) = s.strip_prefix('@') {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                let std = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+                std.set_nonblocking(true)?;
+                Ok(Socket::Unix(UnixListener::from_std(std)?))
+            } else {
+                // A stale socket file from an earlier run would make bind fail.
+                if std::fs::symlink_metadata(path).is_ok_and(|m| {
+                    use std::os::unix::fs::FileTypeExt;
+                    m.file_type().is_socket()
+                }) {
+                    let _ = std::fs::remove_file(path);
+                }
+                Ok(Socket::Unix(UnixListener::bind(path)?))
+            }
+        }
+        Address::Internal(name) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("internal listener {name} has no socket"),
+        )),
+    }
+}
+
+impl Socket {
+    /// The bound address (with the real port when the config said 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Socket::Tcp(l) => l.local_addr().ok(),
+            Socket::Unix(_) => None,
+        }
+    }
+}
+
+struct Running {
+    config: Arc<ArcSwap<Listener>>,
+    stop: watch::Sender<bool>,
+    drain: watch::Sender<bool>,
+    local: Option<SocketAddr>,
+}
+
+/// Owns the running listeners. Every listening socket of the process is reachable from here
+/// (for drain and, later, hand-over to a new process).
+pub struct ListenerManager {
+    world: Arc<World>,
+    running: Mutex<HashMap<String, Running>>,
+    drain_time: Duration,
+}
+
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("listener {name}: cannot bind {address}: {source}")]
+pub struct BindError {
+    /// Listener name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Why.
+    #[source]
+    pub source: io::Error,
+}
+
+impl ListenerManager {
+    /// A manager with no listeners. `drain_time` is `--drain-time-s`.
+    pub fn new(world: Arc<World>, drain_time: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            world,
+            running: Mutex::new(HashMap::new()),
+            drain_time,
+        })
+    }
+
+    /// Bring the running listeners in line with `listeners`: bind new ones, swap the config of
+    /// changed ones (same address), drain removed ones.
+    pub fn apply(&self, listeners: &ListenerMap) -> Result<(), BindError> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let removed: Vec<String> = running
+            .keys()
+            .filter(|k| !listeners.contains_key(*k))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(r) = running.remove(&name) {
+                info!(listener = %name, "listener removed; draining");
+                self.retire(r);
+            }
+        }
+        for (name, l) in listeners {
+            if let Some(r) = running.get(name) {
+                let cur = r.config.load();
+                if Arc::ptr_eq(&cur, l) || cur.source == l.source {
+                    continue;
+                }
+                if cur.address == l.address && cur.bind_to_port == l.bind_to_port {
+                    debug!(listener = %name, "listener updated in place");
+                    r.config.store(l.clone());
+                    continue;
+                }
+                if let Some(r) = running.remove(name) {
+                    self.retire(r);
+                }
+            }
+            if !l.bind_to_port {
+                // Reached only by hand-off from a use_original_dst listener (sidecar work).
+                let (stop, _) = watch::channel(false);
+                let (drain, _) = watch::channel(false);
+                running.insert(
+                    name.clone(),
+                    Running {
+                        config: Arc::new(ArcSwap::new(l.clone())),
+                        stop,
+                        drain,
+                        local: None,
+                    },
+                );
+                continue;
+            }
+            let socket = bind(l).map_err(|source| BindError {
+                name: name.clone(),
+                address: l.address.to_string(),
+                source,
+            })?;
+            let local = socket.local_addr();
+            info!(listener = %name, address = %l.address, ?local, "listening");
+            let config = Arc::new(ArcSwap::new(l.clone()));
+            let (stop, stop_rx) = watch::channel(false);
+            let (drain_tx, drain) = Drain::new();
+            tokio::spawn(accept_loop(
+                socket,
+                config.clone(),
+                self.world.clone(),
+                stop_rx,
+                drain,
+            ));
+            running.insert(
+                name.clone(),
+                Running {
+                    config,
+                    stop,
+                    drain: drain_tx,
+                    local,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn retire(&self, r: Running) {
+        let _ = r.stop.send(true);
+        let _ = r.drain.send(true);
+    }
+
+    /// The bound address of a listener (useful when the config asked for port 0).
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.running.lock().ok()?.get(name).and_then(|r| r.local)
+    }
+
+    /// Stop accepting on every listener and tell open connections to drain.
+    pub fn drain_all(&self) {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for r in running.values() {
+            let _ = r.stop.send(true);
+            let _ = r.drain.send(true);
+        }
+    }
+
+    /// `--drain-time-s`.
+    pub fn drain_time(&self) -> Duration {
+        self.drain_time
+    }
+}
+
+async fn accept_loop(
+    socket: Socket,
+    config: Arc<ArcSwap<Listener>>,
+    world: Arc<World>,
+    mut stop: watch::Receiver<bool>,
+    drain: Drain,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = accept(&socket) => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (io, local, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let l = config.load_full();
+        let id = proxy::next_conn_id();
+        l.stats.downstream_cx_total.inc();
+        let meta = ConnMeta {
+            local,
+            remote,
+            transport_protocol: "raw_buffer",
+            ..Default::default()
+        };
+        let Some(chain) = l.select_chain(&meta) else {
+            debug!(listener = %l.name, conn = id, "no filter chain match");
+            l.stats.no_filter_chain_match.inc();
+            continue;
+        };
+        let conn = ConnInfo {
+            id,
+            local,
+            remote,
+            listener: l.name.as_str().into(),
+        };
+        let span = tracing::debug_span!("conn", listener = %l.name, id, peer = ?remote);
+        let network = chain.network.clone();
+        let world = world.clone();
+        let drain = drain.clone();
+        let stats = l.stats.clone();
+        stats.downstream_cx_active.inc();
+        tokio::spawn(
+            async move {
+                match io {
+                    Accepted::Tcp(s) => {
+                        proxy::serve_connection(s, network, world, conn, drain).await
+                    }
+                    Accepted::Unix(s) => {
+                        proxy::serve_connection(s, network, world, conn, drain).await
+                    }
+                }
+                stats.downstream_cx_active.dec();
+                stats.downstream_cx_destroy.inc();
+            }
+            .instrument(span),
+        );
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(socket: &Socket) -> io::Result<(Accepted, Option<SocketAddr>, Option<SocketAddr>)> {
+    match socket {
+        Socket::Tcp(l) => {
+            let (s, peer) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            let local = s.local_addr().ok();
+            Ok((Accepted::Tcp(s), local, Some(peer)))
+        }
+        Socket::Unix(l) => {
+            let (s, _) = l.accept().await?;
+            Ok((Accepted::Unix(s), None, None))
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The HTTP connection manager: the codec (hyper's HTTP/1.1 and HTTP/2, chosen by
+//! `codec_type`), connection limits, drain, and one stream per request. Each stream of an
+//! HTTP/2 connection is routed and load-balanced on its own (MOSN's stream-level
+//! multiplexing).
+
+mod forward;
+mod local_reply;
+mod request;
+mod stream;
+mod upgrade;
+
+pub use local_reply::local_reply;
+
+use super::{ConnInfo, Drain};
+use crate::filters::hcm::Codec;
+use crate::snapshot::{HttpConnectionManager, World};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::debug;
+
+/// State shared by the streams of one downstream connection.
+pub(crate) struct ConnCtx {
+    pub hcm: Arc<HttpConnectionManager>,
+    pub world: Arc<World>,
+    pub conn: ConnInfo,
+    next_stream: AtomicU64,
+    active_streams: AtomicU64,
+    requests: AtomicU64,
+    last_active: AtomicU64,
+    started: Instant,
+}
+
+impl ConnCtx {
+    fn touch(&self) {
+        self.last_active
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Serve HTTP on one downstream connection until it closes.
+pub async fn serve<IO>(
+    io: IO,
+    hcm: Arc<HttpConnectionManager>,
+    world: Arc<World>,
+    conn: ConnInfo,
+    mut drain: Drain,
+) where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let cfg = &hcm.config;
+    cfg.stats.downstream_cx_total.inc();
+    cfg.stats.downstream_cx_active.inc();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    match cfg.codec {
+        Codec::Auto => {}
+        Codec::Http1 => builder = builder.http1_only(),
+        Codec::Http2 => builder = builder.http2_only(),
+    }
+    {
+        let mut h1 = builder.http1();
+        h1.timer(TokioTimer::new())
+            .keep_alive(true)
+            .max_headers(cfg.max_headers_count)
+            .max_buf_size(cfg.max_request_headers_bytes.max(8192))
+            .half_close(false);
+        if let Some(t) = cfg.request_headers_timeout {
+            h1.header_read_timeout(t);
+        } else {
+            h1.header_read_timeout(None);
+        }
+    }
+    {
+        let mut h2 = builder.http2();
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(cfg.h2_max_concurrent_streams)
+            .max_header_list_size(cfg.max_request_headers_bytes as u32)
+            // Rapid reset (CVE-2023-44487): streams opened and reset before the proxy accepted
+            // them are bounded; so are streams reset because of local errors.
+            .max_pending_accept_reset_streams(Some(100))
+            .max_local_error_reset_streams(Some(1024))
+            .enable_connect_protocol();
+        match cfg.h2_initial_stream_window {
+            Some(w) => {
+                h2.initial_stream_window_size(w);
+            }
+            None => {
+                h2.adaptive_window(true);
+            }
+        }
+        if let Some(w) = cfg.h2_initial_connection_window {
+            h2.initial_connection_window_size(w);
+        }
+    }
+
+    let ctx = Arc::new(ConnCtx {
+        hcm: hcm.clone(),
+        world,
+        conn: conn.clone(),
+        next_stream: AtomicU64::new(1),
+        active_streams: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
+        last_active: AtomicU64::new(0),
+        started: Instant::now(),
+    });
+    let svc_ctx = ctx.clone();
+    let svc = service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        async move { Ok::<_, Infallible>(stream::handle(req, ctx).await) }
+    });
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(served);
+
+    let idle = cfg.idle_timeout;
+    let max_duration = cfg.max_connection_duration;
+    let max_requests = cfg.max_requests_per_connection;
+    let mut shutting_down = false;
+    let mut tick = tokio::time::interval(
+        std::time::Duration::from_millis(250)
+            .min(idle.unwrap_or(std::time::Duration::from_secs(1))),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            res = served.as_mut() => {
+                if let Err(e) = res {
+                    debug!(conn = conn.id, error = %e, "downstream connection ended with an error");
+                }
+                break;
+            }
+            _ = drain.started(), if !shutting_down => {
+                shutting_down = true;
+                served.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !shutting_down => {
+                let active = ctx.active_streams.load(Ordering::Relaxed);
+                let quiet = ctx.started.elapsed().saturating_sub(std::time::Duration::from_millis(ctx.last_active.load(Ordering::Relaxed)));
+                let idle_expired = idle.is_some_and(|t| active == 0 && quiet >= t);
+                let too_old = max_duration.is_some_and(|d| ctx.started.elapsed() >= d);
+                let too_many = max_requests.is_some_and(|m| ctx.requests.load(Ordering::Relaxed) >= u64::from(m));
+                if idle_expired || too_old || too_many {
+                    debug!(conn = conn.id, idle_expired, too_old, too_many, "closing downstream connection");
+                    shutting_down = true;
+                    served.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    cfg.stats.downstream_cx_active.dec();
+}

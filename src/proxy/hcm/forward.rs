@@ -1,0 +1,456 @@
+//! The router phase of a stream: choose the cluster and host, build the upstream request,
+//! await the response under the route's timeouts, retry by the route's retry policy (the
+//! request body is replayed only when it was buffered within the cluster's buffer limit), and
+//! add the router's response headers.
+
+use super::ConnCtx;
+use super::local_reply::reply_for;
+use super::upgrade;
+use crate::protocol::body::{self, Body, BoxError};
+use crate::protocol::headers::{strip_hop_by_hop, upgrade_type};
+use crate::router::{FormatContext, Matched, RequestInfo, RouteAction};
+use crate::upstream::cluster::Cluster;
+use crate::upstream::host::Host;
+use crate::upstream::lb::LbContext;
+use crate::upstream::pool::{self, UpstreamError, UpstreamProtocol};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, Version, header, request};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+use tracing::debug;
+
+/// What a stream carries into the router phase.
+pub(crate) struct StreamCtx<'a> {
+    pub conn: &'a Arc<ConnCtx>,
+    pub start: Instant,
+    pub start_time: SystemTime,
+    pub grpc: bool,
+    pub downstream_h2: bool,
+    pub authority: String,
+    pub path: String,
+    pub request_id: Option<HeaderValue>,
+}
+
+/// A request body that can be sent more than once (for retries) or only once (streaming).
+enum RequestBody {
+    Replay(Bytes, Option<HeaderMap>),
+    Once(Option<Incoming>),
+}
+
+impl RequestBody {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            RequestBody::Replay(data, trailers) => {
+                let data = data.clone();
+                let trailers = trailers.clone();
+                if data.is_empty() && trailers.is_none() {
+                    return Some(body::empty());
+                }
+                let frames: Vec<Result<hyper::body::Frame<Bytes>, BoxError>> =
+                    std::iter::once(Ok(hyper::body::Frame::data(data)))
+                        .chain(trailers.map(|t| Ok(hyper::body::Frame::trailers(t))))
+                        .collect();
+                Some(
+                    http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+                        .boxed_unsync(),
+                )
+            }
+            RequestBody::Once(b) => b.take().map(body::boxed),
+        }
+    }
+}
+
+/// Run the router phase for a matched route.
+pub(crate) async fn forward(
+    mut parts: request::Parts,
+    body: Incoming,
+    matched: &Matched<'_>,
+    action: &RouteAction,
+    s: StreamCtx<'_>,
+) -> Response<Body> {
+    let ctx = s.conn;
+    let cfg = &ctx.hcm.config;
+    let router = &cfg.router;
+    let suppress = router.suppress_envoy_headers;
+
+    // Choose the cluster.
+    let Some(cluster_name) = action.pick_cluster(&parts.headers, rand::random()) else {
+        cfg.stats.no_cluster.inc();
+        return reply_for(s.grpc, StatusCode::NOT_FOUND, "");
+    };
+    let Some(cluster) = ctx.world.cluster(cluster_name) else {
+        debug!(cluster = cluster_name, "cluster not found");
+        cfg.stats.no_cluster.inc();
+        return reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, "");
+    };
+    let hash = action.hash(&RequestInfo {
+        authority: &s.authority,
+        path: &s.path,
+        method: &parts.method,
+        headers: &parts.headers,
+        downstream_remote: ctx.conn.remote,
+    });
+
+    // Request header mutations of route, virtual host and route configuration.
+    let fmt = FormatContext {
+        downstream_remote: ctx.conn.remote,
+        downstream_local: ctx.conn.local,
+        upstream_remote: None,
+        upstream_cluster: Some(&cluster.name),
+        start_time: s.start_time,
+        protocol: if s.downstream_h2 {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        },
+        request_headers: None,
+        hostname: "",
+    };
+    matched.apply_request_headers(&mut parts.headers, &fmt);
+
+    // Path and host rewrites.
+    let mut path = s.path.clone();
+    if let Some(p) = action.rewrite_path(matched.route, &s.path) {
+        if !suppress && let Ok(v) = HeaderValue::from_str(&s.path) {
+            parts.headers.insert("x-envoy-original-path", v);
+        }
+        path = p;
+    }
+    let mut authority = s.authority.clone();
+    if let Some(h) = &action.host_rewrite_literal {
+        authority = h.clone();
+    } else if let Some(name) = &action.host_rewrite_header
+        && let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok())
+    {
+        authority = v.to_owned();
+    }
+
+    // Circuit breaker: max_requests.
+    let active = cluster.active_requests.fetch_add(1, Ordering::Relaxed);
+    let _active = ActiveGuard(&cluster);
+    if active >= cluster.circuit_breakers.max_requests {
+        cluster.stats.upstream_rq_pending_overflow.inc();
+        return reply_for(
+            s.grpc,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        );
+    }
+
+    // Upgrades (WebSocket) and CONNECT tunnel through a dedicated connection.
+    let up_type = if parts.method == http::Method::CONNECT {
+        Some("connect".to_owned())
+    } else {
+        upgrade_type(&parts.headers)
+    };
+    if let Some(t) = up_type {
+        let route_override = action
+            .upgrade_configs
+            .iter()
+            .find(|(u, _)| *u == t)
+            .map(|(_, e)| *e);
+        if !cfg.upgrade_allowed(&t, route_override) {
+            cfg.stats.downstream_rq_ws_on_non_ws_route.inc();
+            return reply_for(s.grpc, StatusCode::FORBIDDEN, "");
+        }
+        let host = match cluster.choose_host(&LbContext {
+            hash,
+            excluded: &[],
+        }) {
+            Some(h) => h,
+            None => return no_healthy(&cluster, s.grpc),
+        };
+        let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        if action.auto_host_rewrite && !host.hostname.is_empty() {
+            authority = host.hostname.clone();
+        }
+        let req = build_request(
+            parts,
+            body::boxed(body),
+            UpstreamProtocol::Http1,
+            &authority,
+            &path,
+            true,
+        );
+        return upgrade::proxy(req, downstream, &t, host, &cluster).await;
+    }
+
+    let policy = action.retry_policy.as_ref();
+    let max_attempts = 1 + policy.map_or(0, |p| p.num_retries);
+    let mut req_body = if max_attempts > 1 {
+        buffer_for_retry(body, cluster.per_connection_buffer_limit).await
+    } else {
+        RequestBody::Once(Some(body))
+    };
+    let replayable = matches!(req_body, RequestBody::Replay(..));
+    let protocol = cluster.upstream_protocol(s.downstream_h2);
+    let global_deadline = action.timeout.map(|t| s.start + t);
+    let expected_timeout = policy.and_then(|p| p.per_try_timeout).or(action.timeout);
+    let mut tried: Vec<Arc<Host>> = Vec::new();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let excluded: &[Arc<Host>] = if policy.is_some_and(|p| p.retry_other_hosts) {
+            &tried
+        } else {
+            &[]
+        };
+        let Some(host) = cluster.choose_host(&LbContext { hash, excluded }) else {
+            return no_healthy(&cluster, s.grpc);
+        };
+        let Some(b) = req_body.take() else {
+            return reply_for(
+                s.grpc,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream reset before headers",
+            );
+        };
+        let auto_host = (action.auto_host_rewrite && !host.hostname.is_empty())
+            .then_some(host.hostname.as_str());
+        let mut req = build_request(
+            parts.clone(),
+            b,
+            protocol,
+            auto_host.unwrap_or(&authority),
+            &path,
+            false,
+        );
+        let h = req.headers_mut();
+        if !suppress && let Some(t) = expected_timeout {
+            h.insert(
+                "x-envoy-expected-rq-timeout-ms",
+                HeaderValue::from(t.as_millis() as u64),
+            );
+        }
+        if matched.virtual_host.include_attempt_count_in_request {
+            h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+        }
+        cluster.stats.upstream_rq_total.inc();
+        let _inflight = host.start_request();
+        let sent = Instant::now();
+        let per_try = policy.and_then(|p| p.per_try_timeout);
+        let limit = match (global_deadline, per_try) {
+            (Some(d), Some(p)) => Some(d.saturating_duration_since(Instant::now()).min(p)),
+            (Some(d), None) => Some(d.saturating_duration_since(Instant::now())),
+            (None, p) => p,
+        };
+        let result = match limit {
+            Some(l) => {
+                match tokio::time::timeout(l, pool::send(&host, &cluster.pool, protocol, req)).await
+                {
+                    Ok(r) => Outcome::Done(r),
+                    Err(_) => Outcome::Timeout {
+                        global: global_deadline.is_some_and(|d| Instant::now() >= d),
+                    },
+                }
+            }
+            None => Outcome::Done(pool::send(&host, &cluster.pool, protocol, req).await),
+        };
+        let more = attempt < max_attempts && replayable;
+        let retry = match &result {
+            Outcome::Done(Ok(r)) => {
+                more && policy.is_some_and(|p| {
+                    p.retriable_response(r.response.status(), r.response.headers())
+                })
+            }
+            Outcome::Done(Err(e)) => {
+                if e.is_connect_failure() {
+                    cluster.stats.upstream_cx_connect_fail.inc();
+                }
+                more && policy.is_some_and(|p| p.retriable_reset(e.is_connect_failure()))
+            }
+            Outcome::Timeout { global } => {
+                cluster.stats.upstream_rq_timeout.inc();
+                !global
+                    && more
+                    && policy.is_some_and(|p| {
+                        p.retriable_reset(false)
+                            || p.retriable_response(StatusCode::GATEWAY_TIMEOUT, &HeaderMap::new())
+                    })
+            }
+        };
+        if retry && let Some(p) = policy {
+            if cluster.active_retries.load(Ordering::Relaxed)
+                >= cluster.circuit_breakers.max_retries
+            {
+                cluster.stats.upstream_rq_retry_overflow.inc();
+            } else {
+                cluster.stats.upstream_rq_retry.inc();
+                tried.push(host.clone());
+                cluster.active_retries.fetch_add(1, Ordering::Relaxed);
+                let backoff = p.backoff(attempt, rand::random());
+                let wait = match global_deadline {
+                    Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
+                    None => backoff,
+                };
+                tokio::time::sleep(wait).await;
+                cluster.active_retries.fetch_sub(1, Ordering::Relaxed);
+                if global_deadline.is_some_and(|d| Instant::now() >= d) {
+                    cluster.stats.upstream_rq_timeout.inc();
+                    cfg.stats.downstream_rq_timeout.inc();
+                    return reply_for(
+                        s.grpc,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream request timeout",
+                    );
+                }
+                continue;
+            }
+        }
+        return match result {
+            Outcome::Done(Ok(r)) => {
+                let upstream = r.upstream_addr;
+                let mut resp = r.response;
+                let service_time = sent.elapsed();
+                finish_response(
+                    &mut resp,
+                    matched,
+                    &s,
+                    &fmt,
+                    &upstream,
+                    service_time,
+                    attempt,
+                    suppress,
+                );
+                resp
+            }
+            Outcome::Done(Err(e)) => {
+                debug!(host = %host.address, error = %e, "upstream request failed");
+                let retried = if attempt > 1 {
+                    "retried and the latest reset reason"
+                } else {
+                    "reset reason"
+                };
+                let text = format!(
+                    "upstream connect error or disconnect/reset before headers. {retried}: {e}"
+                );
+                reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, &text)
+            }
+            Outcome::Timeout { .. } => {
+                cfg.stats.downstream_rq_timeout.inc();
+                reply_for(
+                    s.grpc,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream request timeout",
+                )
+            }
+        };
+    }
+}
+
+enum Outcome {
+    Done(Result<pool::PooledResponse, UpstreamError>),
+    Timeout { global: bool },
+}
+
+struct ActiveGuard<'a>(&'a Cluster);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn no_healthy(cluster: &Cluster, grpc: bool) -> Response<Body> {
+    cluster.stats.upstream_cx_none_healthy.inc();
+    reply_for(grpc, StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
+}
+
+/// Buffer a request body so that it can be sent again, if it is complete within `limit`
+/// bytes as announced by its size hint; otherwise it streams once and is not retried.
+async fn buffer_for_retry(body: Incoming, limit: u32) -> RequestBody {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return RequestBody::Replay(Bytes::new(), None);
+    }
+    match body.size_hint().upper() {
+        Some(n) if n <= u64::from(limit) => {}
+        _ => return RequestBody::Once(Some(body)),
+    }
+    match http_body_util::Limited::new(body, limit as usize)
+        .collect()
+        .await
+    {
+        Ok(c) => {
+            let trailers = c.trailers().cloned();
+            RequestBody::Replay(c.to_bytes(), trailers)
+        }
+        Err(_) => RequestBody::Once(None),
+    }
+}
+
+/// The upstream request: method, headers (hop-by-hop removed unless this is an upgrade),
+/// URI and `Host` in the form the upstream protocol needs.
+pub(crate) fn build_request(
+    parts: request::Parts,
+    body: Body,
+    protocol: UpstreamProtocol,
+    authority: &str,
+    path: &str,
+    keep_upgrade: bool,
+) -> http::Request<Body> {
+    let mut headers = parts.headers;
+    if !keep_upgrade {
+        strip_hop_by_hop(&mut headers);
+    }
+    let (uri, version) = match protocol {
+        UpstreamProtocol::Http1 => {
+            if let Ok(v) = HeaderValue::from_str(authority) {
+                headers.insert(header::HOST, v);
+            }
+            let uri = if parts.method == http::Method::CONNECT {
+                authority.to_owned()
+            } else {
+                path.to_owned()
+            };
+            (uri, Version::HTTP_11)
+        }
+        UpstreamProtocol::Http2 => {
+            headers.remove(header::HOST);
+            (format!("http://{authority}{path}"), Version::HTTP_2)
+        }
+    };
+    let mut req = http::Request::new(body);
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+    *req.version_mut() = version;
+    *req.headers_mut() = headers;
+    req
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_response(
+    resp: &mut Response<Body>,
+    matched: &Matched<'_>,
+    s: &StreamCtx<'_>,
+    fmt: &FormatContext<'_>,
+    upstream: &str,
+    service_time: Duration,
+    attempt: u32,
+    suppress: bool,
+) {
+    strip_hop_by_hop(resp.headers_mut());
+    let h = resp.headers_mut();
+    if !suppress {
+        h.insert(
+            "x-envoy-upstream-service-time",
+            HeaderValue::from(service_time.as_millis() as u64),
+        );
+    }
+    if matched.virtual_host.include_attempt_count_in_response {
+        h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+    }
+    let fmt = FormatContext {
+        upstream_remote: Some(upstream),
+        ..*fmt
+    };
+    matched.apply_response_headers(resp.headers_mut(), &fmt);
+    if s.conn.hcm.config.always_set_request_id_in_response
+        && let Some(id) = &s.request_id
+    {
+        resp.headers_mut().insert("x-request-id", id.clone());
+    }
+}

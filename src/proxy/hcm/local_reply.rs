@@ -1,0 +1,93 @@
+//! Local replies: responses tern makes itself (no route, no healthy upstream, timeouts...),
+//! shaped as Envoy shapes them — `text/plain` bodies, and for gRPC requests a trailers-only
+//! response with `grpc-status` and `grpc-message`.
+
+use crate::protocol::body::{self, Body};
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// A local reply with Envoy's plain-text body (no body when `text` is empty).
+pub fn local_reply(status: StatusCode, text: &str) -> Response<Body> {
+    let mut resp = Response::new(if text.is_empty() {
+        body::empty()
+    } else {
+        body::full(text.to_owned())
+    });
+    *resp.status_mut() = status;
+    if !text.is_empty() {
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    resp
+}
+
+/// The gRPC status Envoy maps an HTTP status to (`Grpc::Utility::httpToGrpcStatus`).
+pub fn grpc_status_for(status: StatusCode) -> u32 {
+    match status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+/// A local reply for a gRPC request: HTTP 200, `application/grpc`, the status in headers.
+pub fn grpc_local_reply(status: StatusCode, text: &str) -> Response<Body> {
+    let mut resp = Response::new(body::empty());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(grpc_status_for(status)));
+    if !text.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&percent_encode_grpc(text))
+    {
+        h.insert("grpc-message", v);
+    }
+    resp
+}
+
+/// Percent-encode a `grpc-message` value (gRPC over HTTP/2 spec: everything outside printable
+/// ASCII, and `%`).
+fn percent_encode_grpc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A local reply shaped for the request: gRPC or plain HTTP.
+pub fn reply_for(grpc: bool, status: StatusCode, text: &str) -> Response<Body> {
+    if grpc {
+        grpc_local_reply(status, text)
+    } else {
+        local_reply(status, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_grpc_shapes() {
+        let r = local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+        assert_eq!(r.headers()["content-length"], "19");
+        assert_eq!(r.headers()["content-type"], "text/plain");
+        let r = local_reply(StatusCode::NOT_FOUND, "");
+        assert!(r.headers().get("content-type").is_none());
+        let g = grpc_local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n%");
+        assert_eq!(g.status(), StatusCode::OK);
+        assert_eq!(g.headers()["grpc-status"], "14");
+        assert_eq!(g.headers()["grpc-message"], "no healthy upstream%0A%25");
+    }
+}

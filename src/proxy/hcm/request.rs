@@ -1,0 +1,219 @@
+//! Downstream request header processing done by the connection manager before routing:
+//! authority and port stripping, path normalization, `x-forwarded-*`, `x-request-id`.
+
+use crate::filters::HcmConfig;
+use http::{HeaderMap, HeaderValue};
+use std::net::{IpAddr, SocketAddr};
+
+/// The authority of a request: `:authority` (HTTP/2 or absolute-form) or `Host`.
+pub fn authority(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
+    if let Some(a) = uri.authority() {
+        return Some(a.as_str().to_owned());
+    }
+    headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Split `host:port` (IPv6 literals in brackets) into the host part and the port.
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        return match authority.find("]:") {
+            Some(i) => (&authority[..=i], Some(&authority[i + 2..])),
+            None => (authority, None),
+        };
+    }
+    match authority.rfind(':') {
+        Some(i) if authority[..i].find(':').is_none() => {
+            (&authority[..i], Some(&authority[i + 1..]))
+        }
+        _ => (authority, None),
+    }
+}
+
+/// `strip_matching_host_port` / `strip_any_host_port`.
+pub fn strip_port(authority: &str, cfg: &HcmConfig, listener_port: Option<u16>) -> Option<String> {
+    let (host, port) = split_port(authority);
+    let port = port?;
+    let strip = cfg.strip_any_host_port
+        || (cfg.strip_matching_host_port
+            && listener_port.is_some_and(|l| port.parse::<u16>().ok() == Some(l)));
+    strip.then(|| host.to_owned())
+}
+
+/// RFC 3986 §5.2.4 dot-segment removal on the path (the query is kept as is), and
+/// `merge_slashes`. `None` when the path cannot be normalized (it escapes the root).
+pub fn normalize_path(
+    path_and_query: &str,
+    normalize: bool,
+    merge_slashes: bool,
+) -> Option<String> {
+    let (path, query) = match path_and_query.find('?') {
+        Some(i) => path_and_query.split_at(i),
+        None => (path_and_query, ""),
+    };
+    let mut out: Vec<&str> = Vec::new();
+    let mut segments = path.split('/').skip(1).peekable();
+    let mut trailing_slash = false;
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        match seg {
+            "." if normalize => trailing_slash = last,
+            ".." if normalize => {
+                out.pop()?;
+                trailing_slash = last;
+            }
+            "" if merge_slashes && !last => {}
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut p = String::with_capacity(path_and_query.len());
+    for s in &out {
+        p.push('/');
+        p.push_str(s);
+    }
+    if trailing_slash || p.is_empty() {
+        p.push('/');
+    }
+    p.push_str(query);
+    Some(p)
+}
+
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// `x-forwarded-for`, `x-forwarded-proto`, `x-envoy-internal` as Envoy sets them. Returns the
+/// trusted client address.
+pub fn forwarded_headers(
+    headers: &mut HeaderMap,
+    cfg: &HcmConfig,
+    remote: Option<SocketAddr>,
+    scheme: &str,
+) -> Option<IpAddr> {
+    let xff: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let trusted = if cfg.use_remote_address {
+        if cfg.xff_num_trusted_hops == 0 {
+            remote.map(|r| r.ip())
+        } else {
+            let n = cfg.xff_num_trusted_hops as usize;
+            xff.len()
+                .checked_sub(n)
+                .and_then(|i| xff.get(i).copied())
+                .or(remote.map(|r| r.ip()))
+        }
+    } else {
+        let n = cfg.xff_num_trusted_hops as usize + 1;
+        xff.len().checked_sub(n).and_then(|i| xff.get(i).copied())
+    };
+    if cfg.use_remote_address {
+        if !cfg.skip_xff_append
+            && let Some(r) = remote
+        {
+            let joined = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev},{}", r.ip()),
+                None => r.ip().to_string(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                headers.insert("x-forwarded-for", v);
+            }
+        }
+        headers.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
+        );
+        if trusted.is_some_and(is_internal) && xff.is_empty() {
+            headers.insert("x-envoy-internal", HeaderValue::from_static("true"));
+        } else {
+            headers.remove("x-envoy-internal");
+        }
+    } else if !headers.contains_key("x-forwarded-proto") {
+        headers.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
+        );
+    }
+    trusted
+}
+
+/// A random version-4 UUID, as Envoy generates `x-request-id`.
+pub fn uuid4() -> HeaderValue {
+    let v: u128 = rand::random();
+    let v = (v & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let hex = format!("{v:032x}");
+    let s = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    HeaderValue::from_str(&s).expect("hex digits and dashes are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn dot_segments_and_slashes() {
+        assert_eq!(
+            normalize_path("/a/./b/../c?x=/../", true, false).as_deref(),
+            Some("/a/c?x=/../")
+        );
+        assert_eq!(
+            normalize_path("/a//b///c", false, true).as_deref(),
+            Some("/a/b/c")
+        );
+        assert_eq!(
+            normalize_path("/a/b/..", true, false).as_deref(),
+            Some("/a/")
+        );
+        assert_eq!(normalize_path("/..", true, false), None);
+        assert_eq!(normalize_path("/", true, true).as_deref(), Some("/"));
+        assert_eq!(normalize_path("/a/", true, true).as_deref(), Some("/a/"));
+    }
+
+    #[test]
+    fn ports_split() {
+        assert_eq!(split_port("a.com:80"), ("a.com", Some("80")));
+        assert_eq!(split_port("[::1]:80"), ("[::1]", Some("80")));
+        assert_eq!(split_port("[::1]"), ("[::1]", None));
+        assert_eq!(split_port("a.com"), ("a.com", None));
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = uuid4();
+        let s = u.to_str().unwrap();
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    proptest! {
+        #[test]
+        fn normalize_never_panics_and_starts_with_slash(p in "/[a-z./]{0,40}(\\?[a-z./]{0,10})?") {
+            if let Some(n) = normalize_path(&p, true, true) {
+                prop_assert!(n.starts_with('/'));
+                let path = n.split('?').next().unwrap_or("");
+                prop_assert!(!path.split('/').any(|s| s == ".." || s == "."));
+            }
+        }
+    }
+}

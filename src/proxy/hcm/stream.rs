@@ -1,0 +1,204 @@
+//! One stream: the decode phase (connection-manager header processing), route matching, and
+//! the route's action — forward, redirect or direct response — then the encode phase
+//! (response headers the connection manager adds).
+
+use super::ConnCtx;
+use super::forward::{self, StreamCtx};
+use super::local_reply::reply_for;
+use super::request;
+use crate::filters::hcm::ServerHeader;
+use crate::protocol::body::{self, Body};
+use crate::protocol::headers::is_grpc;
+use crate::router::{Action, FormatContext, RequestInfo};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+use tracing::{Instrument, debug};
+
+struct StreamGuard(Arc<ConnCtx>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.active_streams.fetch_sub(1, Ordering::Relaxed);
+        self.0.hcm.config.stats.downstream_rq_active.dec();
+        self.0.touch();
+    }
+}
+
+/// Handle one request from the codec.
+pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
+    let stream_id = ctx.next_stream.fetch_add(1, Ordering::Relaxed);
+    let cfg = &ctx.hcm.config;
+    if ctx.requests.fetch_add(1, Ordering::Relaxed) == 0 {
+        if req.version() == Version::HTTP_2 {
+            cfg.stats.downstream_cx_http2_total.inc();
+        } else {
+            cfg.stats.downstream_cx_http1_total.inc();
+        }
+    }
+    ctx.active_streams.fetch_add(1, Ordering::Relaxed);
+    ctx.touch();
+    cfg.stats.downstream_rq_total.inc();
+    cfg.stats.downstream_rq_active.inc();
+    let _guard = StreamGuard(ctx.clone());
+    let span = tracing::debug_span!("stream", conn = ctx.conn.id, stream = stream_id);
+    let version = req.version();
+    let mut resp = decode(req, &ctx).instrument(span).await;
+    encode(&mut resp, &ctx, version);
+    let class = (resp.status().as_u16() / 100) as usize;
+    if let Some(c) = cfg.stats.downstream_rq_xx.get(class.wrapping_sub(1)) {
+        c.inc();
+    }
+    resp
+}
+
+/// Response headers the connection manager sets on every response.
+fn encode(resp: &mut Response<Body>, ctx: &ConnCtx, version: Version) {
+    let cfg = &ctx.hcm.config;
+    *resp.version_mut() = version;
+    let h = resp.headers_mut();
+    match cfg.server_header {
+        ServerHeader::Overwrite => {
+            h.insert(header::SERVER, cfg.server_name.clone());
+        }
+        ServerHeader::AppendIfAbsent => {
+            if !h.contains_key(header::SERVER) {
+                h.insert(header::SERVER, cfg.server_name.clone());
+            }
+        }
+        ServerHeader::PassThrough => {}
+    }
+}
+
+async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
+    let start = Instant::now();
+    let start_time = SystemTime::now();
+    let cfg = &ctx.hcm.config;
+    let grpc = is_grpc(req.headers());
+    let (mut parts, body) = req.into_parts();
+    let downstream_h2 = parts.version == Version::HTTP_2;
+
+    // Authority (Host / :authority), with the configured port stripping.
+    let Some(mut authority) = request::authority(&parts.uri, &parts.headers) else {
+        return reply_for(grpc, StatusCode::BAD_REQUEST, "missing host header");
+    };
+    if let Some(stripped) = request::strip_port(&authority, cfg, ctx.conn.local.map(|a| a.port())) {
+        authority = stripped;
+    }
+
+    // Path: origin-form, optionally normalized.
+    let is_connect = parts.method == http::Method::CONNECT;
+    let mut path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    if !is_connect {
+        if !(path.starts_with('/') || (path == "*" && parts.method == http::Method::OPTIONS)) {
+            return reply_for(grpc, StatusCode::BAD_REQUEST, "");
+        }
+        if (cfg.normalize_path || cfg.merge_slashes) && path.starts_with('/') {
+            match request::normalize_path(&path, cfg.normalize_path, cfg.merge_slashes) {
+                Some(p) => path = p,
+                None => return reply_for(grpc, StatusCode::BAD_REQUEST, ""),
+            }
+        }
+    }
+
+    // x-forwarded-*, x-request-id.
+    request::forwarded_headers(&mut parts.headers, cfg, ctx.conn.remote, "http");
+    // An external request (use_remote_address and not internal) gets a fresh id unless
+    // preserve_external_request_id, as in Envoy.
+    let external = cfg.use_remote_address && !parts.headers.contains_key("x-envoy-internal");
+    let regenerate = external && !cfg.preserve_external_request_id;
+    if cfg.generate_request_id && (regenerate || !parts.headers.contains_key("x-request-id")) {
+        parts.headers.insert("x-request-id", request::uuid4());
+    }
+    let request_id = parts.headers.get("x-request-id").cloned();
+
+    // Route.
+    let Some(table) = ctx.hcm.route_table(&ctx.world) else {
+        debug!("no route table");
+        cfg.stats.no_route.inc();
+        return reply_for(grpc, StatusCode::NOT_FOUND, "");
+    };
+    let info = RequestInfo {
+        authority: &authority,
+        path: &path,
+        method: &parts.method,
+        headers: &parts.headers,
+        downstream_remote: ctx.conn.remote,
+    };
+    let Some(matched) = table.find(&info) else {
+        debug!(authority = %authority, path = %path, "no route");
+        cfg.stats.no_route.inc();
+        return reply_for(grpc, StatusCode::NOT_FOUND, "");
+    };
+    let fmt = FormatContext {
+        downstream_remote: ctx.conn.remote,
+        downstream_local: ctx.conn.local,
+        upstream_remote: None,
+        upstream_cluster: None,
+        start_time,
+        protocol: if downstream_h2 { "HTTP/2" } else { "HTTP/1.1" },
+        request_headers: None,
+        hostname: "",
+    };
+    let mut resp = match &matched.route.action {
+        Action::Direct(d) => {
+            cfg.stats.rq_direct_response.inc();
+            let mut r = Response::new(match &d.body {
+                Some(b) => body::full(b.clone()),
+                None => body::empty(),
+            });
+            *r.status_mut() = d.status;
+            if let Some(b) = &d.body {
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                if !b.is_empty() {
+                    r.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                }
+            } else {
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            }
+            r
+        }
+        Action::Redirect(rd) => {
+            cfg.stats.rq_redirect.inc();
+            let (status, location) = rd.location(matched.route, &info, "http");
+            let mut r = Response::new(body::empty());
+            *r.status_mut() = status;
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            r
+        }
+        Action::NonForwarding => reply_for(grpc, StatusCode::NOT_FOUND, ""),
+        Action::Forward(action) => {
+            let sctx = StreamCtx {
+                conn: ctx,
+                start,
+                start_time,
+                grpc,
+                downstream_h2,
+                authority,
+                path,
+                request_id: request_id.clone(),
+            };
+            return forward::forward(parts, body, &matched, action, sctx).await;
+        }
+    };
+    matched.apply_response_headers(resp.headers_mut(), &fmt);
+    if cfg.always_set_request_id_in_response
+        && let Some(id) = request_id
+    {
+        resp.headers_mut().insert("x-request-id", id);
+    }
+    resp
+}

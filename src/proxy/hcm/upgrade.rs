@@ -1,0 +1,98 @@
+//! HTTP/1.1 upgrades (WebSocket and others allowed by `upgrade_configs`) and CONNECT. An
+//! upgrade goes upstream on a connection of its own; once the upstream answers 101 both
+//! connections are upgraded and bytes are copied both ways. CONNECT is terminated here: tern
+//! connects to the chosen host and answers 200, then tunnels.
+
+use super::local_reply::local_reply;
+use crate::protocol::body::{self, Body};
+use crate::stats::Counter;
+use crate::upstream::cluster::Cluster;
+use crate::upstream::host::Host;
+use crate::upstream::pool;
+use http::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tracing::debug;
+
+/// Proxy an upgrade or CONNECT request to `host`.
+pub(crate) async fn proxy(
+    req: http::Request<Body>,
+    downstream: Option<hyper::upgrade::OnUpgrade>,
+    upgrade_type: &str,
+    host: Arc<Host>,
+    cluster: &Cluster,
+) -> Response<Body> {
+    let Some(downstream) = downstream else {
+        // HTTP/2 streams have no HTTP/1.1 upgrade.
+        return local_reply(StatusCode::FORBIDDEN, "");
+    };
+    let io = match pool::connect(&host.address, cluster.pool.connect_timeout).await {
+        Ok(io) => io,
+        Err(e) => {
+            cluster.stats.upstream_cx_connect_fail.inc();
+            return local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "upstream connect error or disconnect/reset before headers. reset reason: {e}"
+                ),
+            );
+        }
+    };
+    cluster.stats.upstream_rq_total.inc();
+    if upgrade_type == "connect" {
+        tokio::spawn(async move {
+            let _inflight = host.start_request();
+            match downstream.await {
+                Ok(up) => {
+                    let (rx, tx) = (Counter::default(), Counter::default());
+                    crate::proxy::tcp_proxy::pipe(TokioIo::new(up), io, None, &rx, &tx).await;
+                }
+                Err(e) => debug!(error = %e, "CONNECT: downstream upgrade failed"),
+            }
+        });
+        let mut r = Response::new(body::empty());
+        *r.status_mut() = StatusCode::OK;
+        return r;
+    }
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
+        Ok(x) => x,
+        Err(e) => {
+            return local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "upstream connect error or disconnect/reset before headers. reset reason: {e}"
+                ),
+            );
+        }
+    };
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let mut resp = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            return local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection termination: {e}"
+                ),
+            );
+        }
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return resp.map(body::boxed);
+    }
+    let upstream = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let _inflight = host.start_request();
+        match tokio::try_join!(downstream, upstream) {
+            Ok((d, u)) => {
+                let (rx, tx) = (Counter::default(), Counter::default());
+                crate::proxy::tcp_proxy::pipe(TokioIo::new(d), TokioIo::new(u), None, &rx, &tx)
+                    .await;
+            }
+            Err(e) => debug!(error = %e, "upgrade failed"),
+        }
+    });
+    resp.map(body::boxed)
+}

@@ -1,0 +1,102 @@
+//! The immutable compiled world: listeners, route tables and clusters, each behind an
+//! `ArcSwap`. The data path loads a snapshot once per connection (listener) or stream (routes,
+//! clusters) and never takes a lock a writer holds; `xds` (and the bootstrap loader) are the
+//! only writers. Old snapshots live until their last reader drops them.
+
+mod chain_match;
+mod listener;
+
+pub use chain_match::{ChainMatch, ConnMeta};
+pub use listener::{
+    FilterChain, HttpConnectionManager, Listener, ListenerStats, NetworkFilter, RouteSource,
+    compile_listener,
+};
+
+use crate::config::{ConfigError, Within};
+use crate::router::RouteTable;
+use crate::stats::Store;
+use crate::upstream::cluster::Cluster;
+use arc_swap::ArcSwap;
+use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Clusters by name.
+pub type ClusterMap = HashMap<String, Arc<Cluster>>;
+/// RDS route tables by `route_config_name`.
+pub type RouteMap = HashMap<String, Arc<RouteTable>>;
+/// Listeners by name.
+pub type ListenerMap = BTreeMap<String, Arc<Listener>>;
+
+/// Everything the data path reads.
+#[derive(Debug)]
+pub struct World {
+    /// The stats store.
+    pub stats: Arc<Store>,
+    /// Clusters (static and CDS).
+    pub clusters: ArcSwap<ClusterMap>,
+    /// RDS route tables.
+    pub routes: ArcSwap<RouteMap>,
+    /// Listeners (static and LDS).
+    pub listeners: ArcSwap<ListenerMap>,
+}
+
+impl World {
+    /// An empty world.
+    pub fn new(stats: Arc<Store>) -> Arc<Self> {
+        Arc::new(Self {
+            stats,
+            clusters: ArcSwap::from_pointee(ClusterMap::new()),
+            routes: ArcSwap::from_pointee(RouteMap::new()),
+            listeners: ArcSwap::from_pointee(ListenerMap::new()),
+        })
+    }
+
+    /// Compile the bootstrap's `static_resources` without installing anything (`--mode
+    /// validate` stops here).
+    pub fn compile_static(&self, b: &Bootstrap) -> Result<(ClusterMap, ListenerMap), ConfigError> {
+        let mut clusters = ClusterMap::new();
+        let mut listeners = ListenerMap::new();
+        let Some(sr) = &b.static_resources else {
+            return Ok((clusters, listeners));
+        };
+        for (i, c) in sr.clusters.iter().enumerate() {
+            let compiled = Cluster::compile(c, &self.stats)
+                .within(format!("static_resources.clusters[{i}]"))?;
+            if clusters.insert(c.name.clone(), compiled).is_some() {
+                return Err(ConfigError::new(
+                    format!("static_resources.clusters[{i}]"),
+                    format!("duplicate cluster {}", c.name),
+                ));
+            }
+        }
+        for (i, l) in sr.listeners.iter().enumerate() {
+            let compiled = compile_listener(l, &self.stats)
+                .within(format!("static_resources.listeners[{i}]"))?;
+            if listeners.insert(l.name.clone(), compiled).is_some() {
+                return Err(ConfigError::new(
+                    format!("static_resources.listeners[{i}]"),
+                    format!("duplicate listener {}", l.name),
+                ));
+            }
+        }
+        Ok((clusters, listeners))
+    }
+
+    /// Compile the bootstrap's `static_resources` and install them (starting DNS resolution
+    /// of DNS clusters). Nothing is installed if any resource is invalid.
+    pub fn load_static(&self, b: &Bootstrap) -> Result<(), ConfigError> {
+        let (clusters, listeners) = self.compile_static(b)?;
+        for c in clusters.values() {
+            c.start_dns();
+        }
+        self.clusters.store(Arc::new(clusters));
+        self.listeners.store(Arc::new(listeners));
+        Ok(())
+    }
+
+    /// A cluster by name, from the current snapshot.
+    pub fn cluster(&self, name: &str) -> Option<Arc<Cluster>> {
+        self.clusters.load().get(name).cloned()
+    }
+}

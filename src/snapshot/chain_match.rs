@@ -1,0 +1,393 @@
+//! `FilterChainMatch`, compiled, and Envoy's selection order: destination port, destination
+//! IP, server name, transport protocol, application protocols, direct source IP, source type,
+//! source IP, source port. At each step the most specific matching chains survive; chains that
+//! leave the criterion empty survive only when no chain matches it specifically.
+
+use crate::config::ConfigError;
+use envoy_types::pb::envoy::config::core::v3 as core_pb;
+use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
+use std::net::{IpAddr, SocketAddr};
+
+/// A CIDR range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    fn compile(c: &core_pb::CidrRange) -> Result<Self, ConfigError> {
+        let addr: IpAddr = c.address_prefix.parse().map_err(|_| {
+            ConfigError::new(
+                "address_prefix",
+                format!("malformed IP address: {}", c.address_prefix),
+            )
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = c.prefix_len.as_ref().map_or(max, |v| v.value);
+        if len > max {
+            return Err(ConfigError::new(
+                "prefix_len",
+                format!("{len} is longer than {max}"),
+            ));
+        }
+        Ok(Self {
+            addr,
+            len: len as u8,
+        })
+    }
+
+    /// Whether `ip` is inside the range (IPv4-mapped IPv6 addresses match IPv4 ranges).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.len))
+                };
+                (u32::from(a) & mask) == (u32::from(b) & mask)
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.len))
+                };
+                (u128::from(a) & mask) == (u128::from(b) & mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `FilterChainMatch.source_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceType {
+    /// ANY.
+    Any,
+    /// SAME_IP_OR_LOOPBACK.
+    Local,
+    /// EXTERNAL.
+    External,
+}
+
+/// A compiled `FilterChainMatch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainMatch {
+    destination_port: Option<u16>,
+    prefix_ranges: Vec<Cidr>,
+    server_names: Vec<String>,
+    transport_protocol: Option<String>,
+    application_protocols: Vec<String>,
+    direct_source_prefix_ranges: Vec<Cidr>,
+    source_type: SourceType,
+    source_prefix_ranges: Vec<Cidr>,
+    source_ports: Vec<u16>,
+}
+
+/// What is known of a connection when its filter chain is chosen.
+#[derive(Debug, Clone, Default)]
+pub struct ConnMeta<'a> {
+    /// The local (or original destination) address.
+    pub local: Option<SocketAddr>,
+    /// The peer address.
+    pub remote: Option<SocketAddr>,
+    /// The directly connected peer (differs from `remote` with PROXY protocol).
+    pub direct_remote: Option<SocketAddr>,
+    /// TLS SNI, when a TLS inspector saw one.
+    pub server_name: Option<&'a str>,
+    /// `raw_buffer` or `tls`.
+    pub transport_protocol: &'a str,
+    /// ALPN or HTTP inspector results.
+    pub application_protocols: &'a [String],
+}
+
+fn ranges(list: &[core_pb::CidrRange], field: &str) -> Result<Vec<Cidr>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, c)| Cidr::compile(c).map_err(|e| e.within(format!("{field}[{i}]"))))
+        .collect()
+}
+
+impl ChainMatch {
+    /// Compile; absent means "match everything".
+    pub fn compile(m: Option<&listener_pb::FilterChainMatch>) -> Result<Self, ConfigError> {
+        let Some(m) = m else {
+            return Ok(Self::any());
+        };
+        let destination_port = match &m.destination_port {
+            Some(p) => Some(
+                u16::try_from(p.value)
+                    .map_err(|_| ConfigError::new("destination_port", "out of range"))?,
+            ),
+            None => None,
+        };
+        let source_type =
+            match listener_pb::filter_chain_match::ConnectionSourceType::try_from(m.source_type) {
+                Ok(listener_pb::filter_chain_match::ConnectionSourceType::SameIpOrLoopback) => {
+                    SourceType::Local
+                }
+                Ok(listener_pb::filter_chain_match::ConnectionSourceType::External) => {
+                    SourceType::External
+                }
+                _ => SourceType::Any,
+            };
+        let mut source_ports = Vec::new();
+        for p in &m.source_ports {
+            source_ports.push(
+                u16::try_from(*p)
+                    .map_err(|_| ConfigError::new("source_ports", format!("{p} out of range")))?,
+            );
+        }
+        if !m.address_suffix.is_empty() || m.suffix_len.is_some() {
+            return Err(ConfigError::new(
+                "address_suffix",
+                "is not supported (nor by Envoy)",
+            ));
+        }
+        Ok(Self {
+            destination_port,
+            prefix_ranges: ranges(&m.prefix_ranges, "prefix_ranges")?,
+            server_names: m
+                .server_names
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            transport_protocol: Some(m.transport_protocol.clone()).filter(|s| !s.is_empty()),
+            application_protocols: m.application_protocols.clone(),
+            direct_source_prefix_ranges: ranges(
+                &m.direct_source_prefix_ranges,
+                "direct_source_prefix_ranges",
+            )?,
+            source_type,
+            source_prefix_ranges: ranges(&m.source_prefix_ranges, "source_prefix_ranges")?,
+            source_ports,
+        })
+    }
+
+    fn any() -> Self {
+        Self {
+            destination_port: None,
+            prefix_ranges: Vec::new(),
+            server_names: Vec::new(),
+            transport_protocol: None,
+            application_protocols: Vec::new(),
+            direct_source_prefix_ranges: Vec::new(),
+            source_type: SourceType::Any,
+            source_prefix_ranges: Vec::new(),
+            source_ports: Vec::new(),
+        }
+    }
+}
+
+/// How well one chain matches one criterion: `None` = excluded, `Some(0)` = wildcard, higher
+/// = more specific.
+type Score = Option<u32>;
+
+fn narrow(cands: &mut Vec<usize>, score: impl Fn(usize) -> Score) {
+    let best = cands.iter().filter_map(|&i| score(i)).max();
+    match best {
+        None => cands.clear(),
+        Some(b) => cands.retain(|&i| score(i) == Some(b)),
+    }
+}
+
+fn cidr_score(ranges: &[Cidr], ip: Option<IpAddr>) -> Score {
+    if ranges.is_empty() {
+        return Some(0);
+    }
+    let ip = ip?;
+    ranges
+        .iter()
+        .filter(|r| r.contains(ip))
+        .map(|r| u32::from(r.len) + 1)
+        .max()
+}
+
+fn server_name_score(names: &[String], sni: Option<&str>) -> Score {
+    if names.is_empty() {
+        return Some(0);
+    }
+    let sni = sni?.to_ascii_lowercase();
+    let mut best = None;
+    for n in names {
+        if *n == sni {
+            return Some(u32::MAX);
+        }
+        if let Some(suffix) = n.strip_prefix('*')
+            && sni.ends_with(suffix)
+            && sni.len() > suffix.len()
+        {
+            best = best.max(Some(suffix.len() as u32 + 1));
+        }
+    }
+    best
+}
+
+fn is_local(remote: Option<SocketAddr>, local: Option<SocketAddr>) -> bool {
+    match remote {
+        Some(r) => r.ip().is_loopback() || local.is_some_and(|l| l.ip() == r.ip()),
+        None => true,
+    }
+}
+
+/// Index of the chain Envoy would choose, if any.
+pub fn select(chains: &[&ChainMatch], meta: &ConnMeta<'_>) -> Option<usize> {
+    let mut c: Vec<usize> = (0..chains.len()).collect();
+    let local_ip = meta.local.map(|a| a.ip());
+    let remote_ip = meta.remote.map(|a| a.ip());
+    let direct_ip = meta.direct_remote.or(meta.remote).map(|a| a.ip());
+    narrow(&mut c, |i| match chains[i].destination_port {
+        None => Some(0),
+        Some(p) => (meta.local.map(|a| a.port()) == Some(p)).then_some(1),
+    });
+    narrow(&mut c, |i| cidr_score(&chains[i].prefix_ranges, local_ip));
+    narrow(&mut c, |i| {
+        server_name_score(&chains[i].server_names, meta.server_name)
+    });
+    narrow(&mut c, |i| match &chains[i].transport_protocol {
+        None => Some(0),
+        Some(t) => (t == meta.transport_protocol).then_some(1),
+    });
+    narrow(&mut c, |i| {
+        let a = &chains[i].application_protocols;
+        if a.is_empty() {
+            Some(0)
+        } else {
+            a.iter()
+                .any(|p| meta.application_protocols.contains(p))
+                .then_some(1)
+        }
+    });
+    narrow(&mut c, |i| {
+        cidr_score(&chains[i].direct_source_prefix_ranges, direct_ip)
+    });
+    narrow(&mut c, |i| match chains[i].source_type {
+        SourceType::Any => Some(0),
+        SourceType::Local => is_local(meta.remote, meta.local).then_some(1),
+        SourceType::External => (!is_local(meta.remote, meta.local)).then_some(1),
+    });
+    narrow(&mut c, |i| {
+        cidr_score(&chains[i].source_prefix_ranges, remote_ip)
+    });
+    narrow(&mut c, |i| {
+        let p = &chains[i].source_ports;
+        if p.is_empty() {
+            Some(0)
+        } else {
+            meta.remote
+                .is_some_and(|r| p.contains(&r.port()))
+                .then_some(1)
+        }
+    });
+    c.first().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::google::protobuf::UInt32Value;
+
+    fn cidr(a: &str, len: u32) -> core_pb::CidrRange {
+        core_pb::CidrRange {
+            address_prefix: a.into(),
+            prefix_len: Some(UInt32Value { value: len }),
+        }
+    }
+
+    fn m(f: impl FnOnce(&mut listener_pb::FilterChainMatch)) -> ChainMatch {
+        let mut x = listener_pb::FilterChainMatch::default();
+        f(&mut x);
+        ChainMatch::compile(Some(&x)).unwrap()
+    }
+
+    fn meta(local: &str, remote: &str) -> ConnMeta<'static> {
+        ConnMeta {
+            local: Some(local.parse().unwrap()),
+            remote: Some(remote.parse().unwrap()),
+            transport_protocol: "raw_buffer",
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn destination_port_beats_wildcard_and_excludes_others() {
+        let any = ChainMatch::any();
+        let p80 = m(|x| x.destination_port = Some(UInt32Value { value: 80 }));
+        let p81 = m(|x| x.destination_port = Some(UInt32Value { value: 81 }));
+        let chains = [&any, &p80, &p81];
+        assert_eq!(
+            select(&chains, &meta("10.0.0.1:80", "10.0.0.2:5000")),
+            Some(1)
+        );
+        assert_eq!(
+            select(&chains, &meta("10.0.0.1:82", "10.0.0.2:5000")),
+            Some(0)
+        );
+        assert_eq!(
+            select(&[&p80, &p81], &meta("10.0.0.1:82", "10.0.0.2:5000")),
+            None
+        );
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_no_backtracking() {
+        let wide = m(|x| x.prefix_ranges = vec![cidr("10.0.0.0", 8)]);
+        let narrow_ = m(|x| {
+            x.prefix_ranges = vec![cidr("10.1.0.0", 16)];
+            x.transport_protocol = "tls".into();
+        });
+        // 10.1.x matches the narrow chain on IP; it then fails transport protocol and Envoy
+        // does not fall back to the wide chain.
+        assert_eq!(
+            select(&[&wide, &narrow_], &meta("10.1.2.3:80", "1.1.1.1:1")),
+            None
+        );
+        assert_eq!(
+            select(&[&wide, &narrow_], &meta("10.2.2.3:80", "1.1.1.1:1")),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn source_type_and_ports_and_sni() {
+        let local = m(|x| x.source_type = 1);
+        let any = ChainMatch::any();
+        assert_eq!(
+            select(&[&any, &local], &meta("127.0.0.1:80", "127.0.0.1:9")),
+            Some(1)
+        );
+        assert_eq!(
+            select(&[&any, &local], &meta("10.0.0.1:80", "10.0.0.9:9")),
+            Some(0)
+        );
+        let sp = m(|x| x.source_ports = vec![9]);
+        assert_eq!(
+            select(&[&any, &sp], &meta("10.0.0.1:80", "10.0.0.9:9")),
+            Some(1)
+        );
+        let wild = m(|x| x.server_names = vec!["*.example.com".into()]);
+        let exact = m(|x| x.server_names = vec!["a.example.com".into()]);
+        let mut mt = meta("10.0.0.1:443", "10.0.0.9:9");
+        mt.server_name = Some("a.example.com");
+        assert_eq!(select(&[&wild, &exact], &mt), Some(1));
+        mt.server_name = Some("b.example.com");
+        assert_eq!(select(&[&wild, &exact], &mt), Some(0));
+    }
+
+    #[test]
+    fn cidr_contains_mapped_v4_and_v6() {
+        let c = Cidr::compile(&cidr("192.168.0.0", 16)).unwrap();
+        assert!(c.contains("::ffff:192.168.1.1".parse().unwrap()));
+        assert!(!c.contains("192.169.0.1".parse().unwrap()));
+        let c6 = Cidr::compile(&cidr("fd00::", 8)).unwrap();
+        assert!(c6.contains("fd12::1".parse().unwrap()));
+        assert!(Cidr::compile(&cidr("1.2.3.4", 33)).is_err());
+        assert!(Cidr::compile(&cidr("nope", 8)).is_err());
+    }
+}

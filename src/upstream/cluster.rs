@@ -1,0 +1,510 @@
+//! A compiled cluster: discovery type, protocol options, load balancer and its current host
+//! set. The host set is swapped atomically (EDS, DNS); the request path only loads it.
+
+use super::host::{Host, PrioritySet};
+use super::lb::{self, LbContext, LbSettings, LoadBalancer};
+use super::load_assignment;
+use super::pool::{PoolSettings, UpstreamProtocol};
+use crate::config::{self, Address, ConfigError, Within};
+use crate::stats::{Counter, Store};
+use arc_swap::ArcSwap;
+use envoy_types::pb::envoy::config::cluster::v3 as cluster_pb;
+use envoy_types::pb::envoy::config::core::v3 as core_pb;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3 as upstream_http_pb;
+use prost::Name;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// `Cluster.type` as tern runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// STATIC: hosts from `load_assignment`.
+    Static,
+    /// STRICT_DNS: every address each name resolves to, re-resolved at `dns_refresh_rate`.
+    StrictDns(DnsSettings),
+    /// LOGICAL_DNS: the first address of the one name, re-resolved at `dns_refresh_rate`.
+    LogicalDns(DnsSettings),
+    /// EDS: hosts pushed by the control plane; `service_name` (or the cluster name) is the
+    /// resource name.
+    Eds {
+        /// `eds_cluster_config.service_name`, else the cluster name.
+        service_name: String,
+    },
+    /// ORIGINAL_DST: the host is the downstream connection's original destination.
+    OriginalDst,
+}
+
+/// DNS settings of a DNS cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// `dns_refresh_rate` (default 5 s).
+    pub refresh: Duration,
+    /// `dns_lookup_family`.
+    pub family: DnsFamily,
+}
+
+/// `Cluster.dns_lookup_family`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsFamily {
+    /// AUTO: IPv6 if the name has IPv6 addresses, else IPv4.
+    Auto,
+    /// V4_ONLY.
+    V4Only,
+    /// V6_ONLY.
+    V6Only,
+    /// V4_PREFERRED: IPv4 if any, else IPv6.
+    V4Preferred,
+    /// ALL: both families.
+    All,
+}
+
+/// Which HTTP protocol a cluster speaks upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolSelection {
+    /// Always this protocol.
+    Fixed(UpstreamProtocol),
+    /// `use_downstream_protocol_config` / `USE_DOWNSTREAM_PROTOCOL`.
+    UseDownstream,
+}
+
+/// `circuit_breakers.thresholds` for the default priority.
+#[derive(Debug, Clone)]
+pub struct CircuitBreakers {
+    /// `max_requests` (default 1024).
+    pub max_requests: u64,
+    /// `max_retries` (default 3).
+    pub max_retries: u64,
+}
+
+/// Per-cluster stats, resolved when the cluster is compiled.
+#[derive(Debug, Clone)]
+pub struct ClusterStats {
+    /// `upstream_rq_total`.
+    pub upstream_rq_total: Counter,
+    /// `upstream_rq_retry`.
+    pub upstream_rq_retry: Counter,
+    /// `upstream_rq_timeout`.
+    pub upstream_rq_timeout: Counter,
+    /// `upstream_cx_connect_fail`.
+    pub upstream_cx_connect_fail: Counter,
+    /// `upstream_rq_pending_overflow`.
+    pub upstream_rq_pending_overflow: Counter,
+    /// `upstream_rq_retry_overflow`.
+    pub upstream_rq_retry_overflow: Counter,
+    /// `upstream_cx_none_healthy`.
+    pub upstream_cx_none_healthy: Counter,
+}
+
+impl ClusterStats {
+    fn new(store: &Store, name: &str) -> Self {
+        let c = |s: &str| store.counter(format!("cluster.{name}.{s}"));
+        Self {
+            upstream_rq_total: c("upstream_rq_total"),
+            upstream_rq_retry: c("upstream_rq_retry"),
+            upstream_rq_timeout: c("upstream_rq_timeout"),
+            upstream_cx_connect_fail: c("upstream_cx_connect_fail"),
+            upstream_rq_pending_overflow: c("upstream_rq_pending_overflow"),
+            upstream_rq_retry_overflow: c("upstream_rq_retry_overflow"),
+            upstream_cx_none_healthy: c("upstream_cx_none_healthy"),
+        }
+    }
+}
+
+struct HostState {
+    set: Arc<PrioritySet>,
+    lb: Arc<dyn LoadBalancer>,
+}
+
+/// One compiled cluster.
+pub struct Cluster {
+    /// `Cluster.name`.
+    pub name: String,
+    /// `Cluster.type`.
+    pub discovery: Discovery,
+    /// Connection settings for the pools.
+    pub pool: PoolSettings,
+    /// The upstream HTTP protocol.
+    pub protocol: ProtocolSelection,
+    /// `lb_policy` and `common_lb_config`.
+    pub lb_settings: LbSettings,
+    /// `per_connection_buffer_limit_bytes` (default 1 MiB).
+    pub per_connection_buffer_limit: u32,
+    /// Circuit breaker thresholds.
+    pub circuit_breakers: CircuitBreakers,
+    /// Stats.
+    pub stats: ClusterStats,
+    /// Requests in flight (for `max_requests`).
+    pub active_requests: std::sync::atomic::AtomicU64,
+    /// Retries in flight (for `max_retries`).
+    pub active_retries: std::sync::atomic::AtomicU64,
+    /// The proto this was compiled from, for `/config_dump`.
+    pub source: cluster_pb::Cluster,
+    hosts: ArcSwap<HostState>,
+    dns_targets: Vec<load_assignment::DnsTarget>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("discovery", &self.discovery)
+            .finish()
+    }
+}
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+impl Cluster {
+    /// Compile a `Cluster`. Errors name the cluster and the field.
+    pub fn compile(c: &cluster_pb::Cluster, store: &Store) -> Result<Arc<Cluster>, ConfigError> {
+        Self::compile_inner(c, store).within(format!("cluster {}", c.name))
+    }
+
+    #[allow(deprecated)] // dns_refresh_rate: Istio still sets it
+    fn compile_inner(c: &cluster_pb::Cluster, store: &Store) -> Result<Arc<Cluster>, ConfigError> {
+        if c.name.is_empty() {
+            return Err(ConfigError::new("name", "must not be empty"));
+        }
+        use cluster_pb::cluster::{ClusterDiscoveryType, DiscoveryType};
+        let kind = match &c.cluster_discovery_type {
+            None => DiscoveryType::Static,
+            Some(ClusterDiscoveryType::Type(t)) => DiscoveryType::try_from(*t)
+                .map_err(|_| ConfigError::new("type", format!("unknown discovery type {t}")))?,
+            Some(ClusterDiscoveryType::ClusterType(ct)) => {
+                return Err(ConfigError::new(
+                    "cluster_type",
+                    format!("custom cluster type {} is not supported", ct.name),
+                ));
+            }
+        };
+        let dns = || DnsSettings {
+            refresh: config::duration(c.dns_refresh_rate.as_ref())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(5)),
+            family: match cluster_pb::cluster::DnsLookupFamily::try_from(c.dns_lookup_family) {
+                Ok(cluster_pb::cluster::DnsLookupFamily::V4Only) => DnsFamily::V4Only,
+                Ok(cluster_pb::cluster::DnsLookupFamily::V6Only) => DnsFamily::V6Only,
+                Ok(cluster_pb::cluster::DnsLookupFamily::V4Preferred) => DnsFamily::V4Preferred,
+                Ok(cluster_pb::cluster::DnsLookupFamily::All) => DnsFamily::All,
+                _ => DnsFamily::Auto,
+            },
+        };
+        let discovery = match kind {
+            DiscoveryType::Static => Discovery::Static,
+            DiscoveryType::StrictDns => Discovery::StrictDns(dns()),
+            DiscoveryType::LogicalDns => Discovery::LogicalDns(dns()),
+            DiscoveryType::Eds => Discovery::Eds {
+                service_name: c
+                    .eds_cluster_config
+                    .as_ref()
+                    .map(|e| e.service_name.clone())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| c.name.clone()),
+            },
+            DiscoveryType::OriginalDst => Discovery::OriginalDst,
+        };
+
+        let empty = Default::default();
+        let cla = c.load_assignment.as_ref().unwrap_or(&empty);
+        let (set, dns_targets) = match &discovery {
+            Discovery::Static => (
+                load_assignment::priority_set_from_assignment(cla, false)
+                    .within("load_assignment")?,
+                Vec::new(),
+            ),
+            Discovery::StrictDns(_) | Discovery::LogicalDns(_) => {
+                let targets =
+                    load_assignment::dns_targets_from_assignment(cla).within("load_assignment")?;
+                if targets.is_empty() {
+                    return Err(ConfigError::new(
+                        "load_assignment",
+                        "a DNS cluster needs at least one endpoint",
+                    ));
+                }
+                if matches!(discovery, Discovery::LogicalDns(_)) && targets.len() != 1 {
+                    return Err(ConfigError::new(
+                        "load_assignment",
+                        "LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint",
+                    ));
+                }
+                (
+                    load_assignment::priority_set_from_assignment(cla, true)
+                        .within("load_assignment")?,
+                    targets,
+                )
+            }
+            Discovery::Eds { .. } | Discovery::OriginalDst => (PrioritySet::default(), Vec::new()),
+        };
+
+        let lb_settings = LbSettings::from_cluster(c)?;
+        let (protocol, pool) = protocol_and_pool(c)?;
+        let circuit_breakers = circuit_breakers(c);
+        let set = Arc::new(set);
+        let lb = lb::build(&lb_settings, &set);
+        Ok(Arc::new(Cluster {
+            name: c.name.clone(),
+            discovery,
+            pool,
+            protocol,
+            lb_settings,
+            per_connection_buffer_limit: config::u32_or(
+                c.per_connection_buffer_limit_bytes.as_ref(),
+                1024 * 1024,
+            ),
+            circuit_breakers,
+            stats: ClusterStats::new(store, &c.name),
+            active_requests: Default::default(),
+            active_retries: Default::default(),
+            source: c.clone(),
+            hosts: ArcSwap::from_pointee(HostState { set, lb }),
+            dns_targets,
+        }))
+    }
+
+    /// Pick a host for a request.
+    pub fn choose_host(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
+        self.hosts.load().lb.choose(ctx)
+    }
+
+    /// The current host set.
+    pub fn priority_set(&self) -> Arc<PrioritySet> {
+        self.hosts.load().set.clone()
+    }
+
+    /// The protocol a request goes upstream with, given the downstream protocol.
+    pub fn upstream_protocol(&self, downstream_h2: bool) -> UpstreamProtocol {
+        match self.protocol {
+            ProtocolSelection::Fixed(p) => p,
+            ProtocolSelection::UseDownstream if downstream_h2 => UpstreamProtocol::Http2,
+            ProtocolSelection::UseDownstream => UpstreamProtocol::Http1,
+        }
+    }
+
+    /// Replace the host set (EDS, DNS). Hosts whose address is unchanged keep their pools, so
+    /// pooled connections survive an update; connections of removed hosts close once idle.
+    pub fn set_hosts(&self, mut set: PrioritySet) {
+        let old = self.hosts.load();
+        let by_addr: HashMap<&Address, &Arc<Host>> =
+            old.set.all_hosts().map(|h| (&h.address, h)).collect();
+        for p in &mut set.priorities {
+            for h in &mut p.hosts {
+                if let Some(prev) = by_addr.get(&h.address)
+                    && let Some(new) = Arc::get_mut(h)
+                {
+                    new.pools = prev.pools.clone();
+                }
+            }
+        }
+        let set = Arc::new(set);
+        let lb = lb::build(&self.lb_settings, &set);
+        let removed: Vec<Arc<Host>> = old
+            .set
+            .all_hosts()
+            .filter(|h| !set.all_hosts().any(|n| n.address == h.address))
+            .cloned()
+            .collect();
+        drop(old);
+        self.hosts.store(Arc::new(HostState { set, lb }));
+        for h in removed {
+            h.pools.http1.clear();
+            h.pools.http2.clear();
+        }
+    }
+
+    /// Start DNS resolution for a DNS cluster: resolve now, then every `dns_refresh_rate` for
+    /// as long as the cluster is alive. Returns at once for other types.
+    pub fn start_dns(self: &Arc<Self>) {
+        let settings = match &self.discovery {
+            Discovery::StrictDns(d) | Discovery::LogicalDns(d) => d.clone(),
+            _ => return,
+        };
+        let weak: Weak<Cluster> = Arc::downgrade(self);
+        let targets = self.dns_targets.clone();
+        let cla = self.source.load_assignment.clone().unwrap_or_default();
+        let logical = matches!(self.discovery, Discovery::LogicalDns(_));
+        tokio::spawn(async move {
+            let mut last: Option<Vec<(String, Vec<IpAddr>)>> = None;
+            loop {
+                let mut resolved = Vec::with_capacity(targets.len());
+                for t in &targets {
+                    let mut ips: Vec<IpAddr> = resolve(&t.host, t.port, settings.family)
+                        .await
+                        .into_iter()
+                        .map(|a| a.ip())
+                        .collect();
+                    if logical {
+                        ips.truncate(1);
+                    }
+                    resolved.push((t.clone(), ips));
+                }
+                let key: Vec<(String, Vec<IpAddr>)> = resolved
+                    .iter()
+                    .map(|(t, ips)| (t.host.clone(), ips.clone()))
+                    .collect();
+                let Some(cluster) = weak.upgrade() else {
+                    return;
+                };
+                if last.as_ref() != Some(&key) {
+                    match load_assignment::priority_set_from_resolved(&cla, &resolved) {
+                        Ok(set) => {
+                            tracing::debug!(cluster = %cluster.name, hosts = set.len(), "dns resolved");
+                            cluster.set_hosts(set);
+                            last = Some(key);
+                        }
+                        Err(e) => {
+                            tracing::warn!(cluster = %cluster.name, error = %e, "dns result not applied")
+                        }
+                    }
+                }
+                drop(cluster);
+                tokio::time::sleep(settings.refresh).await;
+            }
+        });
+    }
+}
+
+async fn resolve(host: &str, port: u16, family: DnsFamily) -> Vec<SocketAddr> {
+    let Ok(addrs) = tokio::net::lookup_host((host, port)).await else {
+        tracing::debug!(host, "dns resolution failed");
+        return Vec::new();
+    };
+    let all: Vec<SocketAddr> = addrs.collect();
+    let v4: Vec<SocketAddr> = all.iter().filter(|a| a.is_ipv4()).copied().collect();
+    let v6: Vec<SocketAddr> = all.iter().filter(|a| a.is_ipv6()).copied().collect();
+    match family {
+        DnsFamily::V4Only => v4,
+        DnsFamily::V6Only => v6,
+        DnsFamily::Auto => {
+            if v6.is_empty() {
+                v4
+            } else {
+                v6
+            }
+        }
+        DnsFamily::V4Preferred => {
+            if v4.is_empty() {
+                v6
+            } else {
+                v4
+            }
+        }
+        DnsFamily::All => all,
+    }
+}
+
+#[allow(deprecated)] // the v3 fields Istio and older configs still use
+fn protocol_and_pool(
+    c: &cluster_pb::Cluster,
+) -> Result<(ProtocolSelection, PoolSettings), ConfigError> {
+    let mut pool = PoolSettings {
+        connect_timeout: config::duration(c.connect_timeout.as_ref())
+            .unwrap_or(Duration::from_secs(5)),
+        ..PoolSettings::default()
+    };
+    #[allow(deprecated)]
+    let legacy_h2 = c.http2_protocol_options.is_some();
+    #[allow(deprecated)]
+    let mut common = c.common_http_protocol_options;
+    #[allow(deprecated)]
+    let mut h2_opts = c.http2_protocol_options.clone();
+    let mut protocol = if legacy_h2 {
+        ProtocolSelection::Fixed(UpstreamProtocol::Http2)
+    } else {
+        ProtocolSelection::Fixed(UpstreamProtocol::Http1)
+    };
+    if c.protocol_selection
+        == cluster_pb::cluster::ClusterProtocolSelection::UseDownstreamProtocol as i32
+    {
+        protocol = ProtocolSelection::UseDownstream;
+    }
+    for (name, any) in &c.typed_extension_protocol_options {
+        if name != HTTP_PROTOCOL_OPTIONS
+            && any.type_url != upstream_http_pb::HttpProtocolOptions::type_url()
+        {
+            return Err(ConfigError::new(
+                format!("typed_extension_protocol_options[{name}]"),
+                format!("unsupported protocol options {}", any.type_url),
+            ));
+        }
+        let opts: upstream_http_pb::HttpProtocolOptions =
+            config::unpack(any).within(format!("typed_extension_protocol_options[{name}]"))?;
+        if opts.common_http_protocol_options.is_some() {
+            common = opts.common_http_protocol_options;
+        }
+        use upstream_http_pb::http_protocol_options::UpstreamProtocolOptions as U;
+        use upstream_http_pb::http_protocol_options::explicit_http_config::ProtocolConfig as P;
+        match &opts.upstream_protocol_options {
+            Some(U::ExplicitHttpConfig(e)) => match &e.protocol_config {
+                Some(P::HttpProtocolOptions(_)) | None => {
+                    protocol = ProtocolSelection::Fixed(UpstreamProtocol::Http1)
+                }
+                Some(P::Http2ProtocolOptions(h2)) => {
+                    protocol = ProtocolSelection::Fixed(UpstreamProtocol::Http2);
+                    h2_opts = Some(h2.clone());
+                }
+                Some(P::Http3ProtocolOptions(_)) => {
+                    return Err(ConfigError::new(
+                        "typed_extension_protocol_options.explicit_http_config.http3_protocol_options",
+                        "HTTP/3 upstreams are not supported",
+                    ));
+                }
+            },
+            Some(U::UseDownstreamProtocolConfig(u)) => {
+                protocol = ProtocolSelection::UseDownstream;
+                if u.http2_protocol_options.is_some() {
+                    h2_opts = u.http2_protocol_options.clone();
+                }
+            }
+            // Without TLS there is no ALPN: auto_config speaks HTTP/1.1 over plaintext, as
+            // Envoy does.
+            Some(U::AutoConfig(_)) => protocol = ProtocolSelection::Fixed(UpstreamProtocol::Http1),
+            None => {}
+        }
+    }
+    if let Some(common) = &common {
+        pool.idle_timeout =
+            config::timeout_or_disabled(common.idle_timeout.as_ref(), pool.idle_timeout);
+        pool.max_requests_per_connection = common
+            .max_requests_per_connection
+            .as_ref()
+            .map(|v| v.value)
+            .filter(|v| *v > 0);
+        pool.max_headers_count = config::u32_or(common.max_headers_count.as_ref(), 100) as usize;
+    }
+    #[allow(deprecated)]
+    if let Some(v) = &c.max_requests_per_connection
+        && v.value > 0
+    {
+        pool.max_requests_per_connection = Some(v.value);
+    }
+    if let Some(h2) = &h2_opts {
+        apply_h2(&mut pool, h2);
+    }
+    Ok((protocol, pool))
+}
+
+fn apply_h2(pool: &mut PoolSettings, h2: &core_pb::Http2ProtocolOptions) {
+    pool.h2_initial_stream_window = h2.initial_stream_window_size.as_ref().map(|v| v.value);
+    pool.h2_initial_connection_window = h2.initial_connection_window_size.as_ref().map(|v| v.value);
+    if let Some(k) = &h2.connection_keepalive {
+        pool.h2_keepalive_interval = config::duration(k.interval.as_ref()).filter(|d| !d.is_zero());
+        pool.h2_keepalive_timeout =
+            config::duration(k.timeout.as_ref()).unwrap_or(pool.h2_keepalive_timeout);
+    }
+}
+
+fn circuit_breakers(c: &cluster_pb::Cluster) -> CircuitBreakers {
+    let default = c.circuit_breakers.as_ref().and_then(|cb| {
+        cb.thresholds
+            .iter()
+            .find(|t| t.priority == core_pb::RoutingPriority::Default as i32)
+    });
+    CircuitBreakers {
+        max_requests: default.map_or(1024, |t| {
+            u64::from(config::u32_or(t.max_requests.as_ref(), 1024))
+        }),
+        max_retries: default.map_or(3, |t| u64::from(config::u32_or(t.max_retries.as_ref(), 3))),
+    }
+}

@@ -1,0 +1,231 @@
+//! Connection pools, one set per host: HTTP/1.1 keep-alive connections (one request at a time
+//! each), one multiplexed HTTP/2 connection, and plain connects for TCP proxying.
+
+mod http1;
+mod http2;
+
+pub use http1::Http1Pool;
+pub use http2::Http2Pool;
+
+use crate::config::Address;
+use crate::protocol::body::{Body, BoxError};
+use crate::upstream::host::Host;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+/// The pools of one host.
+#[derive(Debug, Default)]
+pub struct HostPools {
+    /// Idle HTTP/1.1 connections.
+    pub http1: Http1Pool,
+    /// The shared HTTP/2 connection.
+    pub http2: Http2Pool,
+}
+
+/// The upstream protocol of a request, chosen from the cluster's protocol options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c) or over TLS.
+    Http2,
+}
+
+/// Limits and timeouts a cluster applies to its connections.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// `Cluster.connect_timeout` (default 5 s).
+    pub connect_timeout: Duration,
+    /// `common_http_protocol_options.idle_timeout` (default 1 h; `None` = never).
+    pub idle_timeout: Option<Duration>,
+    /// `common_http_protocol_options.max_requests_per_connection` (`None` = unlimited).
+    pub max_requests_per_connection: Option<u32>,
+    /// `common_http_protocol_options.max_headers_count` (default 100).
+    pub max_headers_count: usize,
+    /// `http2_protocol_options.initial_stream_window_size` (default 256 MiB in Envoy; we keep
+    /// hyper's flow control adaptive unless set).
+    pub h2_initial_stream_window: Option<u32>,
+    /// `http2_protocol_options.initial_connection_window_size`.
+    pub h2_initial_connection_window: Option<u32>,
+    /// `http2_protocol_options.connection_keepalive.interval`.
+    pub h2_keepalive_interval: Option<Duration>,
+    /// `http2_protocol_options.connection_keepalive.timeout` (default 20 s... when interval set).
+    pub h2_keepalive_timeout: Duration,
+    /// Idle HTTP/1.1 connections kept per host at most.
+    pub max_idle_per_host: usize,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(3600)),
+            max_requests_per_connection: None,
+            max_headers_count: 100,
+            h2_initial_stream_window: None,
+            h2_initial_connection_window: None,
+            h2_keepalive_interval: None,
+            h2_keepalive_timeout: Duration::from_secs(20),
+            max_idle_per_host: 1024,
+        }
+    }
+}
+
+/// Why an upstream request failed before a response arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The TCP (or Unix) connect failed.
+    #[error("connection failure, transport failure reason: {0}")]
+    ConnectFailure(#[source] io::Error),
+    /// The connect did not finish within `connect_timeout`.
+    #[error("connection timeout")]
+    ConnectTimeout,
+    /// The HTTP handshake with the upstream failed.
+    #[error("protocol error: {0}")]
+    Handshake(#[source] hyper::Error),
+    /// The upstream reset the stream or closed the connection before the response headers.
+    #[error("connection termination: {0}")]
+    Reset(#[source] BoxError),
+    /// The address kind cannot be dialled.
+    #[error("cannot connect to {0}")]
+    Unsupported(String),
+}
+
+impl UpstreamError {
+    /// Whether the failure happened while connecting (Envoy's `connect-failure` retry class
+    /// and the `UF` response flag).
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::ConnectFailure(_)
+                | UpstreamError::ConnectTimeout
+                | UpstreamError::Handshake(_)
+        )
+    }
+}
+
+/// A connected upstream socket.
+#[derive(Debug)]
+pub enum UpstreamIo {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix domain socket.
+    Unix(UnixStream),
+}
+
+impl UpstreamIo {
+    /// The peer address as Envoy prints it (`%UPSTREAM_REMOTE_ADDRESS%`).
+    pub fn peer(&self) -> String {
+        match self {
+            UpstreamIo::Tcp(s) => s.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+            UpstreamIo::Unix(s) => s
+                .peer_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Connect to `addr` within `timeout`, with TCP_NODELAY.
+pub async fn connect(addr: &Address, timeout: Duration) -> Result<UpstreamIo, UpstreamError> {
+    let fut = async {
+        match addr {
+            Address::Tcp(sa) => {
+                let s = TcpStream::connect(sa).await?;
+                s.set_nodelay(true)?;
+                Ok(UpstreamIo::Tcp(s))
+            }
+            Address::Pipe(p) => Ok(UpstreamIo::Unix(UnixStream::connect(p).await?)),
+            Address::Internal(n) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("internal listener {n} is not reachable"),
+            )),
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(io)) => Ok(io),
+        Ok(Err(e)) => Err(UpstreamError::ConnectFailure(e)),
+        Err(_) => Err(UpstreamError::ConnectTimeout),
+    }
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Tcp(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A response from a pool: the upstream's response with a streaming body, and the upstream
+/// address it came from.
+pub struct PooledResponse {
+    /// The response; its body returns an HTTP/1.1 connection to the pool when fully read.
+    pub response: http::Response<Body>,
+    /// `%UPSTREAM_REMOTE_ADDRESS%`.
+    pub upstream_addr: String,
+}
+
+/// Send `req` to `host` over `protocol`, reusing a pooled connection where one is free.
+/// `req` must be in the form the protocol needs (see `proxy`): origin-form URI and `Host` for
+/// HTTP/1.1; scheme and authority in the URI for HTTP/2.
+pub async fn send(
+    host: &Arc<Host>,
+    settings: &PoolSettings,
+    protocol: UpstreamProtocol,
+    req: http::Request<Body>,
+) -> Result<PooledResponse, UpstreamError> {
+    match protocol {
+        UpstreamProtocol::Http1 => http1::send(host, settings, req).await,
+        UpstreamProtocol::Http2 => http2::send(host, settings, req).await,
+    }
+}

@@ -1,0 +1,187 @@
+//! tcp_proxy through tern: bytes both ways, half-close, weighted clusters, connect failure,
+//! connect attempts, idle timeout.
+
+mod support;
+
+use support::{bootstrap, start_tern, static_cluster, upstream, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn tcp_listener(name: &str, proxy: &str) -> String {
+    format!(
+        r#"
+  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: {name}
+{proxy}
+"#
+    )
+}
+
+#[tokio::test]
+async fn bytes_flow_and_half_close_is_passed_on() {
+    let (echo, _t) = upstream::tcp_echo().await;
+    let tern = start_tern(&bootstrap(
+        &[tcp_listener("tcp", "          cluster: echo")],
+        &[static_cluster("echo", &[echo], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("tcp").unwrap();
+    let mut s = within(5, tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    s.write_all(b"hello").await.unwrap();
+    let mut buf = [0u8; 5];
+    within(5, s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"hello");
+    // Half-close our side: the echo server sees EOF, answers "bye" and closes; we still read it.
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    within(5, s.read_to_end(&mut rest)).await.unwrap();
+    assert_eq!(rest, b"bye");
+    let stats = &tern.world.stats;
+    assert!(
+        support::eventually(5, || stats
+            .counter_value("tcp.tcp.downstream_cx_rx_bytes_total")
+            == Some(5))
+        .await
+    );
+    assert_eq!(
+        stats.counter_value("tcp.tcp.downstream_cx_tx_bytes_total"),
+        Some(8)
+    );
+    assert_eq!(stats.counter_value("tcp.tcp.downstream_cx_total"), Some(1));
+}
+
+#[tokio::test]
+async fn weighted_clusters_spread_connections() {
+    let (a, _ta) = upstream::tcp_echo().await;
+    let (b, _tb) = upstream::tcp_echo().await;
+    let proxy = "          weighted_clusters:\n            clusters:\n            - { name: a, weight: 1 }\n            - { name: b, weight: 1 }";
+    let tern = start_tern(&bootstrap(
+        &[tcp_listener("tcp", proxy)],
+        &[static_cluster("a", &[a], ""), static_cluster("b", &[b], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("tcp").unwrap();
+    for _ in 0..40 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        within(5, s.read_exact(&mut one)).await.unwrap();
+    }
+    let ca = tern
+        .world
+        .cluster("a")
+        .unwrap()
+        .stats
+        .upstream_rq_total
+        .value();
+    let cb = tern
+        .world
+        .cluster("b")
+        .unwrap()
+        .stats
+        .upstream_rq_total
+        .value();
+    assert_eq!(ca + cb, 40);
+    assert!(ca >= 8 && cb >= 8, "a={ca} b={cb}");
+}
+
+#[tokio::test]
+async fn connect_failure_closes_downstream_and_attempts_other_hosts() {
+    // One dead port (bound then dropped) and one live echo server; with two attempts every
+    // connection ends up at the live one.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (live, _t) = upstream::tcp_echo().await;
+    let one = start_tern(&bootstrap(
+        &[tcp_listener("tcp", "          cluster: c")],
+        &[static_cluster("c", &[dead], "")],
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(one.listener_addr("tcp").unwrap())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    within(5, s.read_to_end(&mut out)).await.unwrap();
+    assert!(out.is_empty());
+    assert_eq!(
+        one.world
+            .cluster("c")
+            .unwrap()
+            .stats
+            .upstream_cx_connect_fail
+            .value(),
+        1
+    );
+
+    let two = start_tern(&bootstrap(
+        &[tcp_listener(
+            "tcp",
+            "          cluster: c\n          max_connect_attempts: 2",
+        )],
+        &[static_cluster("c", &[dead, live], "")],
+    ))
+    .await;
+    for _ in 0..10 {
+        let mut s = tokio::net::TcpStream::connect(two.listener_addr("tcp").unwrap())
+            .await
+            .unwrap();
+        s.write_all(b"z").await.unwrap();
+        let mut b = [0u8; 1];
+        within(5, s.read_exact(&mut b)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_both_sides() {
+    let (echo, _t) = upstream::tcp_echo().await;
+    let tern = start_tern(&bootstrap(
+        &[tcp_listener(
+            "tcp",
+            "          cluster: echo\n          idle_timeout: 0.3s",
+        )],
+        &[static_cluster("echo", &[echo], "")],
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(tern.listener_addr("tcp").unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"a").await.unwrap();
+    let mut b = [0u8; 1];
+    within(5, s.read_exact(&mut b)).await.unwrap();
+    let mut rest = Vec::new();
+    // Nothing moves: tern closes the connection after the idle timeout.
+    within(5, s.read_to_end(&mut rest)).await.unwrap();
+    assert_eq!(
+        tern.world.stats.counter_value("tcp.tcp.idle_timeout"),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn unknown_cluster_closes_the_connection() {
+    let tern = start_tern(&bootstrap(
+        &[tcp_listener("tcp", "          cluster: nowhere")],
+        &[],
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(tern.listener_addr("tcp").unwrap())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    within(5, s.read_to_end(&mut out)).await.unwrap();
+    assert_eq!(
+        tern.world
+            .stats
+            .counter_value("tcp.tcp.downstream_cx_no_route"),
+        Some(1)
+    );
+}
