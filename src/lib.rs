@@ -7,4 +7,5 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod config;
+pub mod router;
 pub mod upstream;
