@@ -145,10 +145,10 @@ impl WeightedClusters {
                     &c.response_headers_to_remove,
                 )
                 .within(&at)?,
-                host_rewrite_literal: match &c.host_rewrite_specifier {
-                    Some(H::HostRewriteLiteral(h)) => Some(h.clone()),
-                    None => None,
-                },
+                host_rewrite_literal: c
+                    .host_rewrite_specifier
+                    .as_ref()
+                    .map(|H::HostRewriteLiteral(h)| h.clone()),
             });
         }
         if let Some(t) = &w.total_weight
