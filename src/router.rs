@@ -9,16 +9,17 @@
 
 mod action;
 mod format;
+mod hash;
 mod headers;
 mod matcher;
 mod redirect;
 mod retry;
 
 pub use action::{
-    ClusterSpecifier, ClusterWeight, HashPolicy, HashPolicyKind, MirrorPolicy, RegexRewrite,
-    RouteAction, WeightedClusters,
+    ClusterSpecifier, ClusterWeight, MirrorPolicy, RegexRewrite, RouteAction, WeightedClusters,
 };
 pub use format::{FormatContext, Formatter};
+pub use hash::{HashPolicy, HashPolicyKind};
 pub use headers::{AppendAction, HeaderMutations, HeaderOps};
 pub use matcher::{HeaderKey, HeaderMatch, PathMatch, QueryMatch, RouteMatch, StringMatch};
 pub use redirect::{DirectResponse, Redirect};
