@@ -20,6 +20,9 @@ pub struct Host {
     /// Health as known now: EDS `health_status` and, later, active health checks and outlier
     /// detection. Unhealthy hosts are skipped by load balancers while healthy ones exist.
     pub healthy: AtomicBool,
+    /// `LbEndpoint.health_status: DEGRADED`: the host takes traffic only when there are not
+    /// enough healthy hosts (see `upstream::lb`). Meaningful only while [`Host::healthy`] is set.
+    pub degraded: AtomicBool,
     /// Requests in flight to this host (`LEAST_REQUEST` reads it).
     pub active_requests: AtomicU64,
     /// Requests ever sent to this host.
@@ -35,6 +38,7 @@ impl Host {
             weight: weight.max(1),
             locality: 0,
             healthy: AtomicBool::new(true),
+            degraded: AtomicBool::new(false),
             active_requests: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
         }
@@ -43,6 +47,11 @@ impl Host {
     /// Whether the host may take traffic now.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether the host is healthy but degraded (`HealthStatus::DEGRADED`).
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
     }
 
     /// Count a request to this host; the guard decrements `active_requests` when dropped.
@@ -81,6 +90,9 @@ pub struct HostSet {
     pub localities: Vec<Locality>,
     /// `ClusterLoadAssignment.policy.overprovisioning_factor` in percent (default 140).
     pub overprovisioning_factor: u32,
+    /// `ClusterLoadAssignment.policy.weighted_priority_health`: compute this priority's health
+    /// from host weights instead of host counts.
+    pub weighted_priority_health: bool,
 }
 
 impl HostSet {
