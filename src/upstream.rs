@@ -3,3 +3,5 @@
 //! Depends on `config`, `protocol`, `tls` and `stats` only; it never names a route or a listener.
 
 pub mod host;
+pub mod lb;
+pub mod load_assignment;
