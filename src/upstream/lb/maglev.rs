@@ -9,7 +9,6 @@ use crate::upstream::host::Host;
 use std::sync::Arc;
 use xxhash_rust::xxh64::xxh64;
 
-#[derive(Debug)]
 pub(crate) struct Maglev {
     hosts: Vec<Arc<Host>>,
     /// Host index per slot.
@@ -97,6 +96,15 @@ impl Maglev {
             iteration += 1.0;
         }
         Self { hosts, table }
+    }
+}
+
+impl std::fmt::Debug for Maglev {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Maglev")
+            .field("hosts", &self.hosts.len())
+            .field("table_size", &self.table.len())
+            .finish()
     }
 }
 

@@ -118,8 +118,9 @@ impl PriorityPlan {
                     }
                 }
             } else {
-                // No availability but not every priority in panic: only empty priorities can
-                // be out of panic then, and Envoy leaves all load on priority 0.
+                // No availability yet some priority out of panic: an overprovisioning factor
+                // so small that availability rounds down to 0. Envoy finds no load anywhere
+                // and falls back to priority 0.
                 healthy_load[0] = 100;
             }
         }

@@ -9,7 +9,6 @@ use crate::upstream::host::Host;
 use std::fmt::Write;
 use std::sync::Arc;
 
-#[derive(Debug)]
 pub(crate) struct Ring {
     hosts: Vec<Arc<Host>>,
     /// Sorted entry hashes, and the host index of each.
@@ -59,6 +58,15 @@ impl Ring {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.hashes.len()
+    }
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("hosts", &self.hosts.len())
+            .field("entries", &self.hashes.len())
+            .finish()
     }
 }
 
