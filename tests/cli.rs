@@ -268,7 +268,7 @@ fn sigterm_drains_an_open_connection_then_exits_and_sigint_exits() {
 fn bind_failure_is_a_clear_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let yaml = config_on(port).replace("listeners:", "listeners:").replace(
+    let yaml = config_on(port).replace(
         "- name: ingress",
         "- name: ingress\n    enable_reuse_port: false",
     );
