@@ -911,3 +911,77 @@ async fn rejects_invalid_config_with_the_field_path() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn stream_idle_timeout_internal_only_headers_and_weighted_entry_headers() {
+    let up = upstream::http("u").await;
+    let routes = r#"              - match: { prefix: /idle }
+                route: { cluster: up, timeout: 0s, idle_timeout: 0.2s }
+              - match: { prefix: /w }
+                route:
+                  weighted_clusters:
+                    clusters:
+                    - { name: up, weight: 1, request_headers_to_add: [ { header: { key: x-entry, value: chosen } } ], response_headers_to_add: [ { header: { key: x-entry-resp, value: "1" } } ] }
+              - match: { prefix: / }
+                route: { cluster: up }
+"#;
+    let listener = http_listener("l", &vh(routes), "          use_remote_address: false").replace(
+        "            virtual_hosts:",
+        "            internal_only_headers: [ x-secret ]\n            virtual_hosts:",
+    );
+    let tern = start_tern(&bootstrap(
+        &[listener],
+        &[static_cluster("up", &[up.addr], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("l").unwrap();
+    let c = h1_client();
+    let r = get(&c, addr, "h", "/idle/delay/2000").await;
+    assert_eq!((r.status, r.body.as_str()), (408, "stream timeout"));
+    let r = get(&c, addr, "h", "/w").await;
+    assert_eq!(header_line(&r.body, "x-entry"), Some("chosen"));
+    assert_eq!(r.headers["x-entry-resp"], "1");
+    // Not marked internal (no x-envoy-internal): internal-only headers are removed.
+    let r = send(
+        &c,
+        support::req(addr, "/")
+            .header("x-secret", "s")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(header_line(&r.body, "x-secret").is_none(), "{}", r.body);
+}
+
+#[tokio::test]
+async fn connect_is_terminated_and_tunnels_to_the_cluster() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (echo, _t) = upstream::tcp_echo().await;
+    let routes = "              - match: { connect_matcher: {} }\n                route: { cluster: echo, upgrade_configs: [ { upgrade_type: CONNECT, connect_config: {} } ] }\n";
+    let tern = start_tern(&bootstrap(
+        &[http_listener(
+            "l",
+            &vh(routes),
+            "          upgrade_configs: [ { upgrade_type: CONNECT } ]",
+        )],
+        &[static_cluster("echo", &[echo], "")],
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(tern.listener_addr("l").unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"CONNECT backend.example:443 HTTP/1.1\r\nhost: backend.example:443\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = within(5, s.read(&mut buf)).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    s.write_all(b"raw bytes").await.unwrap();
+    let mut echo_back = vec![0u8; 9];
+    within(5, s.read_exact(&mut echo_back)).await.unwrap();
+    assert_eq!(&echo_back, b"raw bytes");
+}

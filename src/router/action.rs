@@ -414,11 +414,11 @@ impl RouteAction {
 
     /// As [`pick_cluster`](Self::pick_cluster), and also the chosen weighted cluster entry,
     /// whose header mutations and `host_rewrite_literal` the caller applies.
-    pub fn pick_cluster_entry<'a>(
-        &'a self,
+    pub fn pick_cluster_entry<'a, 's: 'a>(
+        &'s self,
         headers: &'a HeaderMap,
         random: u64,
-    ) -> (Option<&'a str>, Option<&'a ClusterWeight>) {
+    ) -> (Option<&'a str>, Option<&'s ClusterWeight>) {
         match &self.cluster {
             ClusterSpecifier::Cluster(c) => (Some(c), None),
             ClusterSpecifier::Header(h) => (header_value(headers, h), None),

@@ -8,7 +8,7 @@ use super::local_reply::reply_for;
 use super::upgrade;
 use crate::protocol::body::{self, Body, BoxError};
 use crate::protocol::headers::{strip_hop_by_hop, upgrade_type};
-use crate::router::{FormatContext, Matched, RequestInfo, RouteAction};
+use crate::router::{ClusterWeight, FormatContext, Matched, RequestInfo, RouteAction};
 use crate::upstream::cluster::Cluster;
 use crate::upstream::host::Host;
 use crate::upstream::lb::LbContext;
@@ -77,14 +77,16 @@ pub(crate) async fn forward(
     let suppress = router.suppress_envoy_headers;
 
     // Choose the cluster.
-    let Some(cluster_name) = action.pick_cluster(&parts.headers, rand::random()) else {
+    let (cluster_name, weighted_entry) = action.pick_cluster_entry(&parts.headers, rand::random());
+    let Some(cluster_name) = cluster_name else {
+        // cluster_header absent or not a valid name: Envoy answers 404.
         cfg.stats.no_cluster.inc();
         return reply_for(s.grpc, StatusCode::NOT_FOUND, "");
     };
     let Some(cluster) = ctx.world.cluster(cluster_name) else {
         debug!(cluster = cluster_name, "cluster not found");
         cfg.stats.no_cluster.inc();
-        return reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, "");
+        return reply_for(s.grpc, action.cluster_not_found_response_code, "");
     };
     let hash = action.hash(&RequestInfo {
         authority: &s.authority,
@@ -109,7 +111,7 @@ pub(crate) async fn forward(
         request_headers: None,
         hostname: "",
     };
-    matched.apply_request_headers(&mut parts.headers, &fmt);
+    matched.apply_request_headers_with(weighted_entry, &mut parts.headers, &fmt);
 
     // Path and host rewrites.
     let mut path = s.path.clone();
@@ -120,7 +122,9 @@ pub(crate) async fn forward(
         path = p;
     }
     let mut authority = s.authority.clone();
-    if let Some(h) = &action.host_rewrite_literal {
+    if let Some(h) = weighted_entry.and_then(|e| e.host_rewrite_literal.as_ref()) {
+        authority = h.clone();
+    } else if let Some(h) = &action.host_rewrite_literal {
         authority = h.clone();
     } else if let Some(name) = &action.host_rewrite_header
         && let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok())
@@ -189,6 +193,13 @@ pub(crate) async fn forward(
     let protocol = cluster.upstream_protocol(s.downstream_h2);
     let global_deadline = action.timeout.map(|t| s.start + t);
     let expected_timeout = policy.and_then(|p| p.per_try_timeout).or(action.timeout);
+    // The stream idle timeout: the route's `idle_timeout` (zero disables it), else the
+    // connection manager's `stream_idle_timeout`. It bounds the wait for response headers.
+    let stream_idle = match action.idle_timeout {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => cfg.stream_idle_timeout,
+    };
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut attempt = 0u32;
     loop {
@@ -232,19 +243,26 @@ pub(crate) async fn forward(
         let _inflight = host.start_request();
         let sent = Instant::now();
         let per_try = policy.and_then(|p| p.per_try_timeout);
-        let limit = match (global_deadline, per_try) {
-            (Some(d), Some(p)) => Some(d.saturating_duration_since(Instant::now()).min(p)),
-            (Some(d), None) => Some(d.saturating_duration_since(Instant::now())),
-            (None, p) => p,
-        };
+        let limit = [
+            global_deadline.map(|d| d.saturating_duration_since(Instant::now())),
+            per_try,
+            stream_idle,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let result = match limit {
             Some(l) => {
                 match tokio::time::timeout(l, pool::send(&host, &cluster.pool, protocol, req)).await
                 {
                     Ok(r) => Outcome::Done(r),
-                    Err(_) => Outcome::Timeout {
-                        global: global_deadline.is_some_and(|d| Instant::now() >= d),
-                    },
+                    Err(_) if global_deadline.is_some_and(|d| Instant::now() >= d) => {
+                        Outcome::Timeout { global: true }
+                    }
+                    Err(_) if per_try.is_none_or(|p| stream_idle.is_some_and(|i| i < p)) => {
+                        Outcome::Idle
+                    }
+                    Err(_) => Outcome::Timeout { global: false },
                 }
             }
             None => Outcome::Done(pool::send(&host, &cluster.pool, protocol, req).await),
@@ -262,6 +280,7 @@ pub(crate) async fn forward(
                 }
                 more && policy.is_some_and(|p| p.retriable_reset(e.is_connect_failure()))
             }
+            Outcome::Idle => false,
             Outcome::Timeout { global } => {
                 cluster.stats.upstream_rq_timeout.inc();
                 !global
@@ -308,6 +327,7 @@ pub(crate) async fn forward(
                 finish_response(
                     &mut resp,
                     matched,
+                    weighted_entry,
                     &s,
                     &fmt,
                     &upstream,
@@ -337,13 +357,22 @@ pub(crate) async fn forward(
                     "upstream request timeout",
                 )
             }
+            Outcome::Idle => {
+                cfg.stats.downstream_rq_idle_timeout.inc();
+                reply_for(s.grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
+            }
         };
     }
 }
 
 enum Outcome {
     Done(Result<pool::PooledResponse, UpstreamError>),
-    Timeout { global: bool },
+    /// The route's global timeout (`global`) or the per-try timeout expired.
+    Timeout {
+        global: bool,
+    },
+    /// The stream idle timeout expired before response headers.
+    Idle,
 }
 
 struct ActiveGuard<'a>(&'a Cluster);
@@ -425,6 +454,7 @@ pub(crate) fn build_request(
 fn finish_response(
     resp: &mut Response<Body>,
     matched: &Matched<'_>,
+    weighted_entry: Option<&ClusterWeight>,
     s: &StreamCtx<'_>,
     fmt: &FormatContext<'_>,
     upstream: &str,
@@ -447,7 +477,7 @@ fn finish_response(
         upstream_remote: Some(upstream),
         ..*fmt
     };
-    matched.apply_response_headers(resp.headers_mut(), &fmt);
+    matched.apply_response_headers_with(weighted_entry, resp.headers_mut(), &fmt);
     if s.conn.hcm.config.always_set_request_id_in_response
         && let Some(id) = &s.request_id
     {

@@ -124,6 +124,11 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         cfg.stats.no_route.inc();
         return reply_for(grpc, StatusCode::NOT_FOUND, "");
     };
+    if !table.internal_only_headers.is_empty() && !parts.headers.contains_key("x-envoy-internal") {
+        for h in &table.internal_only_headers {
+            parts.headers.remove(h);
+        }
+    }
     let info = RequestInfo {
         authority: &authority,
         path: &path,
@@ -131,7 +136,7 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         headers: &parts.headers,
         downstream_remote: ctx.conn.remote,
     };
-    let Some(matched) = table.find(&info) else {
+    let Some(matched) = table.find_with_random(&info, rand::random()) else {
         debug!(authority = %authority, path = %path, "no route");
         cfg.stats.no_route.inc();
         return reply_for(grpc, StatusCode::NOT_FOUND, "");
