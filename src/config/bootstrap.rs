@@ -1,7 +1,8 @@
-use super::{ConfigError, pool};
+use super::ConfigError;
+use super::descriptor::pool_for;
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use prost::{Message, Name};
-use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor};
+use prost_reflect::{DeserializeOptions, DynamicMessage};
 use std::path::{Path, PathBuf};
 
 /// Where the bootstrap comes from, as Envoy's `-c/--config-path` and `--config-yaml`.
@@ -19,22 +20,22 @@ pub struct BootstrapSource {
 /// Load and merge the bootstrap as Envoy does. The result is the envoy-types struct; it is
 /// validated into tern's model by the modules that compile each part.
 pub fn load_bootstrap(src: &BootstrapSource) -> Result<Bootstrap, ConfigError> {
-    let desc = bootstrap_descriptor();
-    let mut merged = DynamicMessage::new(desc.clone());
+    let mut merged = Bootstrap::default();
     let mut any = false;
     if let Some(path) = &src.path {
         let bytes = std::fs::read(path).map_err(|e| {
             ConfigError::new("", format!("cannot read bootstrap {}: {e}", path.display()))
         })?;
-        let msg = decode_file(&desc, path, &bytes, src.allow_unknown_fields)
+        let wire = decode_file(path, &bytes, src.allow_unknown_fields)
             .map_err(|e| e.within(format!("bootstrap {}", path.display())))?;
-        merge_into(&mut merged, &msg)?;
+        merge_into(&mut merged, &wire)?;
         any = true;
     }
     if let Some(yaml) = &src.yaml {
-        let msg = parse_dynamic(&desc, yaml, Format::Yaml, src.allow_unknown_fields)
-            .map_err(|e| e.within("--config-yaml"))?;
-        merge_into(&mut merged, &msg)?;
+        let value = parse_text(yaml, Format::Yaml).map_err(|e| e.within("--config-yaml"))?;
+        let wire =
+            to_wire(value, src.allow_unknown_fields).map_err(|e| e.within("--config-yaml"))?;
+        merge_into(&mut merged, &wire)?;
         any = true;
     }
     if !any {
@@ -43,8 +44,7 @@ pub fn load_bootstrap(src: &BootstrapSource) -> Result<Bootstrap, ConfigError> {
             "no bootstrap: give -c/--config-path or --config-yaml",
         ));
     }
-    Bootstrap::decode(merged.encode_to_vec().as_slice())
-        .map_err(|e| ConfigError::new("", format!("bootstrap does not decode: {e}")))
+    Ok(merged)
 }
 
 /// Parse bootstrap text (`json` chooses strict JSON; anything else is YAML, which JSON is a
@@ -54,17 +54,10 @@ pub fn parse_bootstrap(
     json: bool,
     allow_unknown_fields: bool,
 ) -> Result<Bootstrap, ConfigError> {
-    let desc = bootstrap_descriptor();
     let fmt = if json { Format::Json } else { Format::Yaml };
-    let msg = parse_dynamic(&desc, text, fmt, allow_unknown_fields)?;
-    Bootstrap::decode(msg.encode_to_vec().as_slice())
+    let wire = to_wire(parse_text(text, fmt)?, allow_unknown_fields)?;
+    Bootstrap::decode(wire.as_slice())
         .map_err(|e| ConfigError::new("", format!("bootstrap does not decode: {e}")))
-}
-
-fn bootstrap_descriptor() -> MessageDescriptor {
-    pool()
-        .get_message_by_name(&Bootstrap::full_name())
-        .expect("the descriptor set contains the Bootstrap message")
 }
 
 #[derive(Clone, Copy)]
@@ -73,16 +66,13 @@ enum Format {
     Yaml,
 }
 
-fn decode_file(
-    desc: &MessageDescriptor,
-    path: &Path,
-    bytes: &[u8],
-    allow_unknown: bool,
-) -> Result<DynamicMessage, ConfigError> {
+/// The bootstrap of one file in protobuf wire form.
+fn decode_file(path: &Path, bytes: &[u8], allow_unknown: bool) -> Result<Vec<u8>, ConfigError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext == "pb" {
-        return DynamicMessage::decode(desc.clone(), bytes)
-            .map_err(|e| ConfigError::new("", format!("binary proto does not decode: {e}")));
+        Bootstrap::decode(bytes)
+            .map_err(|e| ConfigError::new("", format!("binary proto does not decode: {e}")))?;
+        return Ok(bytes.to_vec());
     }
     let text =
         std::str::from_utf8(bytes).map_err(|e| ConfigError::new("", format!("not UTF-8: {e}")))?;
@@ -91,38 +81,61 @@ fn decode_file(
     } else {
         Format::Yaml
     };
-    parse_dynamic(desc, text, fmt, allow_unknown)
+    to_wire(parse_text(text, fmt)?, allow_unknown)
 }
 
-/// Text in the proto3 JSON mapping (snake_case or lowerCamelCase names, `@type` in `Any`) to a
-/// dynamic message, with the field path of the first error.
-fn parse_dynamic(
-    desc: &MessageDescriptor,
-    text: &str,
-    fmt: Format,
-    allow_unknown: bool,
-) -> Result<DynamicMessage, ConfigError> {
-    let value: serde_json::Value = match fmt {
+fn parse_text(text: &str, fmt: Format) -> Result<serde_json::Value, ConfigError> {
+    match fmt {
         Format::Json => serde_json::from_str(text)
-            .map_err(|e| ConfigError::new("", format!("invalid JSON: {e}")))?,
+            .map_err(|e| ConfigError::new("", format!("invalid JSON: {e}"))),
         Format::Yaml => serde_yaml_ng::from_str(text)
-            .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?,
-    };
-    if value.is_null() {
-        return Ok(DynamicMessage::new(desc.clone()));
+            .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}"))),
     }
+}
+
+/// Every `@type` in a JSON value.
+fn type_urls(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("@type", serde_json::Value::String(t)) => out.push(t.clone()),
+                    _ => type_urls(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| type_urls(v, out)),
+        _ => {}
+    }
+}
+
+/// A bootstrap in the proto3 JSON mapping (snake_case or lowerCamelCase names, `@type` in
+/// `Any`) to protobuf wire form, with the field path of the first error. Reflection uses a
+/// descriptor pool of just the Bootstrap and the `@type`s the text names.
+fn to_wire(value: serde_json::Value, allow_unknown: bool) -> Result<Vec<u8>, ConfigError> {
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
+    let mut types = vec![Bootstrap::full_name()];
+    type_urls(&value, &mut types);
+    let pool = pool_for(types.iter().map(String::as_str));
+    let desc = pool
+        .get_message_by_name(&Bootstrap::full_name())
+        .expect("the descriptor set contains the Bootstrap message");
     let opts = DeserializeOptions::new().deny_unknown_fields(!allow_unknown);
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(value, &mut track);
-    DynamicMessage::deserialize_with_options(desc.clone(), de, &opts).map_err(|e| {
+    let msg = DynamicMessage::deserialize_with_options(desc, de, &opts).map_err(|e| {
         let path = track.path().to_string();
         let path = if path == "." { String::new() } else { path };
         ConfigError::new(path, e.to_string())
-    })
+    })?;
+    Ok(msg.encode_to_vec())
 }
 
-fn merge_into(dst: &mut DynamicMessage, src: &DynamicMessage) -> Result<(), ConfigError> {
-    dst.merge(src.encode_to_vec().as_slice())
+/// Protobuf `MergeFrom`: singular fields replaced, messages merged, repeated fields appended.
+fn merge_into(dst: &mut Bootstrap, wire: &[u8]) -> Result<(), ConfigError> {
+    dst.merge(wire)
         .map_err(|e| ConfigError::new("", format!("merging bootstrap sources: {e}")))
 }
 

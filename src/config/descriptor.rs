@@ -1,16 +1,78 @@
+use envoy_types::pb::google::protobuf::{DescriptorProto, FileDescriptorSet};
+use prost::Message;
 use prost_reflect::DescriptorPool;
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
 
 static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 
 /// The descriptor pool of every Envoy API message tern knows (and Istio's extension messages
-/// from `proto/`), compiled by `build.rs`. Decoded on first use; cloning is cheap.
+/// from `proto/`), compiled by `build.rs`. It is decoded on each call and not kept: it is large,
+/// and the proxy needs it only to read configuration text and to render `/config_dump`.
 pub fn pool() -> DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(DESCRIPTOR_SET).expect("build.rs wrote a valid descriptor set")
-    })
-    .clone()
+    DescriptorPool::decode(DESCRIPTOR_SET).expect("build.rs wrote a valid descriptor set")
+}
+
+/// A pool holding just the files that define `messages` (full names, with or without the
+/// `type.googleapis.com/` prefix) and their imports. Names tern does not know are left out;
+/// looking them up in the pool then fails with the name in the error.
+pub fn pool_for<'a>(messages: impl IntoIterator<Item = &'a str>) -> DescriptorPool {
+    let set =
+        FileDescriptorSet::decode(DESCRIPTOR_SET).expect("build.rs wrote a valid descriptor set");
+    let mut file_of_message: HashMap<String, usize> = HashMap::new();
+    let mut file_by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, f) in set.file.iter().enumerate() {
+        file_by_name.insert(f.name(), i);
+        let prefix = if f.package().is_empty() {
+            String::new()
+        } else {
+            format!("{}.", f.package())
+        };
+        for m in &f.message_type {
+            index_messages(m, &prefix, i, &mut file_of_message);
+        }
+    }
+    let mut wanted: HashSet<usize> = HashSet::new();
+    let mut stack: Vec<usize> = messages
+        .into_iter()
+        .map(|n| n.rsplit('/').next().unwrap_or(n))
+        .filter_map(|n| file_of_message.get(n).copied())
+        .collect();
+    while let Some(i) = stack.pop() {
+        if wanted.insert(i) {
+            stack.extend(
+                set.file[i]
+                    .dependency
+                    .iter()
+                    .filter_map(|d| file_by_name.get(d.as_str()).copied()),
+            );
+        }
+    }
+    // build.rs wrote every file after its imports, so keeping the original order keeps the
+    // subset in dependency order.
+    let subset = FileDescriptorSet {
+        file: set
+            .file
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| wanted.contains(i))
+            .map(|(_, f)| f.clone())
+            .collect(),
+    };
+    DescriptorPool::decode(subset.encode_to_vec().as_slice())
+        .expect("a closed subset of a valid descriptor set is valid")
+}
+
+fn index_messages(
+    m: &DescriptorProto,
+    prefix: &str,
+    file: usize,
+    out: &mut HashMap<String, usize>,
+) {
+    let full = format!("{prefix}{}", m.name());
+    for nested in &m.nested_type {
+        index_messages(nested, &format!("{full}."), file, out);
+    }
+    out.insert(full, file);
 }
 
 #[cfg(test)]
@@ -26,8 +88,38 @@ mod tests {
             "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
             "envoy.admin.v3.ConfigDump",
             "envoy.service.discovery.v3.DeltaDiscoveryRequest",
+            "udpa.type.v1.TypedStruct",
+            "xds.type.v3.TypedStruct",
         ] {
             assert!(pool.get_message_by_name(name).is_some(), "{name} missing");
         }
+    }
+
+    #[test]
+    fn subset_pool_has_what_was_asked_and_its_imports_only() {
+        let pool = pool_for([
+            "envoy.config.bootstrap.v3.Bootstrap",
+            "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "no.such.Message",
+        ]);
+        assert!(
+            pool.get_message_by_name("envoy.config.bootstrap.v3.Bootstrap")
+                .is_some()
+        );
+        assert!(
+            pool.get_message_by_name("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy")
+                .is_some()
+        );
+        assert!(
+            pool.get_message_by_name("envoy.config.cluster.v3.Cluster")
+                .is_some(),
+            "an import of Bootstrap"
+        );
+        assert!(
+            pool.get_message_by_name("envoy.extensions.filters.http.lua.v3.Lua")
+                .is_none()
+        );
+        let (some, all) = (pool.files().count(), super::pool().files().count());
+        assert!(some < all / 2, "{some} of {all} files");
     }
 }
