@@ -4,7 +4,7 @@
 //! add the router's response headers.
 
 use super::ConnCtx;
-use super::local_reply::reply_for;
+use super::local_reply::{reply_for, reset_reason, upstream_reset_text};
 use super::upgrade;
 use crate::protocol::body::{self, Body, BoxError};
 use crate::protocol::headers::{strip_hop_by_hop, upgrade_type};
@@ -319,14 +319,7 @@ pub(crate) async fn forward(
             }
             Outcome::Done(Err(e)) => {
                 debug!(host = %host.address, error = %e, "upstream request failed");
-                let retried = if attempt > 1 {
-                    "retried and the latest reset reason"
-                } else {
-                    "reset reason"
-                };
-                let text = format!(
-                    "upstream connect error or disconnect/reset before headers. {retried}: {e}"
-                );
+                let text = upstream_reset_text(attempt > 1, reset_reason(&e));
                 reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, &text)
             }
             Outcome::Timeout { .. } => {
