@@ -4,7 +4,7 @@
 
 use super::ConnCtx;
 use super::forward::{self, StreamCtx};
-use super::local_reply::reply_for;
+use super::local_reply::{local_reply, reply_for};
 use super::request;
 use crate::filters::hcm::ServerHeader;
 use crate::protocol::body::{self, Body};
@@ -77,12 +77,26 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
     let start_time = SystemTime::now();
     let cfg = &ctx.hcm.config;
     let grpc = is_grpc(req.headers());
+    // HTTP/1 header size, counted as Envoy's codec does (names and values); HTTP/2 header
+    // lists are limited by the codec itself.
+    if req.version() != Version::HTTP_2 {
+        let size: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if size > cfg.max_request_headers_bytes {
+            debug!(size, "request headers too large");
+            return headers_too_large();
+        }
+    }
     let (mut parts, body) = req.into_parts();
     let downstream_h2 = parts.version == Version::HTTP_2;
 
     // Authority (Host / :authority), with the configured port stripping.
+    // No Host on HTTP/1.1: Envoy answers 400 with an empty body.
     let Some(mut authority) = request::authority(&parts.uri, &parts.headers) else {
-        return reply_for(grpc, StatusCode::BAD_REQUEST, "missing host header");
+        return reply_for(grpc, StatusCode::BAD_REQUEST, "");
     };
     if let Some(stripped) = request::strip_port(&authority, cfg, ctx.conn.local.map(|a| a.port())) {
         authority = stripped;
@@ -201,4 +215,16 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         resp.headers_mut().insert("x-request-id", id);
     }
     resp
+}
+
+/// Envoy's reply to HTTP/1 request headers over `max_request_headers_kb`: a codec error, so
+/// 431 with the reason phrase as body, and the connection closes.
+fn headers_too_large() -> Response<Body> {
+    let mut r = local_reply(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "Request Header Fields Too Large",
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
