@@ -75,6 +75,12 @@ pub(crate) async fn forward(
     let cfg = &ctx.hcm.config;
     let router = &cfg.router;
     let suppress = router.suppress_envoy_headers;
+    // Envoy's router adds `x-envoy-attempt-count` (include_attempt_count_in_response) to its
+    // own local replies too, once the cluster is known: no healthy upstream, overflow, reset,
+    // timeout.
+    let count_in_response = matched.virtual_host.include_attempt_count_in_response;
+    let local =
+        |resp: Response<Body>, attempt: u32| with_attempt_count(resp, count_in_response, attempt);
 
     // Choose the cluster.
     let Some(cluster_name) = action.pick_cluster(&parts.headers, rand::random()) else {
@@ -133,10 +139,13 @@ pub(crate) async fn forward(
     let _active = ActiveGuard(&cluster);
     if active >= cluster.circuit_breakers.max_requests {
         cluster.stats.upstream_rq_pending_overflow.inc();
-        return reply_for(
-            s.grpc,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        return local(
+            reply_for(
+                s.grpc,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            ),
+            1,
         );
     }
 
@@ -161,7 +170,7 @@ pub(crate) async fn forward(
             excluded: &[],
         }) {
             Some(h) => h,
-            None => return no_healthy(&cluster, s.grpc),
+            None => return local(no_healthy(&cluster, s.grpc), 1),
         };
         let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         if action.auto_host_rewrite && !host.hostname.is_empty() {
@@ -199,13 +208,16 @@ pub(crate) async fn forward(
             &[]
         };
         let Some(host) = cluster.choose_host(&LbContext { hash, excluded }) else {
-            return no_healthy(&cluster, s.grpc);
+            return local(no_healthy(&cluster, s.grpc), attempt);
         };
         let Some(b) = req_body.take() else {
-            return reply_for(
-                s.grpc,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream reset before headers",
+            return local(
+                reply_for(
+                    s.grpc,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream reset before headers",
+                ),
+                attempt,
             );
         };
         let auto_host = (action.auto_host_rewrite && !host.hostname.is_empty())
@@ -291,10 +303,13 @@ pub(crate) async fn forward(
                 if global_deadline.is_some_and(|d| Instant::now() >= d) {
                     cluster.stats.upstream_rq_timeout.inc();
                     cfg.stats.downstream_rq_timeout.inc();
-                    return reply_for(
-                        s.grpc,
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream request timeout",
+                    return local(
+                        reply_for(
+                            s.grpc,
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "upstream request timeout",
+                        ),
+                        attempt,
                     );
                 }
                 continue;
@@ -320,14 +335,20 @@ pub(crate) async fn forward(
             Outcome::Done(Err(e)) => {
                 debug!(host = %host.address, error = %e, "upstream request failed");
                 let text = upstream_reset_text(attempt > 1, reset_reason(&e));
-                reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, &text)
+                local(
+                    reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, &text),
+                    attempt,
+                )
             }
             Outcome::Timeout { .. } => {
                 cfg.stats.downstream_rq_timeout.inc();
-                reply_for(
-                    s.grpc,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream request timeout",
+                local(
+                    reply_for(
+                        s.grpc,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream request timeout",
+                    ),
+                    attempt,
                 )
             }
         };
@@ -345,6 +366,15 @@ impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Add `x-envoy-attempt-count` to a router local reply when the virtual host asks for it.
+fn with_attempt_count(mut resp: Response<Body>, on: bool, attempt: u32) -> Response<Body> {
+    if on {
+        resp.headers_mut()
+            .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+    }
+    resp
 }
 
 fn no_healthy(cluster: &Cluster, grpc: bool) -> Response<Body> {
