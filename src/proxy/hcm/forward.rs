@@ -34,6 +34,20 @@ pub(crate) struct StreamCtx<'a> {
     pub request_id: Option<HeaderValue>,
 }
 
+/// Request headers Envoy's router removes before the upstream request.
+const ROUTER_CONSUMED_HEADERS: &[&str] = &[
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-alt-stat-name",
+];
+
 /// A request body that can be sent more than once (for retries) or only once (streaming).
 enum RequestBody {
     Replay(Bytes, Option<HeaderMap>),
@@ -115,6 +129,12 @@ pub(crate) async fn forward(
         request_headers: None,
         hostname: "",
     };
+    // Envoy's router consumes these request headers and never passes them upstream (a
+    // client's x-envoy-expected-rq-timeout-ms is replaced, or dropped when there is no
+    // timeout or envoy headers are suppressed).
+    for name in ROUTER_CONSUMED_HEADERS {
+        parts.headers.remove(*name);
+    }
     matched.apply_request_headers(&mut parts.headers, &fmt);
 
     // Path and host rewrites.
