@@ -4,12 +4,11 @@
 
 use super::ConnCtx;
 use super::forward::{self, StreamCtx};
-use super::local_reply::{local_reply, reply_for};
+use super::local_reply::{grpc_local_reply, local_reply, reply_for};
 use super::request;
 use crate::filters::hcm::ServerHeader;
 use crate::protocol::body::{self, Body};
-use crate::protocol::headers::is_grpc;
-use crate::router::{Action, FormatContext, RequestInfo};
+use crate::router::{Action, FormatContext, RequestInfo, is_grpc};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -76,6 +75,8 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
     let start = Instant::now();
     let start_time = SystemTime::now();
     let cfg = &ctx.hcm.config;
+    // gRPC as Envoy sees it (`Grpc::Common::isGrpcRequestHeaders`): application/grpc,
+    // application/grpc+…; not application/grpc-web, which gets plain local replies.
     let grpc = is_grpc(req.headers());
     // HTTP/1 header size, counted as Envoy's codec does (names and values); HTTP/2 header
     // lists are limited by the codec itself.
@@ -161,6 +162,18 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         hostname: "",
     };
     let mut resp = match &matched.route.action {
+        // Envoy sends direct responses and redirects as local replies, so a gRPC request
+        // gets them gRPC-shaped: 200, `grpc-status` from the HTTP status, the body as
+        // `grpc-message` (and the redirect's `location`).
+        Action::Direct(d) if grpc => {
+            cfg.stats.rq_direct_response.inc();
+            let text = d
+                .body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            grpc_local_reply(d.status, &text)
+        }
         Action::Direct(d) => {
             cfg.stats.rq_direct_response.inc();
             let mut r = Response::new(match &d.body {
@@ -184,13 +197,18 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         Action::Redirect(rd) => {
             cfg.stats.rq_redirect.inc();
             let (status, location) = rd.location(matched.route, &info, "http");
-            let mut r = Response::new(body::empty());
-            *r.status_mut() = status;
+            let mut r = if grpc {
+                grpc_local_reply(status, "")
+            } else {
+                let mut r = Response::new(body::empty());
+                *r.status_mut() = status;
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                r
+            };
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            r.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
             r
         }
         Action::NonForwarding => reply_for(grpc, StatusCode::NOT_FOUND, ""),
