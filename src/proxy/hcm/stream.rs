@@ -88,7 +88,7 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
             .sum();
         if size > cfg.max_request_headers_bytes {
             debug!(size, "request headers too large");
-            return headers_too_large();
+            return codec_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         }
     }
     let (mut parts, body) = req.into_parts();
@@ -112,7 +112,12 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         .unwrap_or_default();
     if !is_connect {
         if !(path.starts_with('/') || (path == "*" && parts.method == http::Method::OPTIONS)) {
-            return reply_for(grpc, StatusCode::BAD_REQUEST, "");
+            // Envoy's HTTP/1 codec rejects such a request line: 400 with the reason phrase
+            // as body, and the connection closes.
+            if downstream_h2 {
+                return reply_for(grpc, StatusCode::BAD_REQUEST, "");
+            }
+            return codec_error(StatusCode::BAD_REQUEST);
         }
         if (cfg.normalize_path || cfg.merge_slashes) && path.starts_with('/') {
             match request::normalize_path(&path, cfg.normalize_path, cfg.merge_slashes) {
@@ -235,13 +240,11 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
     resp
 }
 
-/// Envoy's reply to HTTP/1 request headers over `max_request_headers_kb`: a codec error, so
-/// 431 with the reason phrase as body, and the connection closes.
-fn headers_too_large() -> Response<Body> {
-    let mut r = local_reply(
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "Request Header Fields Too Large",
-    );
+/// Envoy's reply to an HTTP/1 codec error (`sendLocalReply` from the codec): the reason
+/// phrase as a `text/plain` body, and the connection closes. Request headers over
+/// `max_request_headers_kb` get it with 431.
+fn codec_error(status: StatusCode) -> Response<Body> {
+    let mut r = local_reply(status, status.canonical_reason().unwrap_or(""));
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
