@@ -278,7 +278,8 @@ pub fn echo_view(body: &str) -> String {
 }
 
 /// A raw HTTP/1 response for comparison: the status line, then the header lines sorted
-/// (`date` masked; header order is not compared), then the body.
+/// (`date` masked; header order is not compared), then the body (an upstream echo through
+/// [`echo_view`]).
 pub fn raw_view(raw: &str) -> String {
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
     let mut lines = head.split("\r\n");
@@ -293,5 +294,10 @@ pub fn raw_view(raw: &str) -> String {
         })
         .collect();
     headers.sort();
+    let body = if body.starts_with("upstream ") {
+        echo_view(body)
+    } else {
+        body.to_owned()
+    };
     format!("{status}\n{}\n\n{body}", headers.join("\n"))
 }
