@@ -21,6 +21,7 @@ pub use action::{
 pub use format::{FormatContext, Formatter};
 pub use hash::{HashPolicy, HashPolicyKind};
 pub use headers::{AppendAction, HeaderMutations, HeaderOps};
+pub(crate) use matcher::is_grpc;
 pub use matcher::{HeaderKey, HeaderMatch, PathMatch, QueryMatch, RouteMatch, StringMatch};
 pub use redirect::{DirectResponse, Redirect};
 pub use retry::{ResetReason, RetryOn, RetryPolicy};

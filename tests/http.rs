@@ -492,7 +492,7 @@ async fn local_replies_match_envoy() {
     assert_eq!((r.status, r.body.as_str()), (503, "no healthy upstream"));
     let r = get(&c, addr, "h", "/dead").await;
     assert_eq!(r.status, 503);
-    assert!(r.body.starts_with("upstream connect error or disconnect/reset before headers. reset reason: connection failure"), "{}", r.body);
+    assert!(r.body.starts_with("upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"), "{}", r.body);
     // gRPC requests get a gRPC-shaped local reply.
     let r = send(
         &c,

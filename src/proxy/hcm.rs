@@ -67,7 +67,10 @@ pub async fn serve<IO>(
         h1.timer(TokioTimer::new())
             .keep_alive(true)
             .max_headers(cfg.max_headers_count)
-            .max_buf_size(cfg.max_request_headers_bytes.max(8192))
+            // Room for twice the header limit, so that a request just over the limit
+            // parses and gets Envoy's 431 local reply from the stream (`stream::decode`);
+            // only a far larger one gets hyper's bare 431.
+            .max_buf_size((cfg.max_request_headers_bytes * 2).max(8192) + 8192)
             .half_close(false);
         if let Some(t) = cfg.request_headers_timeout {
             h1.header_read_timeout(t);

@@ -4,7 +4,7 @@
 //! add the router's response headers.
 
 use super::ConnCtx;
-use super::local_reply::reply_for;
+use super::local_reply::{reply_for, reset_reason, upstream_reset_text};
 use super::upgrade;
 use crate::protocol::body::{self, Body, BoxError};
 use crate::protocol::headers::{strip_hop_by_hop, upgrade_type};
@@ -33,6 +33,20 @@ pub(crate) struct StreamCtx<'a> {
     pub path: String,
     pub request_id: Option<HeaderValue>,
 }
+
+/// Request headers Envoy's router removes before the upstream request.
+const ROUTER_CONSUMED_HEADERS: &[&str] = &[
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-alt-stat-name",
+];
 
 /// A request body that can be sent more than once (for retries) or only once (streaming).
 enum RequestBody {
@@ -75,6 +89,12 @@ pub(crate) async fn forward(
     let cfg = &ctx.hcm.config;
     let router = &cfg.router;
     let suppress = router.suppress_envoy_headers;
+    // Envoy's router adds `x-envoy-attempt-count` (include_attempt_count_in_response) to its
+    // own local replies too, once the cluster is known: no healthy upstream, overflow, reset,
+    // timeout.
+    let count_in_response = matched.virtual_host.include_attempt_count_in_response;
+    let local =
+        |resp: Response<Body>, attempt: u32| with_attempt_count(resp, count_in_response, attempt);
 
     // Choose the cluster.
     let (cluster_name, weighted_entry) = action.pick_cluster_entry(&parts.headers, rand::random());
@@ -111,6 +131,12 @@ pub(crate) async fn forward(
         request_headers: None,
         hostname: "",
     };
+    // Envoy's router consumes these request headers and never passes them upstream (a
+    // client's x-envoy-expected-rq-timeout-ms is replaced, or dropped when there is no
+    // timeout or envoy headers are suppressed).
+    for name in ROUTER_CONSUMED_HEADERS {
+        parts.headers.remove(*name);
+    }
     matched.apply_request_headers_with(weighted_entry, &mut parts.headers, &fmt);
 
     // Path and host rewrites.
@@ -137,10 +163,13 @@ pub(crate) async fn forward(
     let _active = ActiveGuard(&cluster);
     if active >= cluster.circuit_breakers.max_requests {
         cluster.stats.upstream_rq_pending_overflow.inc();
-        return reply_for(
-            s.grpc,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        return local(
+            reply_for(
+                s.grpc,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            ),
+            1,
         );
     }
 
@@ -165,7 +194,7 @@ pub(crate) async fn forward(
             excluded: &[],
         }) {
             Some(h) => h,
-            None => return no_healthy(&cluster, s.grpc),
+            None => return local(no_healthy(&cluster, s.grpc), 1),
         };
         let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         if action.auto_host_rewrite && !host.hostname.is_empty() {
@@ -210,13 +239,16 @@ pub(crate) async fn forward(
             &[]
         };
         let Some(host) = cluster.choose_host(&LbContext { hash, excluded }) else {
-            return no_healthy(&cluster, s.grpc);
+            return local(no_healthy(&cluster, s.grpc), attempt);
         };
         let Some(b) = req_body.take() else {
-            return reply_for(
-                s.grpc,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream reset before headers",
+            return local(
+                reply_for(
+                    s.grpc,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream reset before headers",
+                ),
+                attempt,
             );
         };
         let auto_host = (action.auto_host_rewrite && !host.hostname.is_empty())
@@ -310,10 +342,13 @@ pub(crate) async fn forward(
                 if global_deadline.is_some_and(|d| Instant::now() >= d) {
                     cluster.stats.upstream_rq_timeout.inc();
                     cfg.stats.downstream_rq_timeout.inc();
-                    return reply_for(
-                        s.grpc,
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream request timeout",
+                    return local(
+                        reply_for(
+                            s.grpc,
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "upstream request timeout",
+                        ),
+                        attempt,
                     );
                 }
                 continue;
@@ -339,22 +374,21 @@ pub(crate) async fn forward(
             }
             Outcome::Done(Err(e)) => {
                 debug!(host = %host.address, error = %e, "upstream request failed");
-                let retried = if attempt > 1 {
-                    "retried and the latest reset reason"
-                } else {
-                    "reset reason"
-                };
-                let text = format!(
-                    "upstream connect error or disconnect/reset before headers. {retried}: {e}"
-                );
-                reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, &text)
+                let text = upstream_reset_text(attempt > 1, reset_reason(&e));
+                local(
+                    reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, &text),
+                    attempt,
+                )
             }
             Outcome::Timeout { .. } => {
                 cfg.stats.downstream_rq_timeout.inc();
-                reply_for(
-                    s.grpc,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream request timeout",
+                local(
+                    reply_for(
+                        s.grpc,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream request timeout",
+                    ),
+                    attempt,
                 )
             }
             Outcome::Idle => {
@@ -381,6 +415,15 @@ impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Add `x-envoy-attempt-count` to a router local reply when the virtual host asks for it.
+fn with_attempt_count(mut resp: Response<Body>, on: bool, attempt: u32) -> Response<Body> {
+    if on {
+        resp.headers_mut()
+            .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+    }
+    resp
 }
 
 fn no_healthy(cluster: &Cluster, grpc: bool) -> Response<Body> {

@@ -3,7 +3,33 @@
 //! response with `grpc-status` and `grpc-message`.
 
 use crate::protocol::body::{self, Body};
+use crate::upstream::pool::UpstreamError;
 use http::{HeaderValue, Response, StatusCode, header};
+
+/// Envoy's name for why an upstream request failed before response headers
+/// (`Http::Utility::resetReasonToString`). Envoy 1.40 adds no transport failure reason for a
+/// refused TCP connect: the body is just `... reset reason: remote connection failure`.
+pub fn reset_reason(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::ConnectFailure(_) | UpstreamError::Unsupported(_) => {
+            "remote connection failure"
+        }
+        UpstreamError::ConnectTimeout => "connection timeout",
+        UpstreamError::Handshake(_) => "protocol error",
+        UpstreamError::Reset(_) => "connection termination",
+    }
+}
+
+/// The body of Envoy's 503 when the upstream request failed before response headers
+/// (`Router::Filter::onUpstreamReset`).
+pub fn upstream_reset_text(retried: bool, reason: &str) -> String {
+    let latest = if retried {
+        "retried and the latest reset reason"
+    } else {
+        "reset reason"
+    };
+    format!("upstream connect error or disconnect/reset before headers. {latest}: {reason}")
+}
 
 /// A local reply with Envoy's plain-text body (no body when `text` is empty).
 pub fn local_reply(status: StatusCode, text: &str) -> Response<Body> {

@@ -4,12 +4,11 @@
 
 use super::ConnCtx;
 use super::forward::{self, StreamCtx};
-use super::local_reply::reply_for;
+use super::local_reply::{grpc_local_reply, local_reply, reply_for};
 use super::request;
 use crate::filters::hcm::ServerHeader;
 use crate::protocol::body::{self, Body};
-use crate::protocol::headers::is_grpc;
-use crate::router::{Action, FormatContext, RequestInfo};
+use crate::router::{Action, FormatContext, RequestInfo, is_grpc};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -76,13 +75,29 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
     let start = Instant::now();
     let start_time = SystemTime::now();
     let cfg = &ctx.hcm.config;
+    // gRPC as Envoy sees it (`Grpc::Common::isGrpcRequestHeaders`): application/grpc,
+    // application/grpc+…; not application/grpc-web, which gets plain local replies.
     let grpc = is_grpc(req.headers());
+    // HTTP/1 header size, counted as Envoy's codec does (names and values); HTTP/2 header
+    // lists are limited by the codec itself.
+    if req.version() != Version::HTTP_2 {
+        let size: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if size > cfg.max_request_headers_bytes {
+            debug!(size, "request headers too large");
+            return codec_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+    }
     let (mut parts, body) = req.into_parts();
     let downstream_h2 = parts.version == Version::HTTP_2;
 
     // Authority (Host / :authority), with the configured port stripping.
+    // No Host on HTTP/1.1: Envoy answers 400 with an empty body.
     let Some(mut authority) = request::authority(&parts.uri, &parts.headers) else {
-        return reply_for(grpc, StatusCode::BAD_REQUEST, "missing host header");
+        return reply_for(grpc, StatusCode::BAD_REQUEST, "");
     };
     if let Some(stripped) = request::strip_port(&authority, cfg, ctx.conn.local.map(|a| a.port())) {
         authority = stripped;
@@ -97,7 +112,12 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         .unwrap_or_default();
     if !is_connect {
         if !(path.starts_with('/') || (path == "*" && parts.method == http::Method::OPTIONS)) {
-            return reply_for(grpc, StatusCode::BAD_REQUEST, "");
+            // Envoy's HTTP/1 codec rejects such a request line: 400 with the reason phrase
+            // as body, and the connection closes.
+            if downstream_h2 {
+                return reply_for(grpc, StatusCode::BAD_REQUEST, "");
+            }
+            return codec_error(StatusCode::BAD_REQUEST);
         }
         if (cfg.normalize_path || cfg.merge_slashes) && path.starts_with('/') {
             match request::normalize_path(&path, cfg.normalize_path, cfg.merge_slashes) {
@@ -152,6 +172,18 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         hostname: "",
     };
     let mut resp = match &matched.route.action {
+        // Envoy sends direct responses and redirects as local replies, so a gRPC request
+        // gets them gRPC-shaped: 200, `grpc-status` from the HTTP status, the body as
+        // `grpc-message` (and the redirect's `location`).
+        Action::Direct(d) if grpc => {
+            cfg.stats.rq_direct_response.inc();
+            let text = d
+                .body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            grpc_local_reply(d.status, &text)
+        }
         Action::Direct(d) => {
             cfg.stats.rq_direct_response.inc();
             let mut r = Response::new(match &d.body {
@@ -175,13 +207,18 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         Action::Redirect(rd) => {
             cfg.stats.rq_redirect.inc();
             let (status, location) = rd.location(matched.route, &info, "http");
-            let mut r = Response::new(body::empty());
-            *r.status_mut() = status;
+            let mut r = if grpc {
+                grpc_local_reply(status, "")
+            } else {
+                let mut r = Response::new(body::empty());
+                *r.status_mut() = status;
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                r
+            };
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            r.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
             r
         }
         Action::NonForwarding => reply_for(grpc, StatusCode::NOT_FOUND, ""),
@@ -206,4 +243,14 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
         resp.headers_mut().insert("x-request-id", id);
     }
     resp
+}
+
+/// Envoy's reply to an HTTP/1 codec error (`sendLocalReply` from the codec): the reason
+/// phrase as a `text/plain` body, and the connection closes. Request headers over
+/// `max_request_headers_kb` get it with 431.
+fn codec_error(status: StatusCode) -> Response<Body> {
+    let mut r = local_reply(status, status.canonical_reason().unwrap_or(""));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }

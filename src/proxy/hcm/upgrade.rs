@@ -3,7 +3,7 @@
 //! connections are upgraded and bytes are copied both ways. CONNECT is terminated here: tern
 //! connects to the chosen host and answers 200, then tunnels.
 
-use super::local_reply::local_reply;
+use super::local_reply::{local_reply, reset_reason, upstream_reset_text};
 use crate::protocol::body::{self, Body};
 use crate::stats::Counter;
 use crate::upstream::cluster::Cluster;
@@ -30,11 +30,10 @@ pub(crate) async fn proxy(
         Ok(io) => io,
         Err(e) => {
             cluster.stats.upstream_cx_connect_fail.inc();
+            debug!(error = %e, "upgrade: upstream connect failed");
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "upstream connect error or disconnect/reset before headers. reset reason: {e}"
-                ),
+                &upstream_reset_text(false, reset_reason(&e)),
             );
         }
     };
@@ -57,11 +56,10 @@ pub(crate) async fn proxy(
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
         Ok(x) => x,
         Err(e) => {
+            debug!(error = %e, "upgrade: upstream handshake failed");
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "upstream connect error or disconnect/reset before headers. reset reason: {e}"
-                ),
+                &upstream_reset_text(false, "protocol error"),
             );
         }
     };
@@ -71,11 +69,10 @@ pub(crate) async fn proxy(
     let mut resp = match sender.send_request(req).await {
         Ok(r) => r,
         Err(e) => {
+            debug!(error = %e, "upgrade: upstream request failed");
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "upstream connect error or disconnect/reset before headers. reset reason: connection termination: {e}"
-                ),
+                &upstream_reset_text(false, "connection termination"),
             );
         }
     };
