@@ -164,11 +164,19 @@ pub fn run(options: Options) -> Result<(), ServerError> {
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("tern-worker")
-        .enable_all()
-        .build()?;
+    // One worker: a current-thread runtime (no work-stealing, no cross-thread wake-ups), as
+    // Envoy's `--concurrency 1` runs one worker thread.
+    let rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("tern-worker")
+            .enable_all()
+            .build()?
+    };
     rt.block_on(async move {
         let server = Server::start(options).await?;
         if server.options.mode == "init_only" {

@@ -15,9 +15,30 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authenticate",
 ];
 
+/// Remove every header whose name is in `names` (lowercase). One pass over the map's keys and
+/// no hashing unless something is present: cheaper than a `remove` per name on the request
+/// path, where these headers are usually absent.
+pub fn remove_all(headers: &mut HeaderMap, names: &[&str]) {
+    let present: Option<Vec<header::HeaderName>> = {
+        let mut found: Option<Vec<header::HeaderName>> = None;
+        for k in headers.keys() {
+            if names.contains(&k.as_str()) {
+                found.get_or_insert_with(Vec::new).push(k.clone());
+            }
+        }
+        found
+    };
+    for k in present.into_iter().flatten() {
+        headers.remove(&k);
+    }
+}
+
 /// Remove hop-by-hop headers and any header named in `Connection`. `te: trailers` is kept, as
 /// gRPC needs it.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+        return;
+    }
     let named: Vec<header::HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -36,9 +57,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
     });
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
+    remove_all(headers, &HOP_BY_HOP);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -85,6 +104,17 @@ mod tests {
         assert!(h.get("x-foo").is_none() && h.get("connection").is_none());
         assert_eq!(h.get("te").unwrap(), "trailers");
         assert!(h.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn remove_all_removes_every_value_of_listed_names_only() {
+        let mut h = HeaderMap::new();
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        h.insert("x-b", HeaderValue::from_static("3"));
+        remove_all(&mut h, &["x-a", "x-c"]);
+        assert!(h.get("x-a").is_none());
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub(crate) async fn forward(
     body: Incoming,
     matched: &Matched<'_>,
     action: &RouteAction,
-    s: StreamCtx<'_>,
+    mut s: StreamCtx<'_>,
 ) -> Response<Body> {
     let ctx = s.conn;
     let cfg = &ctx.hcm.config;
@@ -134,20 +134,18 @@ pub(crate) async fn forward(
     // Envoy's router consumes these request headers and never passes them upstream (a
     // client's x-envoy-expected-rq-timeout-ms is replaced, or dropped when there is no
     // timeout or envoy headers are suppressed).
-    for name in ROUTER_CONSUMED_HEADERS {
-        parts.headers.remove(*name);
-    }
+    crate::protocol::headers::remove_all(&mut parts.headers, ROUTER_CONSUMED_HEADERS);
     matched.apply_request_headers_with(weighted_entry, &mut parts.headers, &fmt);
 
     // Path and host rewrites.
-    let mut path = s.path.clone();
-    if let Some(p) = action.rewrite_path(matched.route, &s.path) {
-        if !suppress && let Ok(v) = HeaderValue::from_str(&s.path) {
+    let mut path = std::mem::take(&mut s.path);
+    if let Some(p) = action.rewrite_path(matched.route, &path) {
+        if !suppress && let Ok(v) = HeaderValue::from_str(&path) {
             parts.headers.insert("x-envoy-original-path", v);
         }
         path = p;
     }
-    let mut authority = s.authority.clone();
+    let mut authority = std::mem::take(&mut s.authority);
     if let Some(h) = weighted_entry.and_then(|e| e.host_rewrite_literal.as_ref()) {
         authority = h.clone();
     } else if let Some(h) = &action.host_rewrite_literal {
@@ -230,6 +228,7 @@ pub(crate) async fn forward(
         None => cfg.stream_idle_timeout,
     };
     let mut tried: Vec<Arc<Host>> = Vec::new();
+    let mut parts_slot = Some(parts);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -253,8 +252,24 @@ pub(crate) async fn forward(
         };
         let auto_host = (action.auto_host_rewrite && !host.hostname.is_empty())
             .then_some(host.hostname.as_str());
+        // The last possible attempt takes the request head; earlier ones send a copy.
+        let head = if attempt < max_attempts && replayable {
+            parts_slot.clone()
+        } else {
+            parts_slot.take()
+        };
+        let Some(head) = head else {
+            return local(
+                reply_for(
+                    s.grpc,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream reset before headers",
+                ),
+                attempt,
+            );
+        };
         let mut req = build_request(
-            parts.clone(),
+            head,
             b,
             protocol,
             auto_host.unwrap_or(&authority),
@@ -470,7 +485,11 @@ pub(crate) fn build_request(
     }
     let (uri, version) = match protocol {
         UpstreamProtocol::Http1 => {
-            if let Ok(v) = HeaderValue::from_str(authority) {
+            // Keep the client's Host value when it is already right (no copy).
+            let same = headers
+                .get(header::HOST)
+                .is_some_and(|h| h.as_bytes() == authority.as_bytes());
+            if !same && let Ok(v) = HeaderValue::from_str(authority) {
                 headers.insert(header::HOST, v);
             }
             let uri = if parts.method == http::Method::CONNECT {
@@ -487,7 +506,7 @@ pub(crate) fn build_request(
     };
     let mut req = http::Request::new(body);
     *req.method_mut() = parts.method;
-    *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+    *req.uri_mut() = http::Uri::try_from(uri).unwrap_or_else(|_| http::Uri::from_static("/"));
     *req.version_mut() = version;
     *req.headers_mut() = headers;
     req

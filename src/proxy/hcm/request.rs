@@ -151,18 +151,20 @@ pub fn forwarded_headers(
 
 /// A random version-4 UUID, as Envoy generates `x-request-id`.
 pub fn uuid4() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let v: u128 = rand::random();
     let v = (v & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let hex = format!("{v:032x}");
-    let s = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
-    HeaderValue::from_str(&s).expect("hex digits and dashes are a valid header value")
+    let mut out = [0u8; 36];
+    let mut nibble = 0;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *slot = b'-';
+        } else {
+            *slot = HEX[((v >> (124 - 4 * nibble)) & 0xf) as usize];
+            nibble += 1;
+        }
+    }
+    HeaderValue::from_bytes(&out).expect("hex digits and dashes are a valid header value")
 }
 
 #[cfg(test)]
