@@ -1,5 +1,6 @@
 //! Process wiring: command line, logging, runtime, start order, signals and drain.
 
+mod memory;
 pub mod options;
 
 pub use options::Options;
@@ -73,6 +74,7 @@ impl Server {
         let listeners =
             ListenerManager::new(world.clone(), Duration::from_secs(options.drain_time_s));
         listeners.apply(&world.listeners.load())?;
+        memory::release_free_memory();
         info!(version = env!("CARGO_PKG_VERSION"), "tern started");
         Ok(Server {
             world,

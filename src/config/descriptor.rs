@@ -1,4 +1,3 @@
-use envoy_types::pb::google::protobuf::{DescriptorProto, FileDescriptorSet};
 use prost::Message;
 use prost_reflect::DescriptorPool;
 use std::collections::{HashMap, HashSet};
@@ -15,17 +14,25 @@ pub fn pool() -> DescriptorPool {
 /// A pool holding just the files that define `messages` (full names, with or without the
 /// `type.googleapis.com/` prefix) and their imports. Names tern does not know are left out;
 /// looking them up in the pool then fails with the name in the error.
+///
+/// The descriptor set is read at the wire level: only each file's name, package, imports and
+/// message names are decoded, so finding the subset costs little memory.
 pub fn pool_for<'a>(messages: impl IntoIterator<Item = &'a str>) -> DescriptorPool {
-    let set =
-        FileDescriptorSet::decode(DESCRIPTOR_SET).expect("build.rs wrote a valid descriptor set");
+    let set = RawSet::decode(bytes::Bytes::from_static(DESCRIPTOR_SET))
+        .expect("build.rs wrote a valid descriptor set");
+    let heads: Vec<FileHead> = set
+        .file
+        .iter()
+        .map(|f| FileHead::decode(f.clone()).expect("build.rs wrote valid file descriptors"))
+        .collect();
     let mut file_of_message: HashMap<String, usize> = HashMap::new();
     let mut file_by_name: HashMap<&str, usize> = HashMap::new();
-    for (i, f) in set.file.iter().enumerate() {
-        file_by_name.insert(f.name(), i);
-        let prefix = if f.package().is_empty() {
+    for (i, f) in heads.iter().enumerate() {
+        file_by_name.insert(f.name.as_str(), i);
+        let prefix = if f.package.is_empty() {
             String::new()
         } else {
-            format!("{}.", f.package())
+            format!("{}.", f.package)
         };
         for m in &f.message_type {
             index_messages(m, &prefix, i, &mut file_of_message);
@@ -40,7 +47,7 @@ pub fn pool_for<'a>(messages: impl IntoIterator<Item = &'a str>) -> DescriptorPo
     while let Some(i) = stack.pop() {
         if wanted.insert(i) {
             stack.extend(
-                set.file[i]
+                heads[i]
                     .dependency
                     .iter()
                     .filter_map(|d| file_by_name.get(d.as_str()).copied()),
@@ -49,7 +56,7 @@ pub fn pool_for<'a>(messages: impl IntoIterator<Item = &'a str>) -> DescriptorPo
     }
     // build.rs wrote every file after its imports, so keeping the original order keeps the
     // subset in dependency order.
-    let subset = FileDescriptorSet {
+    let subset = RawSet {
         file: set
             .file
             .iter()
@@ -62,13 +69,37 @@ pub fn pool_for<'a>(messages: impl IntoIterator<Item = &'a str>) -> DescriptorPo
         .expect("a closed subset of a valid descriptor set is valid")
 }
 
-fn index_messages(
-    m: &DescriptorProto,
-    prefix: &str,
-    file: usize,
-    out: &mut HashMap<String, usize>,
-) {
-    let full = format!("{prefix}{}", m.name());
+/// `FileDescriptorSet` with each file left as bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawSet {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    file: Vec<bytes::Bytes>,
+}
+
+/// The parts of a `FileDescriptorProto` needed to find a subset.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FileHead {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    package: String,
+    #[prost(string, repeated, tag = "3")]
+    dependency: Vec<String>,
+    #[prost(message, repeated, tag = "4")]
+    message_type: Vec<MessageHead>,
+}
+
+/// The name and nested messages of a `DescriptorProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct MessageHead {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(message, repeated, tag = "3")]
+    nested_type: Vec<MessageHead>,
+}
+
+fn index_messages(m: &MessageHead, prefix: &str, file: usize, out: &mut HashMap<String, usize>) {
+    let full = format!("{prefix}{}", m.name);
     for nested in &m.nested_type {
         index_messages(nested, &format!("{full}."), file, out);
     }
