@@ -985,3 +985,36 @@ async fn connect_is_terminated_and_tunnels_to_the_cluster() {
     within(5, s.read_exact(&mut echo_back)).await.unwrap();
     assert_eq!(&echo_back, b"raw bytes");
 }
+
+#[tokio::test]
+async fn http10_refused_by_default_and_accepted_with_default_host() {
+    let up = upstream::http("u").await;
+    let routes = "              - match: { prefix: / }\n                route: { cluster: up }\n";
+    let opts = "          http_protocol_options: { accept_http_10: true, default_host_for_http_10: legacy.example }";
+    let tern = start_tern(&bootstrap(
+        &[
+            http_listener("strict", &vh(routes), ""),
+            http_listener("legacy", &vh(routes), opts),
+        ],
+        &[static_cluster("up", &[up.addr], "")],
+    ))
+    .await;
+    let raw = support::raw(
+        tern.listener_addr("strict").unwrap(),
+        b"GET / HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    assert!(
+        raw.contains(" 426 ") && raw.ends_with("Upgrade Required"),
+        "{raw}"
+    );
+    let raw = support::raw(
+        tern.listener_addr("legacy").unwrap(),
+        b"GET / HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    assert!(
+        raw.contains(" 200 ") && raw.contains("host: legacy.example"),
+        "{raw}"
+    );
+}

@@ -195,6 +195,10 @@ pub struct HcmConfig {
     /// `http2_protocol_options.allow_connect` (extended CONNECT) and plain CONNECT through
     /// upgrade_configs.
     pub allow_connect: bool,
+    /// `http_protocol_options.accept_http_10` (default false: HTTP/1.0 gets 426).
+    pub accept_http_10: bool,
+    /// `http_protocol_options.default_host_for_http_10`.
+    pub default_host_for_http_10: Option<String>,
     /// Stats.
     pub stats: HcmStats,
 }
@@ -350,6 +354,15 @@ impl HcmConfig {
             merge_slashes: h.merge_slashes,
             upgrade_configs,
             allow_connect: h2.allow_connect,
+            accept_http_10: h
+                .http_protocol_options
+                .as_ref()
+                .is_some_and(|o| o.accept_http_10),
+            default_host_for_http_10: h
+                .http_protocol_options
+                .as_ref()
+                .map(|o| o.default_host_for_http_10.clone())
+                .filter(|s| !s.is_empty()),
         })
     }
 

@@ -38,14 +38,23 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
         }
     }
     ctx.active_streams.fetch_add(1, Ordering::Relaxed);
-    ctx.touch();
     cfg.stats.downstream_rq_total.inc();
     cfg.stats.downstream_rq_active.inc();
     let _guard = StreamGuard(ctx.clone());
     let span = tracing::debug_span!("stream", conn = ctx.conn.id, stream = stream_id);
     let version = req.version();
-    let mut resp = decode(req, &ctx).instrument(span).await;
-    encode(&mut resp, &ctx, version);
+    let resp = if version < Version::HTTP_11 && !cfg.accept_http_10 {
+        // Envoy refuses HTTP/1.0 unless accept_http_10: 426, on an HTTP/1.1 status line.
+        let mut r = local_reply(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        encode(&mut r, &ctx, Version::HTTP_11);
+        r
+    } else {
+        let mut r = decode(req, &ctx).instrument(span).await;
+        encode(&mut r, &ctx, version);
+        r
+    };
     let class = (resp.status().as_u16() / 100) as usize;
     if let Some(c) = cfg.stats.downstream_rq_xx.get(class.wrapping_sub(1)) {
         c.inc();
@@ -96,7 +105,13 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
 
     // Authority (Host / :authority), with the configured port stripping.
     // No Host on HTTP/1.1: Envoy answers 400 with an empty body.
-    let Some(mut authority) = request::authority(&parts.uri, &parts.headers) else {
+    let authority = request::authority(&parts.uri, &parts.headers).or_else(|| {
+        // HTTP/1.0 without Host, when accepted: default_host_for_http_10.
+        (parts.version < Version::HTTP_11)
+            .then(|| cfg.default_host_for_http_10.clone())
+            .flatten()
+    });
+    let Some(mut authority) = authority else {
         return reply_for(grpc, StatusCode::BAD_REQUEST, "");
     };
     if let Some(stripped) = request::strip_port(&authority, cfg, ctx.conn.local.map(|a| a.port())) {
