@@ -1018,3 +1018,156 @@ async fn http10_refused_by_default_and_accepted_with_default_host() {
         "{raw}"
     );
 }
+
+/// Rapid reset (CVE-2023-44487): streams opened and reset in a loop. tern closes the connection
+/// once most of its streams are reset prematurely, so the work stays bounded; other clients
+/// are still served.
+#[tokio::test]
+async fn h2_rapid_reset_closes_the_connection() {
+    let up = upstream::http("u").await;
+    let (t, addr) = one_route_tern(
+        "              - match: { prefix: / }\n                route: { cluster: up }\n",
+        &[static_cluster("up", &[up.addr], "")],
+    )
+    .await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, conn) = within(5, h2::client::handshake(tcp)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut sent = 0;
+    for _ in 0..5000 {
+        let Ok(c) = within(5, client.ready()).await else {
+            break;
+        };
+        client = c;
+        let req = http::Request::get("http://h/delay/2000").body(()).unwrap();
+        let Ok((_resp, mut stream)) = client.send_request(req, false) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+    }
+    // The connection ends: GOAWAY, then close, even though the client keeps it open.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), conn).await;
+    assert!(
+        ended.is_ok(),
+        "tern kept the abusive connection open after {sent} reset streams"
+    );
+    // Streams reset before tern accepted them are cut off by the codec's own bound
+    // (max_pending_accept_reset_streams); either way the upstream saw a bounded number.
+    assert!(
+        up.requests() < 1000,
+        "upstream saw {} requests",
+        up.requests()
+    );
+
+    // Streams that tern accepted (and forwarded) before the client reset them: after half of
+    // Envoy's 500-stream window is reset prematurely, the connection is closed.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, conn) = within(5, h2::client::handshake(tcp)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let total = t.world.stats.counter("http.l.downstream_rq_total");
+    let mut sent = 0u64;
+    'batches: for _ in 0..20 {
+        let before = total.value();
+        let mut streams = Vec::new();
+        for _ in 0..50 {
+            let Ok(c) = within(5, client.clone().ready()).await else {
+                break 'batches;
+            };
+            client = c;
+            let req = http::Request::get("http://h/delay/2000").body(()).unwrap();
+            let Ok((_resp, stream)) = client.send_request(req, false) else {
+                break 'batches;
+            };
+            streams.push(stream);
+        }
+        // Wait (with a deadline) until tern has accepted this batch, then reset it.
+        if !support::eventually(5, || total.value() >= before + streams.len() as u64).await {
+            break;
+        }
+        for mut st in streams {
+            st.send_reset(h2::Reason::CANCEL);
+            sent += 1;
+        }
+    }
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), conn).await;
+    assert!(
+        ended.is_ok(),
+        "connection still open after {sent} premature resets"
+    );
+    assert!(sent <= 300, "closed only after {sent} premature resets");
+    let stats = &t.world.stats;
+    assert_eq!(
+        stats.counter_value("http.l.downstream_rq_too_many_premature_resets"),
+        Some(1)
+    );
+    // Everyone else is still served.
+    let r = get(&h1_client(), addr, "h", "/after").await;
+    assert_eq!(r.status, 200);
+}
+
+/// CONTINUATION flood: a header block that never ends. The header list limit
+/// (`max_request_headers_kb`) stops it: tern closes the connection instead of buffering.
+#[tokio::test]
+async fn h2_continuation_flood_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_t, addr) = one_route_tern(
+        "              - match: { prefix: / }\n                direct_response: { status: 200 }\n",
+        &[],
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+    // ":method GET" (indexed 2), ":path /" (4), ":scheme http" (6), then literal headers
+    // "abc: xyz" without indexing, over and over.
+    let mut first = vec![0x82, 0x84, 0x86];
+    let lit = [0x00u8, 0x03, b'a', b'b', b'c', 0x03, b'x', b'y', b'z'];
+    let mut block = Vec::new();
+    while block.len() + lit.len() <= 16_000 {
+        block.extend_from_slice(&lit);
+    }
+    first.extend_from_slice(&block[..9 * 100]);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    out.extend(frame(0x1, 0x1, 1, &first)); // HEADERS, END_STREAM, no END_HEADERS
+    s.write_all(&out).await.unwrap();
+    let cont = frame(0x9, 0, 1, &block); // CONTINUATION without END_HEADERS
+    let (mut rd, mut wr) = s.into_split();
+    // The reader sees the connection end (EOF or reset) once tern gives up on the stream.
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    let mut written = 0usize;
+    let closed = within(20, async {
+        loop {
+            if reader.is_finished() {
+                return true;
+            }
+            if wr.write_all(&cont).await.is_err() {
+                return true;
+            }
+            written += cont.len();
+            if written > 64 * 1024 * 1024 {
+                return false;
+            }
+        }
+    })
+    .await;
+    assert!(closed, "tern accepted {written} bytes of one header block");
+    assert!(
+        written < 8 * 1024 * 1024,
+        "cut off only after {written} bytes"
+    );
+}

@@ -96,6 +96,8 @@ pub struct HcmStats {
     pub downstream_rq_idle_timeout: Counter,
     /// `downstream_rq_ws_on_non_ws_route` (an upgrade that is not allowed).
     pub downstream_rq_ws_on_non_ws_route: Counter,
+    /// `downstream_rq_too_many_premature_resets` (rapid reset).
+    pub downstream_rq_too_many_premature_resets: Counter,
 }
 
 impl HcmStats {
@@ -122,6 +124,7 @@ impl HcmStats {
             rq_redirect: c("rq_redirect"),
             downstream_rq_idle_timeout: c("downstream_rq_idle_timeout"),
             downstream_rq_ws_on_non_ws_route: c("downstream_rq_ws_on_non_ws_route"),
+            downstream_rq_too_many_premature_resets: c("downstream_rq_too_many_premature_resets"),
         }
     }
 }

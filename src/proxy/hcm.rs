@@ -33,6 +33,10 @@ pub(crate) struct ConnCtx {
     active_streams: AtomicU64,
     requests: AtomicU64,
     last_active: AtomicU64,
+    closed_streams: AtomicU64,
+    premature_resets: AtomicU64,
+    abusive: std::sync::atomic::AtomicBool,
+    abuse: tokio::sync::Notify,
     started: Instant,
 }
 
@@ -109,6 +113,10 @@ pub async fn serve<IO>(
         active_streams: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         last_active: AtomicU64::new(0),
+        closed_streams: AtomicU64::new(0),
+        premature_resets: AtomicU64::new(0),
+        abusive: std::sync::atomic::AtomicBool::new(false),
+        abuse: tokio::sync::Notify::new(),
         started: Instant::now(),
     });
     let svc_ctx = ctx.clone();
@@ -134,6 +142,16 @@ pub async fn serve<IO>(
                 if let Err(e) = res {
                     debug!(conn = conn.id, error = %e, "downstream connection ended with an error");
                 }
+                break;
+            }
+            _ = ctx.abuse.notified() => {
+                // Too many premature resets: GOAWAY, and the connection goes away shortly
+                // even if the peer keeps it open.
+                debug!(conn = conn.id, "too many premature stream resets; closing");
+                if !shutting_down {
+                    served.as_mut().graceful_shutdown();
+                }
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), served.as_mut()).await;
                 break;
             }
             _ = drain.started(), if !shutting_down => {

@@ -16,13 +16,53 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 use tracing::{Instrument, debug};
 
-struct StreamGuard(Arc<ConnCtx>);
+/// A stream in flight. Dropped before it produced a response, the client reset it (or closed
+/// the connection): that counts towards the premature-reset check.
+struct StreamGuard {
+    ctx: Arc<ConnCtx>,
+    start: Instant,
+    answered: bool,
+}
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.active_streams.fetch_sub(1, Ordering::Relaxed);
-        self.0.hcm.config.stats.downstream_rq_active.dec();
-        self.0.touch();
+        let ctx = &self.ctx;
+        ctx.active_streams.fetch_sub(1, Ordering::Relaxed);
+        ctx.hcm.config.stats.downstream_rq_active.dec();
+        ctx.touch();
+        let closed = ctx.closed_streams.fetch_add(1, Ordering::Relaxed) + 1;
+        let premature = if !self.answered && self.start.elapsed() < PREMATURE_RESET_LIFETIME {
+            ctx.premature_resets.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            ctx.premature_resets.load(Ordering::Relaxed)
+        };
+        if too_many_premature_resets(closed, premature)
+            && !ctx.abusive.swap(true, Ordering::Relaxed)
+        {
+            ctx.hcm
+                .config
+                .stats
+                .downstream_rq_too_many_premature_resets
+                .inc();
+            ctx.abuse.notify_one();
+        }
+    }
+}
+
+/// A reset within this time of the stream's start is premature (Envoy's
+/// `overload.premature_reset_min_stream_lifetime_seconds`).
+const PREMATURE_RESET_LIFETIME: std::time::Duration = std::time::Duration::from_secs(1);
+/// Envoy's `overload.premature_reset_total_stream_count`.
+const PREMATURE_RESET_TOTAL: u64 = 500;
+
+/// Rapid reset (CVE-2023-44487): a connection whose streams are mostly reset prematurely is
+/// closed. Before `PREMATURE_RESET_TOTAL` streams have closed, half that many premature
+/// resets are enough; after it, more than half of all closed streams.
+fn too_many_premature_resets(closed: u64, premature: u64) -> bool {
+    if closed < PREMATURE_RESET_TOTAL {
+        premature >= PREMATURE_RESET_TOTAL / 2
+    } else {
+        premature * 2 > closed
     }
 }
 
@@ -40,7 +80,12 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
     ctx.active_streams.fetch_add(1, Ordering::Relaxed);
     cfg.stats.downstream_rq_total.inc();
     cfg.stats.downstream_rq_active.inc();
-    let _guard = StreamGuard(ctx.clone());
+    let start = Instant::now();
+    let mut guard = StreamGuard {
+        ctx: ctx.clone(),
+        start,
+        answered: false,
+    };
     let span = tracing::debug_span!("stream", conn = ctx.conn.id, stream = stream_id);
     let version = req.version();
     let resp = if version < Version::HTTP_11 && !cfg.accept_http_10 {
@@ -51,7 +96,7 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
         encode(&mut r, &ctx, Version::HTTP_11);
         r
     } else {
-        let mut r = decode(req, &ctx).instrument(span).await;
+        let mut r = decode(req, &ctx, start).instrument(span).await;
         encode(&mut r, &ctx, version);
         r
     };
@@ -59,6 +104,7 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
     if let Some(c) = cfg.stats.downstream_rq_xx.get(class.wrapping_sub(1)) {
         c.inc();
     }
+    guard.answered = true;
     resp
 }
 
@@ -80,8 +126,7 @@ fn encode(resp: &mut Response<Body>, ctx: &ConnCtx, version: Version) {
     }
 }
 
-async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>) -> Response<Body> {
-    let start = Instant::now();
+async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> Response<Body> {
     let start_time = SystemTime::now();
     let cfg = &ctx.hcm.config;
     // gRPC as Envoy sees it (`Grpc::Common::isGrpcRequestHeaders`): application/grpc,
@@ -268,4 +313,18 @@ fn codec_error(status: StatusCode) -> Response<Body> {
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::too_many_premature_resets;
+
+    #[test]
+    fn premature_reset_thresholds_follow_envoy() {
+        assert!(!too_many_premature_resets(100, 249));
+        assert!(too_many_premature_resets(260, 250));
+        assert!(!too_many_premature_resets(1000, 500));
+        assert!(too_many_premature_resets(1000, 501));
+        assert!(!too_many_premature_resets(10_000, 10));
+    }
 }
