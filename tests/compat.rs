@@ -589,10 +589,8 @@ async fn retries() {
 /// `x-envoy-original-path`, and appends to `x-forwarded-for` not the loopback peer but its own
 /// local address (the host's first non-loopback address, e.g. `10.0.0.1,192.0.2.2`).
 ///
-/// tern treats loopback as internal (`x-envoy-internal: true`, no
-/// `x-envoy-external-address`, keeps `x-envoy-*` from the client) and appends `127.0.0.1`.
+/// tern does the same.
 #[tokio::test]
-#[ignore = "tern differs: loopback is internal for tern, external for Envoy 1.40; XFF gets 127.0.0.1 instead of Envoy's local address"]
 async fn use_remote_address_headers() {
     envoy_headers_case(
         "use_remote_address",

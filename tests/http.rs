@@ -692,11 +692,49 @@ async fn hcm_options_xff_request_id_server_name_ports_and_paths() {
     assert_eq!(r.headers["server"], "tern-test");
     assert!(r.body.contains("path /a/c"), "{}", r.body);
     assert_eq!(header_line(&r.body, "host"), Some("h"));
-    assert_eq!(header_line(&r.body, "x-forwarded-for"), Some("127.0.0.1"));
+    // No internal_address_config: a loopback client is external (Envoy 1.40). Its id is
+    // replaced, x-envoy-external-address names it, and XFF gets the host's own address in
+    // place of the loopback peer.
+    assert_eq!(
+        header_line(&r.body, "x-envoy-external-address"),
+        Some("127.0.0.1")
+    );
+    assert!(header_line(&r.body, "x-envoy-internal").is_none());
+    let xff = header_line(&r.body, "x-forwarded-for").unwrap();
+    assert!(
+        xff.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_ipv4() || ip.is_ipv6()),
+        "{xff}"
+    );
+    assert_ne!(header_line(&r.body, "x-request-id"), Some("keep-me"));
+
+    // With internal_address_config covering loopback, the request is internal: the id is
+    // kept and echoed, and client x-envoy headers survive.
+    let internal = format!(
+        "{extra}\n          internal_address_config: {{ cidr_ranges: [ {{ address_prefix: 127.0.0.0, prefix_len: 8 }} ] }}"
+    );
+    let tern = start_tern(&bootstrap(
+        &[http_listener("i", &vh(routes), &internal)],
+        &[static_cluster("up", &[up.addr], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("i").unwrap();
+    let r = send(
+        &c,
+        support::req(addr, "/")
+            .header("x-request-id", "keep-me")
+            .header("x-envoy-decorator-operation", "op")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(header_line(&r.body, "x-envoy-internal"), Some("true"));
-    // Internal request: the id is preserved and echoed.
     assert_eq!(header_line(&r.body, "x-request-id"), Some("keep-me"));
     assert_eq!(r.headers["x-request-id"], "keep-me");
+    assert_eq!(
+        header_line(&r.body, "x-envoy-decorator-operation"),
+        Some("op")
+    );
 }
 
 #[tokio::test]

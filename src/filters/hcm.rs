@@ -198,6 +198,11 @@ pub struct HcmConfig {
     /// `http2_protocol_options.allow_connect` (extended CONNECT) and plain CONNECT through
     /// upgrade_configs.
     pub allow_connect: bool,
+    /// `internal_address_config.cidr_ranges`: peers in these ranges are internal. Unset means
+    /// no address is internal (Envoy 1.40's default).
+    pub internal_addresses: Vec<crate::config::Cidr>,
+    /// `internal_address_config.unix_sockets`: Unix-socket peers are internal.
+    pub internal_unix_sockets: bool,
     /// `http_protocol_options.accept_http_10` (default false: HTTP/1.0 gets 426).
     pub accept_http_10: bool,
     /// `http_protocol_options.default_host_for_http_10`.
@@ -357,6 +362,26 @@ impl HcmConfig {
             merge_slashes: h.merge_slashes,
             upgrade_configs,
             allow_connect: h2.allow_connect,
+            internal_addresses: h
+                .internal_address_config
+                .as_ref()
+                .map(|c| {
+                    c.cidr_ranges
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            crate::config::Cidr::from_proto(r).map_err(|e| {
+                                e.within(format!("internal_address_config.cidr_ranges[{i}]"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
+            internal_unix_sockets: h
+                .internal_address_config
+                .as_ref()
+                .is_some_and(|c| c.unix_sockets),
             accept_http_10: h
                 .http_protocol_options
                 .as_ref()

@@ -3,67 +3,10 @@
 //! source IP, source port. At each step the most specific matching chains survive; chains that
 //! leave the criterion empty survive only when no chain matches it specifically.
 
-use crate::config::ConfigError;
+use crate::config::{Cidr, ConfigError};
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
 use std::net::{IpAddr, SocketAddr};
-
-/// A CIDR range.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl Cidr {
-    fn compile(c: &core_pb::CidrRange) -> Result<Self, ConfigError> {
-        let addr: IpAddr = c.address_prefix.parse().map_err(|_| {
-            ConfigError::new(
-                "address_prefix",
-                format!("malformed IP address: {}", c.address_prefix),
-            )
-        })?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = c.prefix_len.as_ref().map_or(max, |v| v.value);
-        if len > max {
-            return Err(ConfigError::new(
-                "prefix_len",
-                format!("{len} is longer than {max}"),
-            ));
-        }
-        Ok(Self {
-            addr,
-            len: len as u8,
-        })
-    }
-
-    /// Whether `ip` is inside the range (IPv4-mapped IPv6 addresses match IPv4 ranges).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = if self.len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.len))
-                };
-                (u32::from(a) & mask) == (u32::from(b) & mask)
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let mask = if self.len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(self.len))
-                };
-                (u128::from(a) & mask) == (u128::from(b) & mask)
-            }
-            _ => false,
-        }
-    }
-}
 
 /// `FilterChainMatch.source_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +53,7 @@ pub struct ConnMeta<'a> {
 fn ranges(list: &[core_pb::CidrRange], field: &str) -> Result<Vec<Cidr>, ConfigError> {
     list.iter()
         .enumerate()
-        .map(|(i, c)| Cidr::compile(c).map_err(|e| e.within(format!("{field}[{i}]"))))
+        .map(|(i, c)| Cidr::from_proto(c).map_err(|e| e.within(format!("{field}[{i}]"))))
         .collect()
 }
 
@@ -205,7 +148,7 @@ fn cidr_score(ranges: &[Cidr], ip: Option<IpAddr>) -> Score {
     ranges
         .iter()
         .filter(|r| r.contains(ip))
-        .map(|r| u32::from(r.len) + 1)
+        .map(|r| u32::from(r.prefix_len()) + 1)
         .max()
 }
 
@@ -382,12 +325,12 @@ mod tests {
 
     #[test]
     fn cidr_contains_mapped_v4_and_v6() {
-        let c = Cidr::compile(&cidr("192.168.0.0", 16)).unwrap();
+        let c = Cidr::from_proto(&cidr("192.168.0.0", 16)).unwrap();
         assert!(c.contains("::ffff:192.168.1.1".parse().unwrap()));
         assert!(!c.contains("192.169.0.1".parse().unwrap()));
-        let c6 = Cidr::compile(&cidr("fd00::", 8)).unwrap();
+        let c6 = Cidr::from_proto(&cidr("fd00::", 8)).unwrap();
         assert!(c6.contains("fd12::1".parse().unwrap()));
-        assert!(Cidr::compile(&cidr("1.2.3.4", 33)).is_err());
-        assert!(Cidr::compile(&cidr("nope", 8)).is_err());
+        assert!(Cidr::from_proto(&cidr("1.2.3.4", 33)).is_err());
+        assert!(Cidr::from_proto(&cidr("nope", 8)).is_err());
     }
 }

@@ -83,70 +83,119 @@ pub fn normalize_path(
     Some(p)
 }
 
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+/// Whether a peer is internal by `internal_address_config` (nothing is, when it is unset).
+fn is_internal(cfg: &HcmConfig, remote: Option<SocketAddr>) -> bool {
+    match remote {
+        Some(r) => cfg.internal_addresses.iter().any(|c| c.contains(r.ip())),
+        None => cfg.internal_unix_sockets,
     }
 }
 
-/// `x-forwarded-for`, `x-forwarded-proto`, `x-envoy-internal` as Envoy sets them. Returns the
-/// trusted client address.
+/// The host's own address, which Envoy appends to `x-forwarded-for` in place of a loopback
+/// peer: the first non-loopback IPv4 address of an interface (else IPv6, else loopback).
+fn local_address() -> IpAddr {
+    static LOCAL: std::sync::OnceLock<IpAddr> = std::sync::OnceLock::new();
+    *LOCAL.get_or_init(|| {
+        let addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
+            .map(|v| {
+                v.into_iter()
+                    .map(|i| i.ip())
+                    .filter(|ip| !ip.is_loopback())
+                    .collect()
+            })
+            .unwrap_or_default();
+        addrs
+            .iter()
+            .find(|ip| ip.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    })
+}
+
+/// Request headers Envoy removes from an edge (external, `use_remote_address`) request
+/// (`ConnectionManagerUtility::cleanInternalHeaders`).
+const EDGE_CLEANED: &[&str] = &[
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-original-path",
+    "x-envoy-ip-tags",
+    "x-envoy-force-trace",
+    "x-envoy-internal",
+    "x-envoy-external-address",
+];
+
+/// `x-forwarded-for`, `x-forwarded-proto`, `x-envoy-internal`, `x-envoy-external-address` as
+/// Envoy's connection manager sets them. Returns the trusted client address.
 pub fn forwarded_headers(
     headers: &mut HeaderMap,
     cfg: &HcmConfig,
     remote: Option<SocketAddr>,
     scheme: &str,
 ) -> Option<IpAddr> {
-    let xff: Vec<IpAddr> = headers
+    let proto = HeaderValue::from_static(if scheme == "https" { "https" } else { "http" });
+    if !cfg.use_remote_address {
+        if !headers.contains_key("x-forwarded-proto") {
+            headers.insert("x-forwarded-proto", proto);
+        }
+        if headers.contains_key("x-forwarded-for") {
+            let xff = xff_addresses(headers);
+            let n = cfg.xff_num_trusted_hops as usize + 1;
+            return xff.len().checked_sub(n).and_then(|i| xff.get(i).copied());
+        }
+        return None;
+    }
+    let had_xff = headers.contains_key("x-forwarded-for");
+    let trusted = if cfg.xff_num_trusted_hops == 0 || !had_xff {
+        remote.map(|r| r.ip())
+    } else {
+        let xff = xff_addresses(headers);
+        let n = cfg.xff_num_trusted_hops as usize;
+        xff.len()
+            .checked_sub(n)
+            .and_then(|i| xff.get(i).copied())
+            .or(remote.map(|r| r.ip()))
+    };
+    if !cfg.skip_xff_append
+        && let Some(r) = remote
+    {
+        let ip = if r.ip().is_loopback() {
+            local_address()
+        } else {
+            r.ip()
+        };
+        let joined = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev},{ip}"),
+            None => ip.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&joined) {
+            headers.insert("x-forwarded-for", v);
+        }
+    }
+    headers.insert("x-forwarded-proto", proto);
+    let internal = !had_xff && is_internal(cfg, remote);
+    if internal {
+        headers.insert("x-envoy-internal", HeaderValue::from_static("true"));
+    } else {
+        crate::protocol::headers::remove_all(headers, EDGE_CLEANED);
+        if let Some(ip) = trusted
+            && let Ok(v) = HeaderValue::from_str(&ip.to_string())
+        {
+            headers.insert("x-envoy-external-address", v);
+        }
+    }
+    trusted
+}
+
+fn xff_addresses(headers: &HeaderMap) -> Vec<IpAddr> {
+    headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let trusted = if cfg.use_remote_address {
-        if cfg.xff_num_trusted_hops == 0 {
-            remote.map(|r| r.ip())
-        } else {
-            let n = cfg.xff_num_trusted_hops as usize;
-            xff.len()
-                .checked_sub(n)
-                .and_then(|i| xff.get(i).copied())
-                .or(remote.map(|r| r.ip()))
-        }
-    } else {
-        let n = cfg.xff_num_trusted_hops as usize + 1;
-        xff.len().checked_sub(n).and_then(|i| xff.get(i).copied())
-    };
-    if cfg.use_remote_address {
-        if !cfg.skip_xff_append
-            && let Some(r) = remote
-        {
-            let joined = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev},{}", r.ip()),
-                None => r.ip().to_string(),
-            };
-            if let Ok(v) = HeaderValue::from_str(&joined) {
-                headers.insert("x-forwarded-for", v);
-            }
-        }
-        headers.insert(
-            "x-forwarded-proto",
-            HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
-        );
-        if trusted.is_some_and(is_internal) && xff.is_empty() {
-            headers.insert("x-envoy-internal", HeaderValue::from_static("true"));
-        } else {
-            headers.remove("x-envoy-internal");
-        }
-    } else if !headers.contains_key("x-forwarded-proto") {
-        headers.insert(
-            "x-forwarded-proto",
-            HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
-        );
-    }
-    trusted
+        .collect()
 }
 
 /// A random version-4 UUID, as Envoy generates `x-request-id`.
