@@ -262,6 +262,7 @@ async fn accept_loop(
             local,
             remote,
             listener: l.name.as_str().into(),
+            buffer_limit: l.per_connection_buffer_limit,
         };
         let span = tracing::debug_span!("conn", listener = %l.name, id, peer = ?remote);
         let network = chain.network.clone();

@@ -24,6 +24,9 @@ pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
     /// Name of the listener that accepted the connection.
     pub listener: Arc<str>,
+    /// The listener's `per_connection_buffer_limit_bytes`: how much of a request body the
+    /// connection manager buffers (for retries) before it streams instead.
+    pub buffer_limit: u32,
 }
 
 /// A new connection id.

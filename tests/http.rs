@@ -1209,3 +1209,39 @@ async fn h2_continuation_flood_is_cut_off() {
         "cut off only after {written} bytes"
     );
 }
+
+#[tokio::test]
+async fn request_timeout_answers_408_when_the_body_is_late() {
+    let up = upstream::http("u").await;
+    let routes = "              - match: { prefix: / }\n                route: { cluster: up }\n";
+    let tern = start_tern(&bootstrap(
+        &[http_listener(
+            "l",
+            &vh(routes),
+            "          request_timeout: 0.3s",
+        )],
+        &[static_cluster("up", &[up.addr], "")],
+    ))
+    .await;
+    let head = support::raw_head(
+        tern.listener_addr("l").unwrap(),
+        b"POST /echo HTTP/1.1\r\nhost: h\r\ncontent-length: 10\r\n\r\nabc",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert_eq!(
+        tern.world
+            .stats
+            .counter_value("http.l.downstream_rq_timeout"),
+        Some(1)
+    );
+    // A complete body in time goes through.
+    let r = send(
+        &h1_client(),
+        http::Request::post(format!("http://{}/echo", tern.listener_addr("l").unwrap()))
+            .body(Full::new(Bytes::from_static(b"0123456789")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "0123456789"));
+}

@@ -51,7 +51,7 @@ const ROUTER_CONSUMED_HEADERS: &[&str] = &[
 /// A request body that can be sent more than once (for retries) or only once (streaming).
 enum RequestBody {
     Replay(Bytes, Option<HeaderMap>),
-    Once(Option<Incoming>),
+    Once(Option<Body>),
 }
 
 impl RequestBody {
@@ -72,7 +72,7 @@ impl RequestBody {
                         .boxed_unsync(),
                 )
             }
-            RequestBody::Once(b) => b.take().map(body::boxed),
+            RequestBody::Once(b) => b.take(),
         }
     }
 }
@@ -209,10 +209,21 @@ pub(crate) async fn forward(
         return upgrade::proxy(req, downstream, &t, host, &cluster).await;
     }
 
+    // request_timeout: the whole request body must arrive in time, else 408.
+    let body_expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body: Body = match cfg.request_timeout {
+        Some(t) if !http_body::Body::is_end_stream(&body) => body::DeadlineBody::new(
+            body,
+            tokio::time::Instant::from_std(s.start + t),
+            body_expired.clone(),
+        )
+        .boxed_unsync(),
+        _ => body::boxed(body),
+    };
     let policy = action.retry_policy.as_ref();
     let max_attempts = 1 + policy.map_or(0, |p| p.num_retries);
     let mut req_body = if max_attempts > 1 {
-        buffer_for_retry(body, cluster.per_connection_buffer_limit).await
+        buffer_for_retry(body, ctx.conn.buffer_limit).await
     } else {
         RequestBody::Once(Some(body))
     };
@@ -241,6 +252,9 @@ pub(crate) async fn forward(
             return local(no_healthy(&cluster, s.grpc), attempt);
         };
         let Some(b) = req_body.take() else {
+            if let Some(r) = request_timed_out(&body_expired, cfg, s.grpc) {
+                return r;
+            }
             return local(
                 reply_for(
                     s.grpc,
@@ -387,6 +401,11 @@ pub(crate) async fn forward(
                 );
                 resp
             }
+            Outcome::Done(Err(_))
+                if let Some(r) = request_timed_out(&body_expired, cfg, s.grpc) =>
+            {
+                r
+            }
             Outcome::Done(Err(e)) => {
                 debug!(host = %host.address, error = %e, "upstream request failed");
                 let text = upstream_reset_text(attempt > 1, reset_reason(&e));
@@ -446,9 +465,21 @@ fn no_healthy(cluster: &Cluster, grpc: bool) -> Response<Body> {
     reply_for(grpc, StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
 }
 
+/// Envoy's 408 for a request whose body did not arrive within `request_timeout`.
+fn request_timed_out(
+    expired: &std::sync::atomic::AtomicBool,
+    cfg: &crate::filters::HcmConfig,
+    grpc: bool,
+) -> Option<Response<Body>> {
+    expired.load(Ordering::Relaxed).then(|| {
+        cfg.stats.downstream_rq_timeout.inc();
+        reply_for(grpc, StatusCode::REQUEST_TIMEOUT, "request timeout")
+    })
+}
+
 /// Buffer a request body so that it can be sent again, if it is complete within `limit`
 /// bytes as announced by its size hint; otherwise it streams once and is not retried.
-async fn buffer_for_retry(body: Incoming, limit: u32) -> RequestBody {
+async fn buffer_for_retry(body: Body, limit: u32) -> RequestBody {
     use http_body::Body as _;
     if body.is_end_stream() {
         return RequestBody::Replay(Bytes::new(), None);
@@ -457,16 +488,30 @@ async fn buffer_for_retry(body: Incoming, limit: u32) -> RequestBody {
         Some(n) if n <= u64::from(limit) => {}
         _ => return RequestBody::Once(Some(body)),
     }
-    match http_body_util::Limited::new(body, limit as usize)
-        .collect()
-        .await
-    {
-        Ok(c) => {
-            let trailers = c.trailers().cloned();
-            RequestBody::Replay(c.to_bytes(), trailers)
+    // Collect by hand, within `limit` bytes (a body over the limit, or one that fails, is
+    // not sent at all).
+    let mut body = body;
+    let mut data = bytes::BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return RequestBody::Once(None);
+        };
+        match frame.into_data() {
+            Ok(chunk) => {
+                if data.len() + chunk.len() > limit as usize {
+                    return RequestBody::Once(None);
+                }
+                data.extend_from_slice(&chunk);
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
         }
-        Err(_) => RequestBody::Once(None),
     }
+    RequestBody::Replay(data.freeze(), trailers)
 }
 
 /// The upstream request: method, headers (hop-by-hop removed unless this is an upgrade),
