@@ -87,7 +87,7 @@ fn star_vh(routes: &str) -> String {
 }
 
 fn dead_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], envoy_support::free_port()))
+    support::dead_addr()
 }
 
 /// A STATIC cluster without endpoints.

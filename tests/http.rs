@@ -392,10 +392,7 @@ async fn weighted_clusters_follow_weights() {
 #[tokio::test]
 async fn retries_on_5xx_and_connect_failure_and_not_without_policy() {
     let up = upstream::http("u").await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = support::dead_addr();
     let routes = r#"              - match: { prefix: /retry/ }
                 route: { cluster: up, retry_policy: { retry_on: 5xx, num_retries: 2 } }
               - match: { prefix: /codes/ }
@@ -465,10 +462,7 @@ async fn timeouts_give_504_and_per_try_timeout_retries() {
 
 #[tokio::test]
 async fn local_replies_match_envoy() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = support::dead_addr();
     let routes = r#"              - match: { prefix: /nocluster }
                 route: { cluster: does-not-exist }
               - match: { prefix: /dead }

@@ -96,10 +96,7 @@ async fn weighted_clusters_spread_connections() {
 async fn connect_failure_closes_downstream_and_attempts_other_hosts() {
     // One dead port (bound then dropped) and one live echo server; with two attempts every
     // connection ends up at the live one.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = support::dead_addr();
     let (live, _t) = upstream::tcp_echo().await;
     let one = start_tern(&bootstrap(
         &[tcp_listener("tcp", "          cluster: c")],

@@ -214,3 +214,18 @@ pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// A loopback address where nothing listens, for connect failures. The port stays bound (but
+/// not listening) for the life of the test binary, so no other test can be given it.
+pub fn dead_addr() -> SocketAddr {
+    static DEAD: std::sync::OnceLock<(SocketAddr, socket2::Socket)> = std::sync::OnceLock::new();
+    DEAD.get_or_init(|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        let addr = s.local_addr().expect("addr").as_socket().expect("inet");
+        (addr, s)
+    })
+    .0
+}
