@@ -732,19 +732,29 @@ async fn hcm_options_xff_request_id_server_name_ports_and_paths() {
 }
 
 #[tokio::test]
-async fn strict_dns_cluster_resolves_localhost() {
+async fn strict_and_logical_dns_clusters_resolve_localhost() {
     let up = upstream::http("u").await;
-    let routes = "              - match: { prefix: / }\n                route: { cluster: dns, auto_host_rewrite: true }\n";
-    let cluster = format!(
-        "\n  - name: dns\n    type: STRICT_DNS\n    dns_lookup_family: V4_ONLY\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: dns\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: localhost, port_value: {} }} }} }}\n",
-        up.addr.port()
-    );
-    let (t, addr) = one_route_tern(routes, &[cluster]).await;
-    let cluster = t.world.cluster("dns").unwrap();
-    assert!(support::eventually(5, || !cluster.priority_set().is_empty()).await);
-    let r = get(&h1_client(), addr, "h", "/").await;
-    assert_eq!(r.status, 200);
-    assert_eq!(header_line(&r.body, "host"), Some("localhost"));
+    for kind in ["STRICT_DNS", "LOGICAL_DNS"] {
+        let routes = "              - match: { prefix: / }\n                route: { cluster: dns, auto_host_rewrite: true }\n";
+        let cluster = format!(
+            "\n  - name: dns\n    type: {kind}\n    dns_lookup_family: V4_ONLY\n    dns_refresh_rate: 0.2s\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: dns\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: localhost, port_value: {} }} }} }}\n",
+            up.addr.port()
+        );
+        let (t, addr) = one_route_tern(routes, &[cluster]).await;
+        let cluster = t.world.cluster("dns").unwrap();
+        assert!(
+            support::eventually(5, || !cluster.priority_set().is_empty()).await,
+            "{kind}"
+        );
+        assert_eq!(
+            cluster.priority_set().len(),
+            1,
+            "{kind}: localhost resolves to 127.0.0.1 only (V4_ONLY)"
+        );
+        let r = get(&h1_client(), addr, "h", "/").await;
+        assert_eq!(r.status, 200, "{kind}");
+        assert_eq!(header_line(&r.body, "host"), Some("localhost"), "{kind}");
+    }
 }
 
 #[tokio::test]

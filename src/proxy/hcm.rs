@@ -75,7 +75,8 @@ pub async fn serve<IO>(
             // parses and gets Envoy's 431 local reply from the stream (`stream::decode`);
             // only a far larger one gets hyper's bare 431.
             .max_buf_size((cfg.max_request_headers_bytes * 2).max(8192) + 8192)
-            .half_close(false);
+            .half_close(false)
+            .writev(false);
         if let Some(t) = cfg.request_headers_timeout {
             h1.header_read_timeout(t);
         } else {

@@ -96,6 +96,7 @@ pub(super) async fn send(
     let peer: Arc<str> = io.peer().into();
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_headers(settings.max_headers_count.max(1))
+        .writev(false)
         .handshake(TokioIo::new(io))
         .await
         .map_err(UpstreamError::Handshake)?;
