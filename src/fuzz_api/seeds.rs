@@ -106,11 +106,22 @@ fn to_json<T: Message + Name>(pool: &DescriptorPool, m: &T) -> String {
     String::from_utf8(ser.into_inner()).unwrap()
 }
 
-/// Replace the corpus of `target` with `seeds` (name, bytes).
+/// Replace the seeds of `target` with `seeds` (name, bytes); the inputs that once crashed it
+/// (`crash_*`) stay.
 fn write(target: &str, seeds: &[(String, Vec<u8>)]) {
     let dir = corpus(target);
-    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("crash_")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
     assert!(seeds.len() <= 32, "{target}: {} seeds", seeds.len());
     for (name, bytes) in seeds {
         assert!(
