@@ -8,6 +8,8 @@
 
 pub mod config;
 pub mod filters;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod listener;
 pub mod protocol;
 pub mod proxy;

@@ -5,7 +5,7 @@
 
 mod forward;
 mod local_reply;
-mod request;
+pub(crate) mod request;
 mod stream;
 mod upgrade;
 

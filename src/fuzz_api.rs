@@ -1,0 +1,314 @@
+//! Entry points for fuzzing tern's parsers of untrusted input: bootstrap text, the xDS resource
+//! types (`Cluster`, `Listener`, `RouteConfiguration`) and the HTTP connection manager's
+//! request path and header processing. Each takes arbitrary bytes and returns `()`; none may
+//! panic on any input. The targets in `fuzz/fuzz_targets/` call them, and the tests below run
+//! them over the seed corpora in `fuzz/corpus/` and over random bytes, so `cargo test` covers
+//! the same code on stable Rust.
+//!
+//! Not API: hidden from the docs and free to change. Depends on everything it exercises and
+//! nothing depends on it.
+
+use crate::config::parse_bootstrap;
+use crate::filters::HcmConfig;
+use crate::proxy::hcm::request;
+use crate::router::{Action, FormatContext, RequestInfo, RouteTable};
+use crate::snapshot::{ConnMeta, World, compile_listener};
+use crate::stats::Store;
+use crate::upstream::cluster::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3 as cluster_pb;
+use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
+use envoy_types::pb::envoy::config::route::v3 as route_pb;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3 as router_pb;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
+use envoy_types::pb::google::protobuf::Any;
+use prost::{Message, Name};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+#[cfg(test)]
+mod seeds;
+#[cfg(test)]
+mod tests;
+
+/// One stats store for every call: compiling registers stats, and a fresh store per input
+/// would only slow the fuzzer down.
+fn store() -> &'static Arc<Store> {
+    static STORE: OnceLock<Arc<Store>> = OnceLock::new();
+    STORE.get_or_init(Store::new)
+}
+
+/// Bootstrap text: UTF-8, then `parse_bootstrap` as JSON and as YAML (strict first, then
+/// with unknown fields allowed); a bootstrap that parses is compiled with
+/// `World::compile_static` (clusters, listeners, route tables, filter chains; no sockets,
+/// no tasks).
+pub fn bootstrap_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for json in [true, false] {
+        for allow_unknown in [false, true] {
+            if let Ok(bootstrap) = parse_bootstrap(text, json, allow_unknown) {
+                let world = World::new(store().clone());
+                let _ = world.compile_static(&bootstrap);
+                break;
+            }
+        }
+    }
+}
+
+/// A binary `RouteConfiguration` (as RDS delivers it): compile it and, if it compiles, route
+/// a few fixed requests and one per route of the first virtual hosts through it, evaluating
+/// what the HCM evaluates on a match (cluster choice, path rewrite, hash, redirect location,
+/// header mutations).
+pub fn route_config_proto(data: &[u8]) {
+    let Ok(rc) = route_pb::RouteConfiguration::decode(data) else {
+        return;
+    };
+    let Ok(table) = RouteTable::compile(&rc) else {
+        return;
+    };
+    let mut targets: Vec<(String, String)> = [
+        ("example.com", "/"),
+        ("EXAMPLE.com:8080", "/api/v1/items?x=1&y=%2F"),
+        ("[::1]:80", "/a/../b//c"),
+        ("*.wildcard", "*"),
+        ("", ""),
+    ]
+    .iter()
+    .map(|(a, p)| (a.to_string(), p.to_string()))
+    .collect();
+    for vh in rc.virtual_hosts.iter().take(4) {
+        let authority = vh
+            .domains
+            .first()
+            .map_or("", |d| d.as_str())
+            .replace('*', "x");
+        for r in vh.routes.iter().take(8) {
+            use route_pb::route_match::PathSpecifier;
+            let path = match r.r#match.as_ref().and_then(|m| m.path_specifier.as_ref()) {
+                Some(PathSpecifier::Prefix(p)) => format!("{p}/x?q=1"),
+                Some(PathSpecifier::Path(p)) => p.clone(),
+                Some(PathSpecifier::PathSeparatedPrefix(p)) => format!("{p}/y"),
+                _ => "/".to_owned(),
+            };
+            targets.push((authority.clone(), path));
+        }
+    }
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("x-fuzz", http::HeaderValue::from_static("1"));
+    headers.insert("cookie", http::HeaderValue::from_static("a=b; session=c"));
+    let remote: SocketAddr = ([10, 0, 0, 1], 4242).into();
+    for (authority, path) in &targets {
+        for method in [http::Method::GET, http::Method::POST, http::Method::CONNECT] {
+            let req = RequestInfo {
+                authority,
+                path,
+                method: &method,
+                headers: &headers,
+                downstream_remote: Some(remote),
+            };
+            for random in [0, 7, u64::MAX] {
+                if let Some(m) = table.find_with_random(&req, random) {
+                    exercise_match(&m, &req, random);
+                }
+            }
+        }
+    }
+}
+
+fn exercise_match(m: &crate::router::Matched<'_>, req: &RequestInfo<'_>, random: u64) {
+    let ctx = FormatContext {
+        downstream_remote: req.downstream_remote,
+        downstream_local: Some(([127, 0, 0, 1], 15006).into()),
+        upstream_remote: Some("10.1.2.3:80"),
+        upstream_cluster: Some("fuzz"),
+        start_time: SystemTime::UNIX_EPOCH,
+        protocol: "HTTP/1.1",
+        request_headers: Some(req.headers),
+        hostname: "fuzz",
+    };
+    let mut headers = req.headers.clone();
+    match &m.route.action {
+        Action::Forward(ra) => {
+            let _ = ra.pick_cluster_entry(req.headers, random);
+            let _ = ra.rewrite_path(m.route, req.path);
+            let _ = ra.hash(req);
+            let _ = ra.upgrade_enabled("websocket", false);
+        }
+        Action::Redirect(r) => {
+            let _ = r.location(m.route, req, "http");
+        }
+        Action::Direct(_) | Action::NonForwarding => {}
+    }
+    m.apply_request_headers(&mut headers, &ctx);
+    m.apply_response_headers(&mut headers, &ctx);
+}
+
+/// A binary `Cluster` (as CDS delivers it), compiled. Compiling starts no DNS resolution
+/// (`Cluster::start_dns` is separate), so it needs no runtime.
+pub fn cluster_proto(data: &[u8]) {
+    let Ok(c) = cluster_pb::Cluster::decode(data) else {
+        return;
+    };
+    let _ = Cluster::compile(&c, store());
+}
+
+/// A binary `Listener` (as LDS delivers it), compiled, then a filter chain selected for a few
+/// fixed connections.
+pub fn listener_proto(data: &[u8]) {
+    let Ok(l) = listener_pb::Listener::decode(data) else {
+        return;
+    };
+    let Ok(listener) = compile_listener(&l, store()) else {
+        return;
+    };
+    let h2 = ["h2".to_owned(), "http/1.1".to_owned()];
+    let metas = [
+        ConnMeta {
+            local: Some(([10, 0, 0, 2], 8080).into()),
+            remote: Some(([10, 0, 0, 1], 40000).into()),
+            direct_remote: Some(([10, 0, 0, 1], 40000).into()),
+            server_name: None,
+            transport_protocol: "raw_buffer",
+            application_protocols: &[],
+        },
+        ConnMeta {
+            local: Some("[fd00::2]:15006".parse().expect("a valid socket address")),
+            remote: Some("[fd00::1]:1234".parse().expect("a valid socket address")),
+            direct_remote: None,
+            server_name: Some("outbound_.80_._.svc.cluster.local"),
+            transport_protocol: "tls",
+            application_protocols: &h2,
+        },
+        ConnMeta {
+            local: None,
+            remote: None,
+            direct_remote: None,
+            server_name: Some(""),
+            transport_protocol: "",
+            application_protocols: &[],
+        },
+    ];
+    for meta in &metas {
+        let _ = listener.select_chain(meta);
+    }
+}
+
+/// The HCM configuration `request_path` starts from: the defaults of an
+/// `HttpConnectionManager` with a router filter.
+fn base_hcm() -> &'static HcmConfig {
+    static HCM: OnceLock<HcmConfig> = OnceLock::new();
+    HCM.get_or_init(|| {
+        let hcm = hcm_pb::HttpConnectionManager {
+            stat_prefix: "fuzz".to_owned(),
+            route_specifier: Some(
+                hcm_pb::http_connection_manager::RouteSpecifier::RouteConfig(
+                    route_pb::RouteConfiguration::default(),
+                ),
+            ),
+            http_filters: vec![hcm_pb::HttpFilter {
+                name: "envoy.filters.http.router".to_owned(),
+                config_type: Some(hcm_pb::http_filter::ConfigType::TypedConfig(Any {
+                    type_url: router_pb::Router::type_url(),
+                    value: router_pb::Router::default().encode_to_vec(),
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let any = Any {
+            type_url: hcm_pb::HttpConnectionManager::type_url(),
+            value: hcm.encode_to_vec(),
+        };
+        HcmConfig::compile(&any, store()).expect("a minimal HCM with a router filter compiles")
+    })
+}
+
+/// The HCM's downstream request processing before routing. The first byte chooses the
+/// configuration (bit 0 `normalize_path`, 1 `merge_slashes`, 2 `strip_any_host_port`, 3
+/// `strip_matching_host_port`, 4 `use_remote_address`, 5 `skip_xff_append`, 6–7
+/// `xff_num_trusted_hops`); the rest, as UTF-8, is lines: the request target, `Host`, and
+/// `x-forwarded-for`. Path normalization is also checked: the result is an origin-form path
+/// with the query unchanged, free of dot segments (and of empty ones with `merge_slashes`),
+/// and normalizing it again changes nothing.
+pub fn request_path(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let mut cfg = base_hcm().clone();
+    cfg.normalize_path = flags & 1 != 0;
+    cfg.merge_slashes = flags & 2 != 0;
+    cfg.strip_any_host_port = flags & 4 != 0;
+    cfg.strip_matching_host_port = flags & 8 != 0;
+    cfg.use_remote_address = flags & 16 != 0;
+    cfg.skip_xff_append = flags & 32 != 0;
+    cfg.xff_num_trusted_hops = u32::from(flags >> 6);
+
+    let mut lines = text.split('\n');
+    let target = lines.next().unwrap_or_default();
+    let host = lines.next();
+    let xff = lines.next();
+
+    check_normalize(target, cfg.normalize_path, cfg.merge_slashes);
+
+    // As the HCM gets the request from hyper: a parsed URI and a header map.
+    let uri = http::Uri::try_from(target).unwrap_or_default();
+    let mut headers = http::HeaderMap::new();
+    if let Some(v) = host.and_then(|h| http::HeaderValue::from_str(h).ok()) {
+        headers.insert(http::header::HOST, v);
+    }
+    if let Some(v) = xff.and_then(|h| http::HeaderValue::from_str(h).ok()) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if let Some(authority) = request::authority(&uri, &headers) {
+        let _ = request::strip_port(&authority, &cfg, Some(8080));
+    }
+    if let Some(pq) = uri.path_and_query() {
+        check_normalize(pq.as_str(), cfg.normalize_path, cfg.merge_slashes);
+    }
+    let remote: SocketAddr = ([10, 0, 0, 1], 40000).into();
+    let _ = request::forwarded_headers(&mut headers, &cfg, Some(remote), "http");
+}
+
+/// `normalize_path` as the HCM calls it (on a path starting with `/`), with its invariants.
+fn check_normalize(path_and_query: &str, normalize: bool, merge_slashes: bool) {
+    if !path_and_query.starts_with('/') {
+        return;
+    }
+    let Some(out) = request::normalize_path(path_and_query, normalize, merge_slashes) else {
+        assert!(
+            normalize,
+            "only dot-segment removal can fail: {path_and_query:?}"
+        );
+        return;
+    };
+    let query = path_and_query
+        .find('?')
+        .map_or("", |i| &path_and_query[i..]);
+    assert!(out.starts_with('/'), "{path_and_query:?} -> {out:?}");
+    assert!(out.ends_with(query), "{path_and_query:?} -> {out:?}");
+    let path = &out[..out.len() - query.len()];
+    if normalize {
+        assert!(
+            !path.split('/').any(|s| s == "." || s == ".."),
+            "{path_and_query:?} -> {out:?}"
+        );
+    }
+    if merge_slashes {
+        assert!(!path.contains("//"), "{path_and_query:?} -> {out:?}");
+    }
+    let again = request::normalize_path(&out, normalize, merge_slashes);
+    assert_eq!(
+        again.as_deref(),
+        Some(out.as_str()),
+        "not idempotent: {path_and_query:?}"
+    );
+}
