@@ -182,3 +182,29 @@ async fn unknown_cluster_closes_the_connection() {
         Some(1)
     );
 }
+
+#[tokio::test]
+async fn istio_passthrough_cluster_is_accepted() {
+    // Istio's PassthroughCluster: ORIGINAL_DST with CLUSTER_PROVIDED. Its hosts come from the
+    // original destination (the sidecar-capture work); until then connections find no host.
+    let cluster = "\n  - name: PassthroughCluster\n    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n    connect_timeout: 1s\n".to_string();
+    let tern = start_tern(&bootstrap(
+        &[tcp_listener("tcp", "          cluster: PassthroughCluster")],
+        &[cluster],
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(tern.listener_addr("tcp").unwrap())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    within(5, s.read_to_end(&mut out)).await.unwrap();
+    assert_eq!(
+        tern.world
+            .cluster("PassthroughCluster")
+            .unwrap()
+            .stats
+            .upstream_cx_none_healthy
+            .value(),
+        1
+    );
+}

@@ -238,7 +238,13 @@ impl Cluster {
             Discovery::Eds { .. } | Discovery::OriginalDst => (PrioritySet::default(), Vec::new()),
         };
 
-        let lb_settings = LbSettings::from_cluster(c)?;
+        // ORIGINAL_DST clusters take `lb_policy: CLUSTER_PROVIDED` (Istio's PassthroughCluster):
+        // the host is the connection's original destination, not a load balancer's pick.
+        let lb_settings = if discovery == Discovery::OriginalDst {
+            LbSettings::default()
+        } else {
+            LbSettings::from_cluster(c)?
+        };
         let (protocol, pool) = protocol_and_pool(c)?;
         let circuit_breakers = circuit_breakers(c);
         let set = Arc::new(set);
