@@ -1249,3 +1249,30 @@ async fn request_timeout_answers_408_when_the_body_is_late() {
     .await;
     assert_eq!((r.status, r.body.as_str()), (200, "0123456789"));
 }
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways_on_pooled_connections() {
+    let up = upstream::http("u").await;
+    let (_t, addr) = one_route_tern(
+        "              - match: { prefix: / }\n                route: { cluster: up }\n",
+        &[static_cluster("up", &[up.addr], "")],
+    )
+    .await;
+    let c = h1_client();
+    let big: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    for _ in 0..3 {
+        let req = http::Request::post(format!("http://{addr}/echo"))
+            .body(Full::new(Bytes::from(big.clone())))
+            .unwrap();
+        let resp = within(20, c.request(req)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let got = within(20, resp.into_body().collect())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(got.len(), big.len());
+        assert!(got[..] == big[..]);
+    }
+    // Keep-alive: the three requests and the echoes reused one upstream connection.
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
