@@ -69,6 +69,7 @@ impl Server {
     /// Load, compile and start listening. Must run inside a tokio runtime.
     pub async fn start(options: Options) -> Result<Server, ServerError> {
         let bootstrap = load_bootstrap(&options)?;
+        crate::proxy::hcm::set_local_address_ipv6(options.local_address_ip_version == "v6");
         let world = World::new(Store::new());
         world.load_static(&bootstrap)?;
         let listeners =

@@ -1276,3 +1276,35 @@ async fn large_bodies_stream_both_ways_on_pooled_connections() {
     // Keep-alive: the three requests and the echoes reused one upstream connection.
     assert_eq!(up.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+#[tokio::test]
+async fn stream_idle_timeout_covers_stalled_bodies_both_ways() {
+    let up = upstream::http("u").await;
+    let routes = "              - match: { prefix: / }\n                route: { cluster: up, timeout: 0s, idle_timeout: 0.3s }\n";
+    let (t, addr) = one_route_tern(routes, &[static_cluster("up", &[up.addr], "")]).await;
+    // The upstream stalls after the first chunk: the response is reset, the client is not
+    // left hanging.
+    let resp = within(
+        5,
+        h1_client().request(support::req(addr, "/stall").body(empty()).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = within(5, resp.into_body().collect()).await;
+    assert!(body.is_err(), "a stalled body ends in an error");
+    // The client stalls while sending its body: 408 "stream timeout".
+    let head = support::raw_head(
+        addr,
+        b"POST /echo HTTP/1.1\r\nhost: h\r\ncontent-length: 10\r\n\r\nabc",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(
+        t.world
+            .stats
+            .counter_value("http.l.downstream_rq_idle_timeout")
+            .unwrap_or(0)
+            >= 1
+    );
+}

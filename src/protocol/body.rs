@@ -34,20 +34,23 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// A body that must end by a deadline (the connection manager's `request_timeout`): past
-    /// it, the next poll fails and `expired` is set, so the caller can answer 408.
-    pub struct DeadlineBody<B> {
+    /// A body under a timer: either a deadline for its end (the connection manager's
+    /// `request_timeout`) or an idle timeout restarted by every frame (`stream_idle_timeout`).
+    /// When the timer fires first, the next poll fails and `expired` is set, so the caller can
+    /// tell a timeout from a reset.
+    pub struct TimedBody<B> {
         #[pin]
         inner: B,
         #[pin]
         sleep: tokio::time::Sleep,
-        expired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        idle: Option<std::time::Duration>,
+        expired: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     }
 }
 
-impl<B> DeadlineBody<B> {
-    /// Wrap `inner`; `expired` is set if the deadline passes before its end.
-    pub fn new(
+impl<B> TimedBody<B> {
+    /// `inner` must end by `deadline`.
+    pub fn deadline(
         inner: B,
         deadline: tokio::time::Instant,
         expired: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -55,17 +58,33 @@ impl<B> DeadlineBody<B> {
         Self {
             inner,
             sleep: tokio::time::sleep_until(deadline),
+            idle: None,
+            expired: Some(expired),
+        }
+    }
+
+    /// `inner` must yield a frame at least every `idle`; `expired`, if given, is set when it
+    /// does not.
+    pub fn idle(
+        inner: B,
+        idle: std::time::Duration,
+        expired: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Self {
+        Self {
+            inner,
+            sleep: tokio::time::sleep(idle),
+            idle: Some(idle),
             expired,
         }
     }
 }
 
-/// The error a [`DeadlineBody`] fails with.
+/// The error a [`TimedBody`] fails with.
 #[derive(Debug, thiserror::Error)]
-#[error("request body not received within the request timeout")]
-pub struct RequestTimeout;
+#[error("body timed out")]
+pub struct BodyTimeout;
 
-impl<B> http_body::Body for DeadlineBody<B>
+impl<B> http_body::Body for TimedBody<B>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -78,15 +97,20 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         use std::task::Poll;
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(f) => return Poll::Ready(f.map(|r| r.map_err(Into::into))),
-            Poll::Pending => {}
+        let mut this = self.project();
+        if let Poll::Ready(f) = this.inner.poll_frame(cx) {
+            if let Some(idle) = this.idle {
+                this.sleep
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + *idle);
+            }
+            return Poll::Ready(f.map(|r| r.map_err(Into::into)));
         }
         if this.sleep.poll(cx).is_ready() {
-            this.expired
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            return Poll::Ready(Some(Err(Box::new(RequestTimeout))));
+            if let Some(e) = this.expired {
+                e.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
         }
         Poll::Pending
     }

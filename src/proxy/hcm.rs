@@ -10,6 +10,7 @@ mod stream;
 mod upgrade;
 
 pub use local_reply::local_reply;
+pub use request::set_local_address_ipv6;
 
 use super::{ConnInfo, Drain};
 use crate::filters::hcm::Codec;

@@ -7,6 +7,7 @@
 //! - `/delay/<ms>`: 200 after that many milliseconds;
 //! - `/echo`: the request body back;
 //! - `/trailers`: a body and `grpc-status`-like trailers (`x-trailer: yes`);
+//! - `/stall`: 200, one body chunk, then the body never ends;
 //! - `/ws`: a WebSocket-style upgrade (101), then echoes bytes;
 //! - anything else: 200 with a body describing the request.
 //!
@@ -133,6 +134,13 @@ async fn handle(
             Ok(Frame::trailers(trailers)),
         ];
         http::Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed())
+    } else if path.ends_with("/stall") {
+        // One chunk, then nothing: the body never ends.
+        let first = futures_util::stream::iter(vec![Ok::<_, Infallible>(Frame::data(
+            Bytes::from_static(b"first chunk\n"),
+        ))]);
+        let stream = futures_util::StreamExt::chain(first, futures_util::stream::pending());
+        http::Response::new(StreamBody::new(stream).boxed())
     } else if path.ends_with("/ws") {
         let on_upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {

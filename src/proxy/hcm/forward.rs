@@ -209,16 +209,32 @@ pub(crate) async fn forward(
         return upgrade::proxy(req, downstream, &t, host, &cluster).await;
     }
 
+    // The stream idle timeout: the route's `idle_timeout` (zero disables it), else the
+    // connection manager's `stream_idle_timeout`. It bounds the wait for response headers and
+    // every gap between body frames, both ways.
+    let stream_idle = match action.idle_timeout {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => cfg.stream_idle_timeout,
+    };
     // request_timeout: the whole request body must arrive in time, else 408.
     let body_expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body_idle = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streaming = !http_body::Body::is_end_stream(&body);
+    let body: Body = match stream_idle {
+        Some(i) if streaming => {
+            body::TimedBody::idle(body, i, Some(body_idle.clone())).boxed_unsync()
+        }
+        _ => body::boxed(body),
+    };
     let body: Body = match cfg.request_timeout {
-        Some(t) if !http_body::Body::is_end_stream(&body) => body::DeadlineBody::new(
+        Some(t) if streaming => body::TimedBody::deadline(
             body,
             tokio::time::Instant::from_std(s.start + t),
             body_expired.clone(),
         )
         .boxed_unsync(),
-        _ => body::boxed(body),
+        _ => body,
     };
     let policy = action.retry_policy.as_ref();
     let max_attempts = 1 + policy.map_or(0, |p| p.num_retries);
@@ -231,13 +247,6 @@ pub(crate) async fn forward(
     let protocol = cluster.upstream_protocol(s.downstream_h2);
     let global_deadline = action.timeout.map(|t| s.start + t);
     let expected_timeout = policy.and_then(|p| p.per_try_timeout).or(action.timeout);
-    // The stream idle timeout: the route's `idle_timeout` (zero disables it), else the
-    // connection manager's `stream_idle_timeout`. It bounds the wait for response headers.
-    let stream_idle = match action.idle_timeout {
-        Some(d) if d.is_zero() => None,
-        Some(d) => Some(d),
-        None => cfg.stream_idle_timeout,
-    };
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut parts_slot = Some(parts);
     let mut attempt = 0u32;
@@ -252,7 +261,7 @@ pub(crate) async fn forward(
             return local(no_healthy(&cluster, s.grpc), attempt);
         };
         let Some(b) = req_body.take() else {
-            if let Some(r) = request_timed_out(&body_expired, cfg, s.grpc) {
+            if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc) {
                 return r;
             }
             return local(
@@ -387,6 +396,12 @@ pub(crate) async fn forward(
             Outcome::Done(Ok(r)) => {
                 let upstream = r.upstream_addr;
                 let mut resp = r.response;
+                if let Some(i) = stream_idle
+                    && !http_body::Body::is_end_stream(resp.body())
+                {
+                    // A response body that stalls for the idle timeout is reset.
+                    resp = resp.map(|b| body::TimedBody::idle(b, i, None).boxed_unsync());
+                }
                 let service_time = sent.elapsed();
                 finish_response(
                     &mut resp,
@@ -402,7 +417,7 @@ pub(crate) async fn forward(
                 resp
             }
             Outcome::Done(Err(_))
-                if let Some(r) = request_timed_out(&body_expired, cfg, s.grpc) =>
+                if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc) =>
             {
                 r
             }
@@ -465,15 +480,25 @@ fn no_healthy(cluster: &Cluster, grpc: bool) -> Response<Body> {
     reply_for(grpc, StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
 }
 
-/// Envoy's 408 for a request whose body did not arrive within `request_timeout`.
+/// Envoy's 408 for a request whose body did not arrive within `request_timeout` ("request
+/// timeout") or stalled for the stream idle timeout ("stream timeout").
 fn request_timed_out(
     expired: &std::sync::atomic::AtomicBool,
+    idle: &std::sync::atomic::AtomicBool,
     cfg: &crate::filters::HcmConfig,
     grpc: bool,
 ) -> Option<Response<Body>> {
-    expired.load(Ordering::Relaxed).then(|| {
+    if expired.load(Ordering::Relaxed) {
         cfg.stats.downstream_rq_timeout.inc();
-        reply_for(grpc, StatusCode::REQUEST_TIMEOUT, "request timeout")
+        return Some(reply_for(
+            grpc,
+            StatusCode::REQUEST_TIMEOUT,
+            "request timeout",
+        ));
+    }
+    idle.load(Ordering::Relaxed).then(|| {
+        cfg.stats.downstream_rq_idle_timeout.inc();
+        reply_for(grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
     })
 }
 

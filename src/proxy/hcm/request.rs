@@ -91,11 +91,20 @@ fn is_internal(cfg: &HcmConfig, remote: Option<SocketAddr>) -> bool {
     }
 }
 
+static LOCAL_ADDRESS_V6: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--local-address-ip-version`: which family the host's own address is taken from.
+pub fn set_local_address_ipv6(v6: bool) {
+    LOCAL_ADDRESS_V6.store(v6, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The host's own address, which Envoy appends to `x-forwarded-for` in place of a loopback
-/// peer: the first non-loopback IPv4 address of an interface (else IPv6, else loopback).
+/// peer: the first non-loopback address of an interface in the family chosen by
+/// `--local-address-ip-version` (else any, else loopback).
 fn local_address() -> IpAddr {
     static LOCAL: std::sync::OnceLock<IpAddr> = std::sync::OnceLock::new();
     *LOCAL.get_or_init(|| {
+        let v6 = LOCAL_ADDRESS_V6.load(std::sync::atomic::Ordering::Relaxed);
         let addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
             .map(|v| {
                 v.into_iter()
@@ -106,7 +115,7 @@ fn local_address() -> IpAddr {
             .unwrap_or_default();
         addrs
             .iter()
-            .find(|ip| ip.is_ipv4())
+            .find(|ip| ip.is_ipv6() == v6)
             .or(addrs.first())
             .copied()
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
