@@ -37,12 +37,13 @@ pin_project_lite::pin_project! {
     /// A body under a timer: either a deadline for its end (the connection manager's
     /// `request_timeout`) or an idle timeout restarted by every frame (`stream_idle_timeout`).
     /// When the timer fires first, the next poll fails and `expired` is set, so the caller can
-    /// tell a timeout from a reset.
+    /// tell a timeout from a reset. The timer is armed only when the body has to wait: a body
+    /// whose frames are already there costs no timer at all.
     pub struct TimedBody<B> {
         #[pin]
         inner: B,
-        #[pin]
-        sleep: tokio::time::Sleep,
+        sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+        deadline: Option<tokio::time::Instant>,
         idle: Option<std::time::Duration>,
         expired: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     }
@@ -57,7 +58,8 @@ impl<B> TimedBody<B> {
     ) -> Self {
         Self {
             inner,
-            sleep: tokio::time::sleep_until(deadline),
+            sleep: None,
+            deadline: Some(deadline),
             idle: None,
             expired: Some(expired),
         }
@@ -72,7 +74,8 @@ impl<B> TimedBody<B> {
     ) -> Self {
         Self {
             inner,
-            sleep: tokio::time::sleep(idle),
+            sleep: None,
+            deadline: None,
             idle: Some(idle),
             expired,
         }
@@ -97,16 +100,25 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         use std::task::Poll;
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(f) = this.inner.poll_frame(cx) {
-            if let Some(idle) = this.idle {
-                this.sleep
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + *idle);
+            if this.idle.is_some() {
+                // The idle timer restarts from the next wait.
+                *this.sleep = None;
             }
             return Poll::Ready(f.map(|r| r.map_err(Into::into)));
         }
-        if this.sleep.poll(cx).is_ready() {
+        let sleep = this.sleep.get_or_insert_with(|| {
+            let at = match (*this.deadline, *this.idle) {
+                (Some(d), _) => d,
+                (None, Some(i)) => tokio::time::Instant::now() + i,
+                (None, None) => {
+                    tokio::time::Instant::now() + std::time::Duration::from_secs(u32::MAX.into())
+                }
+            };
+            Box::pin(tokio::time::sleep_until(at))
+        });
+        if sleep.as_mut().poll(cx).is_ready() {
             if let Some(e) = this.expired {
                 e.store(true, std::sync::atomic::Ordering::Relaxed);
             }
