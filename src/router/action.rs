@@ -268,6 +268,9 @@ pub struct RouteAction {
     pub regex_rewrite: Option<RegexRewrite>,
     /// `request_mirror_policies`.
     pub request_mirror_policies: Vec<MirrorPolicy>,
+    /// The value of `x-envoy-expected-rq-timeout-ms` the router sends upstream: the per-try
+    /// timeout, else the route timeout (computed once, not per request).
+    pub expected_timeout_header: Option<http::HeaderValue>,
 }
 
 impl RouteAction {
@@ -325,10 +328,16 @@ impl RouteAction {
             upgrade_configs.push((t, bool_or(u.enabled.as_ref(), true)));
         }
         let msd = a.max_stream_duration.as_ref();
+        let timeout = timeout_or_disabled(a.timeout.as_ref(), Some(Duration::from_secs(15)));
+        let expected_timeout_header = retry_policy
+            .as_ref()
+            .and_then(|p| p.per_try_timeout)
+            .or(timeout)
+            .map(|t| http::HeaderValue::from(t.as_millis() as u64));
         let mut out = RouteAction {
             cluster,
             cluster_not_found_response_code,
-            timeout: timeout_or_disabled(a.timeout.as_ref(), Some(Duration::from_secs(15))),
+            timeout,
             idle_timeout: duration(a.idle_timeout.as_ref()),
             retry_policy,
             hash_policy,
@@ -350,6 +359,7 @@ impl RouteAction {
                 .transpose()
                 .within("regex_rewrite")?,
             request_mirror_policies: Vec::new(),
+            expected_timeout_header,
         };
         if out.prefix_rewrite.is_some() && out.regex_rewrite.is_some() {
             return Err(ConfigError::new(

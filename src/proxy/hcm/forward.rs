@@ -203,7 +203,7 @@ pub(crate) async fn forward(
             body::boxed(body),
             UpstreamProtocol::Http1,
             &authority,
-            &path,
+            path,
             true,
         );
         return upgrade::proxy(req, downstream, &t, host, &cluster).await;
@@ -246,7 +246,6 @@ pub(crate) async fn forward(
     let replayable = matches!(req_body, RequestBody::Replay(..));
     let protocol = cluster.upstream_protocol(s.downstream_h2);
     let global_deadline = action.timeout.map(|t| s.start + t);
-    let expected_timeout = policy.and_then(|p| p.per_try_timeout).or(action.timeout);
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut parts_slot = Some(parts);
     let mut attempt = 0u32;
@@ -296,15 +295,16 @@ pub(crate) async fn forward(
             b,
             protocol,
             auto_host.unwrap_or(&authority),
-            &path,
+            if attempt < max_attempts && replayable {
+                path.clone()
+            } else {
+                std::mem::take(&mut path)
+            },
             false,
         );
         let h = req.headers_mut();
-        if !suppress && let Some(t) = expected_timeout {
-            h.insert(
-                "x-envoy-expected-rq-timeout-ms",
-                HeaderValue::from(t.as_millis() as u64),
-            );
+        if !suppress && let Some(v) = &action.expected_timeout_header {
+            h.insert("x-envoy-expected-rq-timeout-ms", v.clone());
         }
         if matched.virtual_host.include_attempt_count_in_request {
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
@@ -546,7 +546,7 @@ pub(crate) fn build_request(
     body: Body,
     protocol: UpstreamProtocol,
     authority: &str,
-    path: &str,
+    path: String,
     keep_upgrade: bool,
 ) -> http::Request<Body> {
     let mut headers = parts.headers;
@@ -565,7 +565,7 @@ pub(crate) fn build_request(
             let uri = if parts.method == http::Method::CONNECT {
                 authority.to_owned()
             } else {
-                path.to_owned()
+                path
             };
             (uri, Version::HTTP_11)
         }
