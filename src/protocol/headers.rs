@@ -81,14 +81,6 @@ pub fn upgrade_type(headers: &HeaderMap) -> Option<String> {
     Some(up.trim().to_ascii_lowercase())
 }
 
-/// Whether a request is gRPC (`content-type: application/grpc*`).
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ mod local_reply;
 pub(crate) mod request;
 mod stream;
 mod upgrade;
+mod upstream_request;
 
 pub use local_reply::local_reply;
 pub use request::set_local_address_ipv6;

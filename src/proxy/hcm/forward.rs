@@ -6,15 +6,15 @@
 use super::ConnCtx;
 use super::local_reply::{reply_for, reset_reason, upstream_reset_text};
 use super::upgrade;
-use crate::protocol::body::{self, Body, BoxError};
+use super::upstream_request::{RequestBody, buffer_for_retry, build_request};
+use crate::protocol::body::{self, Body};
 use crate::protocol::headers::{strip_hop_by_hop, upgrade_type};
 use crate::router::{ClusterWeight, FormatContext, Matched, RequestInfo, RouteAction};
 use crate::upstream::cluster::Cluster;
 use crate::upstream::host::Host;
 use crate::upstream::lb::LbContext;
 use crate::upstream::pool::{self, UpstreamError, UpstreamProtocol};
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, Version, header, request};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -47,35 +47,6 @@ const ROUTER_CONSUMED_HEADERS: &[&str] = &[
     "x-envoy-hedge-on-per-try-timeout",
     "x-envoy-upstream-alt-stat-name",
 ];
-
-/// A request body that can be sent more than once (for retries) or only once (streaming).
-enum RequestBody {
-    Replay(Bytes, Option<HeaderMap>),
-    Once(Option<Body>),
-}
-
-impl RequestBody {
-    fn take(&mut self) -> Option<Body> {
-        match self {
-            RequestBody::Replay(data, trailers) => {
-                let data = data.clone();
-                let trailers = trailers.clone();
-                if data.is_empty() && trailers.is_none() {
-                    return Some(body::empty());
-                }
-                let frames: Vec<Result<hyper::body::Frame<Bytes>, BoxError>> =
-                    std::iter::once(Ok(hyper::body::Frame::data(data)))
-                        .chain(trailers.map(|t| Ok(hyper::body::Frame::trailers(t))))
-                        .collect();
-                Some(
-                    http_body_util::StreamBody::new(futures_util::stream::iter(frames))
-                        .boxed_unsync(),
-                )
-            }
-            RequestBody::Once(b) => b.take(),
-        }
-    }
-}
 
 /// Run the router phase for a matched route.
 pub(crate) async fn forward(
@@ -259,28 +230,19 @@ pub(crate) async fn forward(
         let Some(host) = cluster.choose_host(&LbContext { hash, excluded }) else {
             return local(no_healthy(&cluster, s.grpc), attempt);
         };
-        let Some(b) = req_body.take() else {
-            if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc) {
-                return r;
-            }
-            return local(
-                reply_for(
-                    s.grpc,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "upstream reset before headers",
-                ),
-                attempt,
-            );
-        };
         let auto_host = (action.auto_host_rewrite && !host.hostname.is_empty())
             .then_some(host.hostname.as_str());
-        // The last possible attempt takes the request head; earlier ones send a copy.
+        // The last possible attempt takes the request head; earlier ones send a copy. Both
+        // are missing only when the body could not be read (timed out, or over its limit).
         let head = if attempt < max_attempts && replayable {
             parts_slot.clone()
         } else {
             parts_slot.take()
         };
-        let Some(head) = head else {
+        let (Some(b), Some(head)) = (req_body.take(), head) else {
+            if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc) {
+                return r;
+            }
             return local(
                 reply_for(
                     s.grpc,
@@ -500,86 +462,6 @@ fn request_timed_out(
         cfg.stats.downstream_rq_idle_timeout.inc();
         reply_for(grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
     })
-}
-
-/// Buffer a request body so that it can be sent again, if it is complete within `limit`
-/// bytes as announced by its size hint; otherwise it streams once and is not retried.
-async fn buffer_for_retry(body: Body, limit: u32) -> RequestBody {
-    use http_body::Body as _;
-    if body.is_end_stream() {
-        return RequestBody::Replay(Bytes::new(), None);
-    }
-    match body.size_hint().upper() {
-        Some(n) if n <= u64::from(limit) => {}
-        _ => return RequestBody::Once(Some(body)),
-    }
-    // Collect by hand, within `limit` bytes (a body over the limit, or one that fails, is
-    // not sent at all).
-    let mut body = body;
-    let mut data = bytes::BytesMut::new();
-    let mut trailers = None;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return RequestBody::Once(None);
-        };
-        match frame.into_data() {
-            Ok(chunk) => {
-                if data.len() + chunk.len() > limit as usize {
-                    return RequestBody::Once(None);
-                }
-                data.extend_from_slice(&chunk);
-            }
-            Err(frame) => {
-                if let Ok(t) = frame.into_trailers() {
-                    trailers = Some(t);
-                }
-            }
-        }
-    }
-    RequestBody::Replay(data.freeze(), trailers)
-}
-
-/// The upstream request: method, headers (hop-by-hop removed unless this is an upgrade),
-/// URI and `Host` in the form the upstream protocol needs.
-pub(crate) fn build_request(
-    parts: request::Parts,
-    body: Body,
-    protocol: UpstreamProtocol,
-    authority: &str,
-    path: String,
-    keep_upgrade: bool,
-) -> http::Request<Body> {
-    let mut headers = parts.headers;
-    if !keep_upgrade {
-        strip_hop_by_hop(&mut headers);
-    }
-    let (uri, version) = match protocol {
-        UpstreamProtocol::Http1 => {
-            // Keep the client's Host value when it is already right (no copy).
-            let same = headers
-                .get(header::HOST)
-                .is_some_and(|h| h.as_bytes() == authority.as_bytes());
-            if !same && let Ok(v) = HeaderValue::from_str(authority) {
-                headers.insert(header::HOST, v);
-            }
-            let uri = if parts.method == http::Method::CONNECT {
-                authority.to_owned()
-            } else {
-                path
-            };
-            (uri, Version::HTTP_11)
-        }
-        UpstreamProtocol::Http2 => {
-            headers.remove(header::HOST);
-            (format!("http://{authority}{path}"), Version::HTTP_2)
-        }
-    };
-    let mut req = http::Request::new(body);
-    *req.method_mut() = parts.method;
-    *req.uri_mut() = http::Uri::try_from(uri).unwrap_or_else(|_| http::Uri::from_static("/"));
-    *req.version_mut() = version;
-    *req.headers_mut() = headers;
-    req
 }
 
 #[allow(clippy::too_many_arguments)]
