@@ -16,7 +16,7 @@ mod error;
 
 pub use address::{Address, socket_address_of};
 pub use any::{type_url, unpack, unpack_named};
-pub use bootstrap::{BootstrapSource, load_bootstrap, parse_bootstrap};
+pub use bootstrap::{BootstrapSource, decode_message_file, load_bootstrap, parse_bootstrap};
 pub use cidr::Cidr;
 pub use descriptor::{pool, pool_for};
 pub use error::{ConfigError, Within};

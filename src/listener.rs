@@ -84,8 +84,15 @@ impl Socket {
     }
 }
 
+/// One generation of a running listener: its config and the drain signal of the connections
+/// it accepted. An in-place update starts a new generation and drains the old one.
+struct Generation {
+    listener: Arc<Listener>,
+    drain: Drain,
+}
+
 struct Running {
-    config: Arc<ArcSwap<Listener>>,
+    config: Arc<ArcSwap<Generation>>,
     stop: watch::Sender<bool>,
     drain: watch::Sender<bool>,
     local: Option<SocketAddr>,
@@ -97,6 +104,7 @@ pub struct ListenerManager {
     world: Arc<World>,
     running: Mutex<HashMap<String, Running>>,
     drain_time: Duration,
+    runtime: tokio::runtime::Handle,
 }
 
 /// A listener that could not be bound.
@@ -113,87 +121,117 @@ pub struct BindError {
 }
 
 impl ListenerManager {
-    /// A manager with no listeners. `drain_time` is `--drain-time-s`.
+    /// A manager with no listeners. `drain_time` is `--drain-time-s`. Must be called inside
+    /// the data path's runtime: accept loops are spawned there, whichever thread applies an
+    /// update.
     pub fn new(world: Arc<World>, drain_time: Duration) -> Arc<Self> {
         Arc::new(Self {
             world,
             running: Mutex::new(HashMap::new()),
             drain_time,
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
     /// Bring the running listeners in line with `listeners`: bind new ones, swap the config of
     /// changed ones (same address), drain removed ones.
     pub fn apply(&self, listeners: &ListenerMap) -> Result<(), BindError> {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let removed: Vec<String> = running
-            .keys()
-            .filter(|k| !listeners.contains_key(*k))
-            .cloned()
-            .collect();
+        let removed: Vec<String> = {
+            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            running
+                .keys()
+                .filter(|k| !listeners.contains_key(*k))
+                .cloned()
+                .collect()
+        };
         for name in removed {
-            if let Some(r) = running.remove(&name) {
-                info!(listener = %name, "listener removed; draining");
+            self.remove(&name);
+        }
+        for (name, l) in listeners {
+            self.upsert(name, l)?;
+        }
+        Ok(())
+    }
+
+    /// Stop a listener: it stops accepting and its connections drain.
+    pub fn remove(&self, name: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = running.remove(name) {
+            info!(listener = %name, "listener removed; draining");
+            self.retire(r);
+        }
+    }
+
+    /// Start a listener, or update a running one. With the same address the socket is kept:
+    /// new connections get the new filter chains and the connections of the old config are
+    /// told to drain. A changed address rebinds.
+    pub fn upsert(&self, name: &str, l: &Arc<Listener>) -> Result<(), BindError> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = running.get_mut(name) {
+            let cur = r.config.load();
+            if Arc::ptr_eq(&cur.listener, l) || cur.listener.source == l.source {
+                return Ok(());
+            }
+            if cur.listener.address == l.address && cur.listener.bind_to_port == l.bind_to_port {
+                debug!(listener = %name, "listener updated in place");
+                let (drain_tx, drain) = Drain::new();
+                r.config.store(Arc::new(Generation {
+                    listener: l.clone(),
+                    drain,
+                }));
+                let old = std::mem::replace(&mut r.drain, drain_tx);
+                let _ = old.send(true);
+                return Ok(());
+            }
+            if let Some(r) = running.remove(name) {
                 self.retire(r);
             }
         }
-        for (name, l) in listeners {
-            if let Some(r) = running.get(name) {
-                let cur = r.config.load();
-                if Arc::ptr_eq(&cur, l) || cur.source == l.source {
-                    continue;
-                }
-                if cur.address == l.address && cur.bind_to_port == l.bind_to_port {
-                    debug!(listener = %name, "listener updated in place");
-                    r.config.store(l.clone());
-                    continue;
-                }
-                if let Some(r) = running.remove(name) {
-                    self.retire(r);
-                }
-            }
-            if !l.bind_to_port {
-                // Reached only by hand-off from a use_original_dst listener (sidecar work).
-                let (stop, _) = watch::channel(false);
-                let (drain, _) = watch::channel(false);
-                running.insert(
-                    name.clone(),
-                    Running {
-                        config: Arc::new(ArcSwap::new(l.clone())),
-                        stop,
-                        drain,
-                        local: None,
-                    },
-                );
-                continue;
-            }
-            let socket = bind(l).map_err(|source| BindError {
-                name: name.clone(),
-                address: l.address.to_string(),
-                source,
-            })?;
-            let local = socket.local_addr();
-            info!(listener = %name, address = %l.address, ?local, "listening");
-            let config = Arc::new(ArcSwap::new(l.clone()));
-            let (stop, stop_rx) = watch::channel(false);
-            let (drain_tx, drain) = Drain::new();
-            tokio::spawn(accept_loop(
-                socket,
-                config.clone(),
-                self.world.clone(),
-                stop_rx,
-                drain,
-            ));
+        let (drain_tx, drain) = Drain::new();
+        let config = Arc::new(ArcSwap::from_pointee(Generation {
+            listener: l.clone(),
+            drain,
+        }));
+        let (stop, stop_rx) = watch::channel(false);
+        if !l.bind_to_port {
+            // Reached only by hand-off from a use_original_dst listener (sidecar work).
             running.insert(
-                name.clone(),
+                name.to_string(),
                 Running {
                     config,
                     stop,
                     drain: drain_tx,
-                    local,
+                    local: None,
                 },
             );
+            return Ok(());
         }
+        let socket = {
+            // Binding registers the socket with the reactor of the current runtime.
+            let _guard = self.runtime.enter();
+            bind(l).map_err(|source| BindError {
+                name: name.to_string(),
+                address: l.address.to_string(),
+                source,
+            })?
+        };
+        let local = socket.local_addr();
+        info!(listener = %name, address = %l.address, ?local, "listening");
+        self.runtime.spawn(accept_loop(
+            socket,
+            config.clone(),
+            self.world.clone(),
+            stop_rx,
+        ));
+        running.insert(
+            name.to_string(),
+            Running {
+                config,
+                stop,
+                drain: drain_tx,
+                local,
+            },
+        );
         Ok(())
     }
 
@@ -224,10 +262,9 @@ impl ListenerManager {
 
 async fn accept_loop(
     socket: Socket,
-    config: Arc<ArcSwap<Listener>>,
+    config: Arc<ArcSwap<Generation>>,
     world: Arc<World>,
     mut stop: watch::Receiver<bool>,
-    drain: Drain,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -243,7 +280,8 @@ async fn accept_loop(
                 continue;
             }
         };
-        let l = config.load_full();
+        let generation = config.load_full();
+        let l = &generation.listener;
         let id = proxy::next_conn_id();
         l.stats.downstream_cx_total.inc();
         let meta = ConnMeta {
@@ -267,7 +305,7 @@ async fn accept_loop(
         let span = tracing::debug_span!("conn", listener = %l.name, id, peer = ?remote);
         let network = chain.network.clone();
         let world = world.clone();
-        let drain = drain.clone();
+        let drain = generation.drain.clone();
         let stats = l.stats.clone();
         stats.downstream_cx_active.inc();
         tokio::spawn(

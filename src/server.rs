@@ -63,6 +63,8 @@ pub struct Server {
     pub bootstrap: Bootstrap,
     /// The command line.
     pub options: Options,
+    /// The xDS client, when the bootstrap has `dynamic_resources`.
+    pub xds: Option<crate::xds::Xds>,
 }
 
 impl Server {
@@ -75,6 +77,14 @@ impl Server {
         let listeners =
             ListenerManager::new(world.clone(), Duration::from_secs(options.drain_time_s));
         listeners.apply(&world.listeners.load())?;
+        let xds = match &bootstrap.dynamic_resources {
+            Some(_) => Some(crate::xds::Xds::start(
+                &bootstrap,
+                world.clone(),
+                listeners.clone(),
+            )?),
+            None => None,
+        };
         memory::release_free_memory();
         info!(version = env!("CARGO_PKG_VERSION"), "tern started");
         Ok(Server {
@@ -82,7 +92,15 @@ impl Server {
             listeners,
             bootstrap,
             options,
+            xds,
         })
+    }
+
+    /// Wait until the first dynamic configuration is in (at once without xDS).
+    pub async fn wait_initialized(&self) {
+        if let Some(x) = &self.xds {
+            x.wait_initialized().await;
+        }
     }
 
     /// The bound address of a listener (the real port when the config said 0).
@@ -160,7 +178,9 @@ pub fn run(options: Options) -> Result<(), ServerError> {
     if options.mode == "validate" {
         let b = load_bootstrap(&options)?;
         let world = World::new(Store::new());
-        world.compile_static(&b)?;
+        let (clusters, _) = world.compile_static(&b)?;
+        world.clusters.store(Arc::new(clusters));
+        crate::xds::source::Plan::from_bootstrap(&b, &world)?;
         return Ok(());
     }
     let threads = options

@@ -18,6 +18,7 @@ use crate::stats::Store;
 use crate::upstream::cluster::Cluster;
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub type ClusterMap = HashMap<String, Arc<Cluster>>;
 pub type RouteMap = HashMap<String, Arc<RouteTable>>;
 /// Listeners by name.
 pub type ListenerMap = BTreeMap<String, Arc<Listener>>;
+/// SDS secrets by name.
+pub type SecretMap = HashMap<String, Arc<Secret>>;
 
 /// Everything the data path reads.
 #[derive(Debug)]
@@ -39,6 +42,8 @@ pub struct World {
     pub routes: ArcSwap<RouteMap>,
     /// Listeners (static and LDS).
     pub listeners: ArcSwap<ListenerMap>,
+    /// SDS secrets.
+    pub secrets: ArcSwap<SecretMap>,
 }
 
 impl World {
@@ -49,6 +54,7 @@ impl World {
             clusters: ArcSwap::from_pointee(ClusterMap::new()),
             routes: ArcSwap::from_pointee(RouteMap::new()),
             listeners: ArcSwap::from_pointee(ListenerMap::new()),
+            secrets: ArcSwap::from_pointee(SecretMap::new()),
         })
     }
 

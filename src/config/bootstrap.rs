@@ -113,15 +113,46 @@ fn type_urls(v: &serde_json::Value, out: &mut Vec<String>) {
 /// `Any`) to protobuf wire form, with the field path of the first error. Reflection uses a
 /// descriptor pool of just the Bootstrap and the `@type`s the text names.
 fn to_wire(value: serde_json::Value, allow_unknown: bool) -> Result<Vec<u8>, ConfigError> {
+    to_wire_as(value, &Bootstrap::full_name(), allow_unknown)
+}
+
+/// A message of type `full_name` from a YAML or JSON file (chosen by the extension; `.pb` is
+/// binary), in the proto3 JSON mapping, errors with the field path.
+pub fn decode_message_file<M: Message + Name + Default>(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<M, ConfigError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let wire = if ext == "pb" {
+        bytes.to_vec()
+    } else {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| ConfigError::new("", format!("not UTF-8: {e}")))?;
+        let fmt = if ext == "json" {
+            Format::Json
+        } else {
+            Format::Yaml
+        };
+        to_wire_as(parse_text(text, fmt)?, &M::full_name(), false)?
+    };
+    M::decode(wire.as_slice())
+        .map_err(|e| ConfigError::new("", format!("{} does not decode: {e}", M::full_name())))
+}
+
+fn to_wire_as(
+    value: serde_json::Value,
+    full_name: &str,
+    allow_unknown: bool,
+) -> Result<Vec<u8>, ConfigError> {
     if value.is_null() {
         return Ok(Vec::new());
     }
-    let mut types = vec![Bootstrap::full_name()];
+    let mut types = vec![full_name.to_string()];
     type_urls(&value, &mut types);
     let pool = pool_for(types.iter().map(String::as_str));
     let desc = pool
-        .get_message_by_name(&Bootstrap::full_name())
-        .expect("the descriptor set contains the Bootstrap message");
+        .get_message_by_name(full_name)
+        .ok_or_else(|| ConfigError::new("", format!("{full_name} is not in the descriptor set")))?;
     let opts = DeserializeOptions::new().deny_unknown_fields(!allow_unknown);
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(value, &mut track);
