@@ -166,8 +166,9 @@ impl Stream<'_> {
             .max_encoding_message_size(MAX_RESPONSE_BYTES);
         grpc.ready().await?;
         let path = grpc_path(self.src, self.kinds, self.settings.delta)?;
+        // Subscriptions that change while a response is applied (CDS adds EDS names) are sent
+        // when this fires, after the response's ACK.
         let mut interest_rx = self.shared.interest.subscribe();
-        interest_rx.mark_changed();
         if self.settings.delta {
             let (tx, mut rx) = mpsc::channel::<DeltaDiscoveryRequest>(64);
             let outbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
@@ -189,7 +190,6 @@ impl Stream<'_> {
                         self.got_response = true;
                         let ack = self.on_delta(resp);
                         self.send_delta(&tx, ack).await?;
-                        self.send_subscriptions_delta(&tx).await?;
                     }
                     changed = interest_rx.changed() => {
                         if changed.is_err() { return Ok(()) }
@@ -218,7 +218,6 @@ impl Stream<'_> {
                         self.got_response = true;
                         let ack = self.on_sotw(resp);
                         self.send_sotw(&tx, ack).await?;
-                        self.send_subscriptions_sotw(&tx).await?;
                     }
                     changed = interest_rx.changed() => {
                         if changed.is_err() { return Ok(()) }
@@ -456,7 +455,7 @@ impl Stream<'_> {
             };
             let first = st.sent.is_none();
             let had: BTreeSet<String> = match &st.sent {
-                Some(Interest::Names(n)) => n.clone(),
+                Some(Interest::Names(n)) => (**n).clone(),
                 _ => BTreeSet::new(),
             };
             match &want {

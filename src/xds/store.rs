@@ -54,8 +54,15 @@ pub enum InitState {
 pub enum Interest {
     /// Every resource (LDS, CDS).
     Wildcard,
-    /// These names.
-    Names(BTreeSet<String>),
+    /// These names (shared, so a stream can hold what it sent without copying).
+    Names(Arc<BTreeSet<String>>),
+}
+
+impl Interest {
+    /// Interest in `names`.
+    pub fn names<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Interest {
+        Interest::Names(Arc::new(names.into_iter().map(Into::into).collect()))
+    }
 }
 
 /// One resource as it arrived.
@@ -1044,9 +1051,9 @@ impl Store {
         let mut add = |key: SourceKey, kind: Kind, name: &str| {
             if let Interest::Names(set) = out
                 .entry((key, kind))
-                .or_insert_with(|| Interest::Names(BTreeSet::new()))
+                .or_insert_with(|| Interest::Names(Arc::default()))
             {
-                set.insert(name.to_string());
+                Arc::make_mut(set).insert(name.to_string());
             }
         };
         let clusters = self

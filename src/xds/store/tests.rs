@@ -113,10 +113,7 @@ async fn cds_warms_until_eds_then_lds_starts() {
         world.cluster("a").is_none(),
         "a warming cluster is not routable"
     );
-    assert_eq!(
-        names(&s, Kind::Endpoint),
-        Some(Interest::Names(["svc-a".to_string()].into()))
-    );
+    assert_eq!(names(&s, Kind::Endpoint), Some(Interest::names(["svc-a"])));
     assert_eq!(
         names(&s, Kind::Listener),
         None,
@@ -144,10 +141,7 @@ async fn cds_warms_until_eds_then_lds_starts() {
         s.warming_listeners.contains_key("l"),
         "waits for its routes"
     );
-    assert_eq!(
-        names(&s, Kind::Route),
-        Some(Interest::Names(["r".to_string()].into()))
-    );
+    assert_eq!(names(&s, Kind::Route), Some(Interest::names(["r"])));
     let out = s.apply(update(Kind::Route, "1", vec![any(&route("r", "a"))], true));
     assert_eq!(out.error, None);
     assert!(s.listeners.contains_key("l"));
@@ -241,10 +235,7 @@ async fn sotw_absence_removes_clusters_but_not_endpoints() {
         true,
     ));
     assert!(world.cluster("b").is_none());
-    assert_eq!(
-        names(&s, Kind::Endpoint),
-        Some(Interest::Names(["svc-a".to_string()].into()))
-    );
+    assert_eq!(names(&s, Kind::Endpoint), Some(Interest::names(["svc-a"])));
     assert!(
         !s.endpoints.contains_key("svc-b"),
         "unused endpoints dropped"
