@@ -5,6 +5,7 @@ mod support;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::google::protobuf::Any;
@@ -14,9 +15,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 use support::ads::{
     AdsServer, Batch, DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest,
-    DiscoveryResponse, Protocol,
+    DiscoveryResponse, Protocol, dynamic_resources_yaml,
 };
-use support::within;
+use support::{bootstrap, within};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Streaming;
@@ -92,6 +93,11 @@ impl<Req, Resp> Stream<Req, Resp> {
             .await
             .expect("no error status")
             .expect("a response")
+    }
+
+    /// The stream's end: `Err` with a status, or `Ok(None)`.
+    async fn end(&mut self) -> Result<Option<Resp>, tonic::Status> {
+        within(5, self.rx.message()).await
     }
 }
 
@@ -320,4 +326,80 @@ async fn delta_subscribe_add_remove_and_wildcard() {
     assert_eq!(delta_names(&d5), ["c2"]);
     assert_eq!(d5.removed_resources, ["gone"]);
     assert_eq!(ads.streams()[0].protocol, Protocol::Delta);
+}
+
+#[tokio::test]
+async fn restart_on_same_port_keeps_state_and_break_streams() {
+    let ads = AdsServer::tcp().await;
+    let addr = ads.addr();
+    ads.set_listener(&listener("l1"));
+    let mut s = sotw(&ads).await;
+    s.send(request(&lds(), "", &[], ""));
+    let r1 = s.recv().await;
+
+    ads.stop().await;
+    assert!(!ads.is_serving());
+    assert_eq!(ads.connected(), 0);
+    assert!(!matches!(s.end().await, Ok(Some(_))), "the stream ends");
+
+    ads.start().await;
+    assert_eq!(ads.addr(), addr);
+    let mut s = sotw(&ads).await;
+    // A client that has the current version gets nothing; one that has not gets it again.
+    s.send(request(&lds(), &r1.version_info, &[], ""));
+    ads.wait_for(|r| r.stream == 2, WAIT).await;
+    assert_eq!(ads.responses().len(), 1);
+    let mut s3 = sotw(&ads).await;
+    s3.send(request(&lds(), "", &[], ""));
+    let again = s3.recv().await;
+    assert_eq!(again.version_info, r1.version_info);
+    assert_eq!(again.resources, r1.resources);
+    assert_eq!(ads.streams_opened(), 3);
+
+    // Broken streams end with UNAVAILABLE; the server stays up.
+    ads.break_streams().await;
+    for s in [&mut s, &mut s3] {
+        let status = s.end().await.expect_err("an error status");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+    }
+    let mut s4 = sotw(&ads).await;
+    s4.send(request(&lds(), "", &[], ""));
+    assert_eq!(listener_names(&s4.recv().await), ["l1"]);
+}
+
+#[tokio::test]
+async fn unix_socket_and_bootstrap_snippets() {
+    let path = std::env::temp_dir().join(format!("tern-ads-{}.sock", std::process::id()));
+    let ads = AdsServer::unix(&path).await;
+    assert_eq!(ads.path(), path);
+    ads.set_listener(&listener("l1"));
+    let mut s = delta(&ads).await;
+    s.send(DeltaDiscoveryRequest {
+        type_url: lds(),
+        ..Default::default()
+    });
+    assert_eq!(delta_names(&s.recv().await), ["l1"]);
+
+    ads.stop().await;
+    ads.start().await;
+    let mut s = delta(&ads).await;
+    s.send(DeltaDiscoveryRequest {
+        type_url: lds(),
+        ..Default::default()
+    });
+    assert_eq!(delta_names(&s.recv().await), ["l1"]);
+
+    let yaml =
+        bootstrap(&[], &[ads.cluster_yaml("xds-grpc")]) + &dynamic_resources_yaml("xds-grpc", true);
+    let b = tern::config::parse_bootstrap(&yaml, false, false).expect("a valid bootstrap");
+    let ads_config = b
+        .dynamic_resources
+        .expect("dynamic")
+        .ads_config
+        .expect("ads");
+    assert_eq!(ads_config.api_type(), ApiType::DeltaGrpc);
+    let cluster = &b.static_resources.expect("static").clusters[0];
+    assert_eq!(cluster.name, "xds-grpc");
+    drop(ads);
+    let _ = std::fs::remove_file(&path);
 }
