@@ -2,6 +2,7 @@
 //! Everything binds port 0 on loopback.
 #![allow(dead_code)]
 
+pub mod ads;
 pub mod upstream;
 
 use bytes::Bytes;
