@@ -403,3 +403,610 @@ async fn unix_socket_and_bootstrap_snippets() {
     drop(ads);
     let _ = std::fs::remove_file(&path);
 }
+
+// ---------------------------------------------------------------------------------------------
+// tern against the ADS server.
+// ---------------------------------------------------------------------------------------------
+
+mod tern_client {
+    use super::support::ads::{AdsServer, Batch, XdsRequest};
+    use super::support::{self, Client, within};
+    use super::*;
+    use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tern::server::Server;
+    use tern::xds::InitState;
+
+    fn from_yaml<M: Message + Name + Default>(yaml: &str) -> M {
+        tern::config::decode_message_file::<M>(Path::new("r.yaml"), yaml.as_bytes())
+            .expect("test resource parses")
+    }
+
+    pub fn eds_cluster(name: &str) -> Cluster {
+        from_yaml(&format!(
+            "name: {name}\ntype: EDS\nconnect_timeout: 1s\neds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}, service_name: svc-{name}}}\n"
+        ))
+    }
+
+    pub fn endpoints(service: &str, addrs: &[SocketAddr]) -> ClusterLoadAssignment {
+        let eps: Vec<String> = addrs
+            .iter()
+            .map(|a| {
+                format!(
+                    "{{endpoint: {{address: {{socket_address: {{address: '{}', port_value: {}}}}}}}}}",
+                    a.ip(),
+                    a.port()
+                )
+            })
+            .collect();
+        from_yaml(&format!(
+            "cluster_name: {service}\nendpoints: [{{lb_endpoints: [{}]}}]\n",
+            eps.join(", ")
+        ))
+    }
+
+    pub fn rds_listener(name: &str, route: &str) -> Listener {
+        from_yaml(&format!(
+            r#"
+name: {name}
+address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: {name}
+      rds: {{route_config_name: {route}, config_source: {{ads: {{}}, resource_api_version: V3}}}}
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#
+        ))
+    }
+
+    pub fn route(name: &str, cluster: &str) -> RouteConfiguration {
+        from_yaml(&format!(
+            "name: {name}\nvirtual_hosts: [{{name: all, domains: ['*'], routes: [{{match: {{prefix: /}}, route: {{cluster: {cluster}}}}}]}}]\n"
+        ))
+    }
+
+    pub fn tern_bootstrap(ads: &AdsServer, delta: bool, ads_extra: &str) -> String {
+        let mut dr = dynamic_resources_yaml("xds-grpc", delta);
+        if !ads_extra.is_empty() {
+            dr = dr.replace(
+                "    transport_api_version: V3\n",
+                &format!("    transport_api_version: V3\n{ads_extra}"),
+            );
+        }
+        format!(
+            "node:\n  id: sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local\n  cluster: pod.ns\n  locality: {{region: r1, zone: z1}}\n  metadata: {{ISTIO_VERSION: '1.28.0', NAMESPACE: ns, LABELS: {{app: a}}}}\n{dr}static_resources:\n  clusters:\n{}",
+            ads.cluster_yaml("xds-grpc")
+        )
+    }
+
+    /// The whole config for one listener `l` → route `r` → EDS cluster `c` → `upstreams`.
+    pub fn basic(upstreams: &[SocketAddr]) -> Batch {
+        Batch::new()
+            .cluster(&eds_cluster("c"))
+            .endpoints(&endpoints("svc-c", upstreams))
+            .listener(&rds_listener("l", "r"))
+            .route(&route("r", "c"))
+    }
+
+    pub async fn start(ads: &AdsServer, delta: bool, extra: &str) -> Server {
+        let server = support::start_tern(&tern_bootstrap(ads, delta, extra)).await;
+        within(10, server.wait_initialized()).await;
+        server
+    }
+
+    pub async fn listener_addr(server: &Server, name: &str) -> SocketAddr {
+        let mut addr = None;
+        assert!(
+            support::eventually(5, || {
+                addr = server.listener_addr(name);
+                addr.is_some()
+            })
+            .await,
+            "listener {name} never started"
+        );
+        addr.expect("checked")
+    }
+
+    fn acked(r: &XdsRequest, type_url: &str) -> bool {
+        r.type_url() == type_url && !r.response_nonce().is_empty() && !r.is_nack()
+    }
+
+    fn counter(server: &Server, name: &str) -> u64 {
+        server.world.stats.counter_value(name).unwrap_or(0)
+    }
+
+    async fn ok_through(client: &Client, addr: SocketAddr) -> support::Got {
+        support::get(client, addr, "example.com", "/hello").await
+    }
+
+    #[tokio::test]
+    async fn delta_initial_sync_serves_traffic_and_identifies_node() {
+        let up = support::upstream::http("up").await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(basic(&[up.addr]));
+        let extra = "    set_node_on_first_message_only: true\n    grpc_services:\n    - envoy_grpc: {cluster_name: xds-grpc}\n      initial_metadata: [{key: x-istio-token, value: secret-token}]\n";
+        let mut dr_fixed = tern_bootstrap(&ads, true, "");
+        // Replace the grpc_services block by one carrying initial_metadata.
+        dr_fixed = dr_fixed.replace(
+            "    grpc_services:\n    - envoy_grpc: { cluster_name: xds-grpc }\n",
+            extra,
+        );
+        let server = support::start_tern(&dr_fixed).await;
+        within(10, server.wait_initialized()).await;
+        assert_eq!(
+            server.xds.as_ref().unwrap().init_state(),
+            InitState::Initialized
+        );
+        let addr = listener_addr(&server, "l").await;
+        let got = ok_through(&support::h1_client(), addr).await;
+        assert_eq!(got.status, 200, "{got:?}");
+        assert_eq!(got.headers["x-upstream"], "up");
+
+        let reqs = ads.requests();
+        let first = reqs[0].delta().expect("delta stream");
+        assert_eq!(first.type_url, cds(), "CDS is asked for first");
+        let node = first.node.as_ref().expect("node on the first message");
+        assert_eq!(node.id, "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local");
+        assert_eq!(node.cluster, "pod.ns");
+        assert_eq!(node.user_agent_name, "tern");
+        assert_eq!(node.locality.as_ref().unwrap().zone, "z1");
+        let md = node.metadata.as_ref().expect("metadata as given");
+        assert!(md.fields.contains_key("ISTIO_VERSION") && md.fields.contains_key("LABELS"));
+        assert!(
+            reqs[1..].iter().all(|r| r.delta().unwrap().node.is_none()),
+            "set_node_on_first_message_only"
+        );
+        for t in [cds(), eds(), lds(), RouteConfiguration::type_url()] {
+            ads.wait_for(|r| acked(r, &t), WAIT).await;
+        }
+        assert!(ads.nacks().is_empty(), "{:?}", ads.nacks());
+        let eds_sub = reqs
+            .iter()
+            .find(|r| r.type_url() == eds())
+            .and_then(|r| r.delta())
+            .unwrap();
+        assert_eq!(eds_sub.resource_names_subscribe, vec!["svc-c".to_string()]);
+        let md = ads.metadata(reqs[0].stream).unwrap();
+        assert_eq!(md.get("x-istio-token").unwrap(), "secret-token");
+        assert_eq!(counter(&server, "cluster_manager.cds.update_success"), 1);
+        assert_eq!(counter(&server, "listener_manager.lds.update_success"), 1);
+        assert_eq!(counter(&server, "http.l.rds.r.update_success"), 1);
+        assert_eq!(counter(&server, "cluster.c.update_success"), 1);
+        assert_eq!(
+            server
+                .world
+                .stats
+                .gauges()
+                .into_iter()
+                .find(|(n, _)| n == "control_plane.connected_state")
+                .map(|(_, v)| v),
+            Some(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn sotw_initial_sync_acks_version_and_nonce() {
+        let up = support::upstream::http("up").await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(basic(&[up.addr]));
+        let server = start(&ads, false, "").await;
+        let addr = listener_addr(&server, "l").await;
+        assert_eq!(ok_through(&support::h1_client(), addr).await.status, 200);
+        let reqs = ads.requests();
+        assert!(reqs.iter().all(|r| r.protocol() == Protocol::Sotw));
+        let responses = ads.responses();
+        let cds_resp = responses.iter().find(|r| r.type_url() == cds()).unwrap();
+        let cds_resp = cds_resp.sotw().unwrap();
+        let ack = ads
+            .wait_for(
+                |r| r.type_url() == cds() && r.response_nonce() == cds_resp.nonce,
+                WAIT,
+            )
+            .await;
+        let ack = ack.sotw().unwrap();
+        assert_eq!(ack.version_info, cds_resp.version_info);
+        assert!(ack.error_detail.is_none());
+        let eds_req = reqs.iter().find(|r| r.type_url() == eds()).unwrap();
+        assert_eq!(
+            eds_req.sotw().unwrap().resource_names,
+            vec!["svc-c".to_string()]
+        );
+        assert!(
+            reqs.iter().all(|r| r.sotw().unwrap().node.is_some()),
+            "node on every request by default"
+        );
+    }
+
+    #[tokio::test]
+    async fn nack_names_resource_and_keeps_last_good() {
+        for delta in [true, false] {
+            let up = support::upstream::http("up").await;
+            let ads = AdsServer::tcp().await;
+            ads.apply(basic(&[up.addr]));
+            let server = start(&ads, delta, "").await;
+            let addr = listener_addr(&server, "l").await;
+            let client = support::h1_client();
+            let mut bad = route("r", "c");
+            bad.virtual_hosts[0].routes[0].r#match =
+                Some(from_yaml("safe_regex: {regex: '(unclosed'}"));
+            let before = ads.request_count();
+            ads.set_route(&bad);
+            let nack = ads.wait_for_since(before, |r| r.is_nack(), WAIT).await;
+            let status = match &nack.request {
+                XdsRequest::Sotw(r) => {
+                    assert_ne!(r.version_info, ads.version(&RouteConfiguration::type_url()));
+                    r.error_detail.clone().unwrap()
+                }
+                XdsRequest::Delta(r) => r.error_detail.clone().unwrap(),
+            };
+            assert_eq!(status.code, 3, "INVALID_ARGUMENT");
+            assert!(
+                status.message.contains("route configuration r")
+                    && status.message.contains("regex"),
+                "{}",
+                status.message
+            );
+            assert_eq!(
+                ok_through(&client, addr).await.status,
+                200,
+                "last good config serves"
+            );
+            assert_eq!(counter(&server, "http.l.rds.r.update_rejected"), 1);
+            // A bad listener next to a good one: the good one is applied (LDS applies the
+            // valid resources), the bad one is named.
+            let mut broken = rds_listener("broken", "r");
+            broken.address = None;
+            let before = ads.request_count();
+            ads.apply(
+                Batch::new()
+                    .listener(&broken)
+                    .listener(&rds_listener("l2", "r")),
+            );
+            let nack = ads.wait_for_since(before, |r| r.is_nack(), WAIT).await;
+            let msg = match &nack.request {
+                XdsRequest::Sotw(r) => r.error_detail.clone().unwrap().message,
+                XdsRequest::Delta(r) => r.error_detail.clone().unwrap().message,
+            };
+            assert!(
+                msg.contains("listener broken") && msg.contains("address"),
+                "{msg}"
+            );
+            let l2 = listener_addr(&server, "l2").await;
+            assert_eq!(ok_through(&client, l2).await.status, 200);
+            assert_eq!(ok_through(&client, addr).await.status, 200);
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_gets_a_nack_not_a_crash() {
+        let up = support::upstream::http("up").await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(basic(&[up.addr]));
+        let server = start(&ads, false, "").await;
+        let addr = listener_addr(&server, "l").await;
+        let before = ads.request_count();
+        ads.push_raw_sotw(DiscoveryResponse {
+            version_info: "junk-1".into(),
+            type_url: cds(),
+            nonce: "junk-nonce-1".into(),
+            resources: vec![Any {
+                type_url: cds(),
+                value: vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f],
+            }],
+            ..Default::default()
+        });
+        let nack = ads
+            .wait_for_since(before, |r| r.response_nonce() == "junk-nonce-1", WAIT)
+            .await;
+        assert!(nack.is_nack());
+        let before = ads.request_count();
+        ads.push_raw_sotw(DiscoveryResponse {
+            version_info: "junk-2".into(),
+            type_url: "type.googleapis.com/example.Unknown".into(),
+            nonce: "junk-nonce-2".into(),
+            ..Default::default()
+        });
+        let nack = ads
+            .wait_for_since(before, |r| r.response_nonce() == "junk-nonce-2", WAIT)
+            .await;
+        assert!(nack.is_nack());
+        // A cluster whose EDS source names a cluster that does not exist.
+        let mut dangling = eds_cluster("dangling");
+        dangling.eds_cluster_config.as_mut().unwrap().eds_config = Some(from_yaml(
+            "api_config_source: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: nowhere}}]}",
+        ));
+        let before = ads.request_count();
+        ads.set_cluster(&dangling);
+        let nack = ads.wait_for_since(before, |r| r.is_nack(), WAIT).await;
+        let msg = nack.sotw().unwrap().error_detail.clone().unwrap().message;
+        assert!(msg.contains("dangling") && msg.contains("nowhere"), "{msg}");
+        assert_eq!(ok_through(&support::h1_client(), addr).await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn subscriptions_follow_listeners_and_clusters() {
+        let up = support::upstream::http("up").await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(basic(&[up.addr]));
+        let server = start(&ads, true, "").await;
+        let _ = listener_addr(&server, "l").await;
+        // A second cluster: its endpoints are subscribed.
+        let before = ads.request_count();
+        ads.set_cluster(&eds_cluster("d"));
+        ads.wait_for_since(
+            before,
+            |r| {
+                r.delta()
+                    .is_some_and(|d| d.type_url == eds() && d.resource_names_subscribe == ["svc-d"])
+            },
+            WAIT,
+        )
+        .await;
+        // Removed again: unsubscribed.
+        let before = ads.request_count();
+        ads.remove(&cds(), "d");
+        ads.wait_for_since(
+            before,
+            |r| {
+                r.delta().is_some_and(|d| {
+                    d.type_url == eds() && d.resource_names_unsubscribe == ["svc-d"]
+                })
+            },
+            WAIT,
+        )
+        .await;
+        // A listener naming a second route table: subscribed; listener removed: unsubscribed.
+        let rt = RouteConfiguration::type_url();
+        let before = ads.request_count();
+        ads.set_listener(&rds_listener("l2", "r2"));
+        ads.wait_for_since(
+            before,
+            |r| {
+                r.delta()
+                    .is_some_and(|d| d.type_url == rt && d.resource_names_subscribe == ["r2"])
+            },
+            WAIT,
+        )
+        .await;
+        let before = ads.request_count();
+        ads.remove(&lds(), "l2");
+        ads.wait_for_since(
+            before,
+            |r| {
+                r.delta()
+                    .is_some_and(|d| d.type_url == rt && d.resource_names_unsubscribe == ["r2"])
+            },
+            WAIT,
+        )
+        .await;
+        let _ = server;
+    }
+
+    #[tokio::test]
+    async fn listeners_and_clusters_warm_until_their_dependencies_arrive() {
+        let up = support::upstream::http("up").await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(basic(&[up.addr]));
+        let server = start(&ads, true, "").await;
+        let addr = listener_addr(&server, "l").await;
+        let client = support::h1_client();
+        // A listener whose route table does not exist yet does not listen.
+        ads.set_listener(&rds_listener("late", "r-late"));
+        ads.wait_for(|r| acked(r, &lds()) && r.delta().is_some(), WAIT)
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            server.listener_addr("late").is_none(),
+            "warming listener listens"
+        );
+        let warming = server
+            .xds
+            .as_ref()
+            .unwrap()
+            .with_store(|s| s.warming_listeners.contains_key("late"));
+        assert!(warming);
+        ads.set_route(&route("r-late", "c"));
+        let late = listener_addr(&server, "late").await;
+        assert_eq!(ok_through(&client, late).await.status, 200);
+        // A cluster without endpoints is not routable until they arrive.
+        ads.apply(
+            Batch::new()
+                .cluster(&eds_cluster("e"))
+                .route(&route("r", "e")),
+        );
+        assert!(
+            support::eventually(5, || server
+                .xds
+                .as_ref()
+                .unwrap()
+                .with_store(|s| s.warming_clusters.contains_key("e")))
+            .await
+        );
+        assert!(server.world.cluster("e").is_none());
+        assert_eq!(
+            ok_through(&client, addr).await.status,
+            503,
+            "cluster e not there yet"
+        );
+        ads.set_endpoints(&endpoints("svc-e", &[up.addr]));
+        assert!(support::eventually(5, || server.world.cluster("e").is_some()).await);
+        assert_eq!(ok_through(&client, addr).await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn removed_listener_stops_and_removed_cluster_is_gone() {
+        for delta in [true, false] {
+            let up = support::upstream::http("up").await;
+            let ads = AdsServer::tcp().await;
+            ads.apply(basic(&[up.addr]).listener(&rds_listener("l2", "r")));
+            let server = start(&ads, delta, "").await;
+            let l2 = listener_addr(&server, "l2").await;
+            let addr = listener_addr(&server, "l").await;
+            ads.remove(&lds(), "l2");
+            assert!(
+                support::eventually(5, || server.listener_addr("l2").is_none()).await,
+                "listener l2 still running"
+            );
+            assert!(
+                support::eventually(5, || std::net::TcpStream::connect(l2).is_err()).await,
+                "l2 still accepts"
+            );
+            ads.remove(&cds(), "c");
+            assert!(support::eventually(5, || server.world.cluster("c").is_none()).await);
+            assert_eq!(ok_through(&support::h1_client(), addr).await.status, 503);
+        }
+    }
+
+    #[tokio::test]
+    async fn reconnects_after_control_plane_restart_and_keeps_serving() {
+        let up = support::upstream::http("up").await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(basic(&[up.addr]));
+        let server = start(&ads, true, "").await;
+        let addr = listener_addr(&server, "l").await;
+        let client = support::h1_client();
+        ads.stop().await;
+        assert!(
+            support::eventually(5, || server
+                .world
+                .stats
+                .gauges()
+                .iter()
+                .any(|(n, v)| n == "control_plane.connected_state" && *v == 0))
+            .await
+        );
+        assert_eq!(
+            ok_through(&client, addr).await.status,
+            200,
+            "last good config serves"
+        );
+        let before = ads.request_count();
+        ads.start().await;
+        let again = ads
+            .wait_for_since(before, |r| r.type_url() == cds(), Duration::from_secs(10))
+            .await;
+        assert!(again.stream > 1, "a new stream");
+        let d = again.delta().unwrap();
+        assert!(
+            d.initial_resource_versions.contains_key("c"),
+            "delta reconnect sends what it has: {:?}",
+            d.initial_resource_versions
+        );
+        // Changes after the reconnect apply.
+        let up2 = support::upstream::http("up2").await;
+        ads.set_endpoints(&endpoints("svc-c", &[up2.addr]));
+        let mut saw = false;
+        for _ in 0..50 {
+            if ok_through(&client, addr).await.headers["x-upstream"] == "up2" {
+                saw = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(saw, "endpoints pushed after the reconnect are used");
+        // A broken stream (the server stays up) reconnects too.
+        let opened = ads.streams_opened();
+        ads.break_streams().await;
+        assert!(support::eventually(10, || ads.streams_opened() > opened).await);
+        assert_eq!(ok_through(&client, addr).await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn listener_update_lets_a_request_in_flight_complete() {
+        let up = support::upstream::http("up").await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(basic(&[up.addr]));
+        let server = start(&ads, true, "").await;
+        let addr = listener_addr(&server, "l").await;
+        let client = support::h1_client();
+        let slow = {
+            let client = client.clone();
+            tokio::spawn(
+                async move { support::get(&client, addr, "example.com", "/delay/700").await },
+            )
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Same address, different stat prefix: updated in place.
+        let mut changed = rds_listener("l", "r");
+        let hcm = &mut changed.filter_chains[0].filters[0];
+        if let Some(
+            envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any),
+        ) = &mut hcm.config_type
+        {
+            let mut h = envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+            h.stat_prefix = "l_v2".into();
+            any.value = h.encode_to_vec();
+        }
+        let before = ads.request_count();
+        ads.set_listener(&changed);
+        ads.wait_for_since(before, |r| acked(r, &lds()), WAIT).await;
+        let got = within(5, slow).await.unwrap();
+        assert_eq!(got.status, 200, "the request in flight completes: {got:?}");
+        assert_eq!(server.listener_addr("l"), Some(addr), "the socket is kept");
+        let fresh = ok_through(&support::h1_client(), addr).await;
+        assert_eq!(fresh.status, 200);
+        assert!(
+            support::eventually(5, || counter(&server, "http.l_v2.downstream_rq_total") >= 1).await
+        );
+    }
+
+    #[tokio::test]
+    async fn endpoints_switch_under_load_without_a_failed_request() {
+        let a = support::upstream::http("a").await;
+        let b = support::upstream::http("b").await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(basic(&[a.addr]));
+        let server = start(&ads, true, "").await;
+        let addr = listener_addr(&server, "l").await;
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut load = Vec::new();
+        for _ in 0..8 {
+            let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+            load.push(tokio::spawn(async move {
+                let client = support::h1_client();
+                while !stop.load(Ordering::Relaxed) {
+                    let req = http::Request::get(format!("http://{addr}/x"))
+                        .header("host", "example.com")
+                        .body(http_body_util::Full::new(bytes::Bytes::new()))
+                        .unwrap();
+                    match client.request(req).await {
+                        Ok(r) if r.status() == 200 => {
+                            let _ = http_body_util::BodyExt::collect(r.into_body()).await;
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+        for i in 0..20 {
+            let set: &[SocketAddr] = match i % 3 {
+                0 => &[b.addr],
+                1 => &[a.addr, b.addr],
+                _ => &[a.addr],
+            };
+            ads.set_endpoints(&endpoints("svc-c", set));
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in load {
+            t.await.unwrap();
+        }
+        assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
+        assert!(ok.load(Ordering::Relaxed) > 100);
+        assert!(a.requests() > 0 && b.requests() > 0);
+        assert!(ads.nacks().is_empty());
+    }
+}

@@ -77,6 +77,9 @@ pub struct Plan {
     pub static_clusters: BTreeSet<String>,
 }
 
+/// `ApiVersion.V2` (deprecated in the proto, so spelled as its number).
+const API_V2: i32 = 1;
+
 const DEFAULT_INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Plan {
@@ -123,9 +126,7 @@ impl Plan {
             None => Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
             Some(d) => crate::config::duration(Some(d)).filter(|d| !d.is_zero()),
         };
-        if cs.resource_api_version == 2
-        /* V2 */
-        {
+        if cs.resource_api_version == API_V2 {
             return Err(ConfigError::new(
                 "resource_api_version",
                 "the v2 xDS API is not supported",
@@ -214,9 +215,7 @@ impl Plan {
                 ));
             }
         };
-        if api.transport_api_version == 2
-        /* V2 */
-        {
+        if api.transport_api_version == API_V2 {
             return Err(ConfigError::new(
                 "transport_api_version",
                 "the v2 xDS transport is not supported",

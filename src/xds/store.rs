@@ -382,20 +382,29 @@ impl Store {
         let mut seen = HashSet::new();
         let mut accepted = Vec::new();
         let mut changed = false;
+        // A resource that does not even decode rejects the whole response (as Envoy's
+        // subscription does before anything is applied); invalid but decodable resources
+        // are rejected one by one below.
+        let mut decoded = Vec::with_capacity(u.resources.len());
         for inc in &u.resources {
-            let c: cluster_pb::Cluster = match decode(Kind::Cluster, inc) {
-                Ok(c) => c,
+            match decode::<cluster_pb::Cluster>(Kind::Cluster, inc) {
+                Ok(r) => decoded.push((r, &inc.version)),
                 Err(e) => {
-                    errors.push(e);
-                    continue;
+                    stats.rejected.inc();
+                    return Outcome {
+                        accepted: Vec::new(),
+                        error: Some(e),
+                    };
                 }
-            };
+            }
+        }
+        for (c, version) in decoded {
             let name = c.name.clone();
             if !seen.insert(name.clone()) {
                 errors.push(format!("cluster {name}: duplicate in the response"));
                 continue;
             }
-            match self.add_cluster(c, &inc.version) {
+            match self.add_cluster(c, version) {
                 Ok(ch) => {
                     changed |= ch;
                     accepted.push(name.clone());
@@ -560,20 +569,29 @@ impl Store {
         let mut seen = HashSet::new();
         let mut accepted = Vec::new();
         let mut changed = false;
+        // A resource that does not even decode rejects the whole response (as Envoy's
+        // subscription does before anything is applied); invalid but decodable resources
+        // are rejected one by one below.
+        let mut decoded = Vec::with_capacity(u.resources.len());
         for inc in &u.resources {
-            let l: listener_pb::Listener = match decode(Kind::Listener, inc) {
-                Ok(l) => l,
+            match decode::<listener_pb::Listener>(Kind::Listener, inc) {
+                Ok(r) => decoded.push((r, &inc.version)),
                 Err(e) => {
-                    errors.push(e);
-                    continue;
+                    stats.rejected.inc();
+                    return Outcome {
+                        accepted: Vec::new(),
+                        error: Some(e),
+                    };
                 }
-            };
+            }
+        }
+        for (l, version) in decoded {
             let name = l.name.clone();
             if !seen.insert(name.clone()) {
                 errors.push(format!("listener {name}: duplicate in the response"));
                 continue;
             }
-            match self.add_listener(l, &inc.version) {
+            match self.add_listener(l, version) {
                 Ok(ch) => {
                     changed |= ch;
                     accepted.push(name.clone());
@@ -721,16 +739,19 @@ impl Store {
     fn apply_routes(&mut self, u: Update) -> Outcome {
         let mut decoded = Vec::with_capacity(u.resources.len());
         let mut errors = Vec::new();
+        let mut names = Vec::with_capacity(u.resources.len());
         for inc in &u.resources {
             match decode::<RouteConfiguration>(Kind::Route, inc) {
-                Ok(rc) => match RouteTable::compile(&rc) {
-                    Ok(t) => decoded.push((rc, t, inc.version.clone())),
-                    Err(e) => errors.push(format!("route configuration {}: {e}", rc.name)),
-                },
+                Ok(rc) => {
+                    names.push(rc.name.clone());
+                    match RouteTable::compile(&rc) {
+                        Ok(t) => decoded.push((rc, t, inc.version.clone())),
+                        Err(e) => errors.push(format!("route configuration {}: {e}", rc.name)),
+                    }
+                }
                 Err(e) => errors.push(e),
             }
         }
-        let names: Vec<String> = decoded.iter().map(|(rc, _, _)| rc.name.clone()).collect();
         for n in &names {
             let prefix = self.listeners_naming(n);
             self.stats.rds(&self.world.stats, n, &prefix).attempt.inc();
@@ -789,21 +810,20 @@ impl Store {
     fn apply_endpoints(&mut self, u: Update) -> Outcome {
         let mut decoded = Vec::with_capacity(u.resources.len());
         let mut errors = Vec::new();
+        let mut names = Vec::with_capacity(u.resources.len());
         for inc in &u.resources {
             match decode::<ClusterLoadAssignment>(Kind::Endpoint, inc) {
-                Ok(cla) => match load_assignment::priority_set_from_assignment(&cla, false) {
-                    Ok(_) => decoded.push((cla, inc.version.clone())),
-                    Err(e) => {
-                        errors.push(format!("cluster load assignment {}: {e}", cla.cluster_name))
+                Ok(cla) => {
+                    names.push(cla.cluster_name.clone());
+                    match load_assignment::priority_set_from_assignment(&cla, false) {
+                        Ok(_) => decoded.push((cla, inc.version.clone())),
+                        Err(e) => errors
+                            .push(format!("cluster load assignment {}: {e}", cla.cluster_name)),
                     }
-                },
+                }
                 Err(e) => errors.push(e),
             }
         }
-        let names: Vec<String> = decoded
-            .iter()
-            .map(|(c, _)| c.cluster_name.clone())
-            .collect();
         let users = self.eds_users(&names);
         for cluster in users.values().flatten() {
             self.stats
