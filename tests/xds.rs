@@ -1010,3 +1010,133 @@ filter_chains:
         assert!(ads.nacks().is_empty());
     }
 }
+
+mod files {
+    use super::support::{self, within};
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "tern-xds-files-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+
+    /// Write atomically (a rename), as Envoy's docs ask of whoever updates the file.
+    fn write(path: &Path, text: &str) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn cds(version: &str, up: SocketAddr) -> String {
+        format!(
+            r#"version_info: "{version}"
+resources:
+- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: c
+  type: STATIC
+  connect_timeout: 1s
+  load_assignment:
+    cluster_name: c
+    endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: "{}", port_value: {}}}}}}}}}]}}]
+"#,
+            up.ip(),
+            up.port()
+        )
+    }
+
+    fn lds(version: &str, header: &str) -> String {
+        format!(
+            r#"version_info: "{version}"
+resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: file_listener
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: file
+        route_config:
+          virtual_hosts:
+          - name: all
+            domains: ["*"]
+            routes:
+            - match: {{prefix: /}}
+              route: {{cluster: c}}
+            response_headers_to_add: [{{header: {{key: x-version, value: "{header}"}}}}]
+        http_filters:
+        - name: envoy.filters.http.router
+          typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#
+        )
+    }
+
+    #[tokio::test]
+    async fn lds_and_cds_from_files_reload_on_change() {
+        let up = support::upstream::http("up").await;
+        let d = dir();
+        let (cds_path, lds_path) = (d.join("cds.yaml"), d.join("lds.yaml"));
+        write(&cds_path, &cds("1", up.addr));
+        write(&lds_path, &lds("1", "one"));
+        let yaml = format!(
+            "node: {{id: n, cluster: c}}\ndynamic_resources:\n  cds_config: {{path_config_source: {{path: {}}}, resource_api_version: V3}}\n  lds_config: {{path_config_source: {{path: {}}}, resource_api_version: V3}}\nstatic_resources: {{}}\n",
+            cds_path.display(),
+            lds_path.display()
+        );
+        let server = support::start_tern(&yaml).await;
+        within(10, server.wait_initialized()).await;
+        let mut addr = None;
+        assert!(
+            support::eventually(5, || {
+                addr = server.listener_addr("file_listener");
+                addr.is_some()
+            })
+            .await
+        );
+        let addr = addr.unwrap();
+        let client = support::h1_client();
+        let got = support::get(&client, addr, "x", "/").await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.headers["x-version"], "one");
+        // A changed file is applied; the socket is kept.
+        write(&lds_path, &lds("2", "two"));
+        let mut seen = false;
+        for _ in 0..60 {
+            let got = support::get(&client, addr, "x", "/").await;
+            if got.headers.get("x-version").is_some_and(|v| v == "two") {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(seen, "the new listener file was not applied");
+        // A broken file is rejected and the last good configuration stays.
+        let rejected = || {
+            server
+                .world
+                .stats
+                .counter_value("listener_manager.lds.update_rejected")
+                .unwrap_or(0)
+        };
+        write(&lds_path, "version_info: [not, a, string\n");
+        assert!(support::eventually(5, || rejected() >= 1).await);
+        let got = support::get(&client, addr, "x", "/").await;
+        assert_eq!(got.headers["x-version"], "two");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
