@@ -174,7 +174,7 @@ impl ListenerManager {
             }
             if cur.listener.address == l.address && cur.listener.bind_to_port == l.bind_to_port {
                 debug!(listener = %name, "listener updated in place");
-                let (drain_tx, drain) = Drain::new();
+                let (drain_tx, drain) = Drain::with_grace(self.drain_time);
                 r.config.store(Arc::new(Generation {
                     listener: l.clone(),
                     drain,
@@ -187,7 +187,7 @@ impl ListenerManager {
                 self.retire(r);
             }
         }
-        let (drain_tx, drain) = Drain::new();
+        let (drain_tx, drain) = Drain::with_grace(self.drain_time);
         let config = Arc::new(ArcSwap::from_pointee(Generation {
             listener: l.clone(),
             drain,

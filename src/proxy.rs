@@ -10,6 +10,7 @@ use crate::snapshot::{NetworkFilter, World};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -36,15 +37,31 @@ pub fn next_conn_id() -> u64 {
 }
 
 /// Tells connections to drain: HTTP/1.1 answers with `Connection: close`, HTTP/2 sends
-/// GOAWAY, and tcp_proxy connections finish on their own.
+/// GOAWAY, and tcp_proxy connections finish on their own; whatever is still open when the
+/// grace period (`--drain-time-s`) is over is closed.
 #[derive(Debug, Clone)]
-pub struct Drain(watch::Receiver<bool>);
+pub struct Drain(watch::Receiver<bool>, Duration);
 
 impl Drain {
-    /// A drain signal and its trigger.
+    /// A drain signal and its trigger, with no grace limit.
     pub fn new() -> (watch::Sender<bool>, Drain) {
+        Self::with_grace(Duration::MAX)
+    }
+
+    /// A drain signal whose connections are closed `grace` after draining starts.
+    pub fn with_grace(grace: Duration) -> (watch::Sender<bool>, Drain) {
         let (tx, rx) = watch::channel(false);
-        (tx, Drain(rx))
+        (tx, Drain(rx, grace))
+    }
+
+    /// Resolves when the grace period after the start of draining is over (never, if
+    /// draining never starts).
+    async fn grace_over(mut self) {
+        self.started().await;
+        if !self.is_draining() || self.1 == Duration::MAX {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(self.1).await;
     }
 
     /// Resolves once draining has started.
@@ -68,8 +85,16 @@ pub async fn serve_connection<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    match filter {
-        NetworkFilter::TcpProxy(cfg) => tcp_proxy::serve(io, cfg, world, conn).await,
-        NetworkFilter::Hcm(hcm) => hcm::serve(io, hcm, world, conn, drain).await,
+    let deadline = drain.clone().grace_over();
+    let id = conn.id;
+    let work = async move {
+        match filter {
+            NetworkFilter::TcpProxy(cfg) => tcp_proxy::serve(io, cfg, world, conn).await,
+            NetworkFilter::Hcm(hcm) => hcm::serve(io, hcm, world, conn, drain).await,
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = deadline => tracing::debug!(conn = id, "drain time over; connection closed"),
     }
 }

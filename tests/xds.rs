@@ -958,6 +958,62 @@ filter_chains:
         );
     }
 
+    fn tcp_listener(name: &str, prefix: &str, cluster: &str) -> Listener {
+        from_yaml(&format!(
+            r#"
+name: {name}
+address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.tcp_proxy
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+      stat_prefix: {prefix}
+      cluster: {cluster}
+"#
+        ))
+    }
+
+    #[tokio::test]
+    async fn tcp_connections_of_an_updated_listener_close_after_the_drain_time() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (echo, _task) = support::upstream::tcp_echo().await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(
+            Batch::new()
+                .cluster(&eds_cluster("echo"))
+                .endpoints(&endpoints("svc-echo", &[echo]))
+                .listener(&tcp_listener("t", "t1", "echo")),
+        );
+        let server = start(&ads, true, "").await;
+        let addr = listener_addr(&server, "t").await;
+        let mut old = tokio::net::TcpStream::connect(addr).await.unwrap();
+        old.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        within(5, old.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        let before = ads.request_count();
+        ads.set_listener(&tcp_listener("t", "t2", "echo"));
+        ads.wait_for_since(before, |r| acked(r, &lds()), WAIT).await;
+        // New connections get the new chain at once.
+        let mut new = tokio::net::TcpStream::connect(addr).await.unwrap();
+        new.write_all(b"pong").await.unwrap();
+        within(5, new.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(&buf, b"pong");
+        // The old one still works during the drain time (1 s in the tests) and is closed after.
+        old.write_all(b"more").await.unwrap();
+        within(5, old.read_exact(&mut buf)).await.unwrap();
+        let start = std::time::Instant::now();
+        let n = within(5, old.read(&mut buf)).await.unwrap_or(0);
+        assert_eq!(n, 0, "closed by tern");
+        assert!(
+            start.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(server.listener_addr("t"), Some(addr));
+    }
+
     #[tokio::test]
     async fn endpoints_switch_under_load_without_a_failed_request() {
         let a = support::upstream::http("a").await;
