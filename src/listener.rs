@@ -193,8 +193,10 @@ impl ListenerManager {
             drain,
         }));
         let (stop, stop_rx) = watch::channel(false);
-        if !l.bind_to_port {
-            // Reached only by hand-off from a use_original_dst listener (sidecar work).
+        if !l.bind_to_port || matches!(l.address, Address::Internal(_)) {
+            // Reached only by hand-off from a use_original_dst listener, or (internal
+            // listeners) from an internal upstream connection: both come with the sidecar
+            // work.
             running.insert(
                 name.to_string(),
                 Running {
