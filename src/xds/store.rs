@@ -225,6 +225,10 @@ pub struct Store {
     lds_phase: Phase,
     init: watch::Sender<InitState>,
     stats: XdsStats,
+    /// Replaced snapshots and resources, dropped here once nobody else holds them, so that the
+    /// last reference of a large map is never dropped on a worker thread in the middle of a
+    /// request.
+    graveyard: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Store {
@@ -264,6 +268,7 @@ impl Store {
             lds_phase,
             init,
             stats,
+            graveyard: Vec::new(),
         };
         s.advance_init(now);
         if s.dirty {
@@ -343,6 +348,7 @@ impl Store {
 
     /// Expire warming resources and initial fetches whose time is up.
     pub fn expire(&mut self, now: Instant) {
+        self.graveyard.retain(|a| Arc::strong_count(a) > 1);
         let due = |e: &Option<Instant>| e.is_some_and(|d| d <= now);
         let clusters: Vec<String> = self
             .warming_clusters
@@ -438,6 +444,9 @@ impl Store {
                 continue;
             }
             let was_active = self.clusters.remove(&name);
+            if let Some(e) = &was_active {
+                self.retire(e.cluster.clone());
+            }
             let was_warming = self.warming_clusters.remove(&name);
             if let Some(e) = &was_active {
                 // Pools of its hosts close once idle; in-flight requests hold their own handles.
@@ -519,7 +528,9 @@ impl Store {
                     if let Ok(set) = load_assignment::priority_set_from_assignment(&ep.cla, false) {
                         entry.cluster.set_hosts(set);
                     }
-                    self.clusters.insert(name.clone(), entry);
+                    if let Some(old) = self.clusters.insert(name.clone(), entry) {
+                        self.retire(old.cluster);
+                    }
                     self.warming_clusters.remove(&name);
                 } else {
                     entry.deadline = r.initial_fetch_timeout.map(|t| Instant::now() + t);
@@ -530,7 +541,9 @@ impl Store {
             _ => {
                 entry.cluster.start_dns();
                 self.warming_clusters.remove(&name);
-                self.clusters.insert(name, entry);
+                if let Some(old) = self.clusters.insert(name, entry) {
+                    self.retire(old.cluster);
+                }
             }
         }
         Ok(true)
@@ -540,7 +553,9 @@ impl Store {
         if let Some(mut e) = self.warming_clusters.remove(name) {
             e.deadline = None;
             debug!(cluster = %name, "cluster warmed");
-            self.clusters.insert(name.to_string(), e);
+            if let Some(old) = self.clusters.insert(name.to_string(), e) {
+                self.retire(old.cluster);
+            }
         }
     }
 
@@ -550,7 +565,8 @@ impl Store {
         for (n, e) in &self.clusters {
             map.insert(n.clone(), e.cluster.clone());
         }
-        self.world.clusters.store(Arc::new(map));
+        let old = self.world.clusters.swap(Arc::new(map));
+        self.retire(old);
         self.stats.active_clusters.set(self.clusters.len() as i64);
         self.stats
             .warming_clusters
@@ -727,7 +743,8 @@ impl Store {
         for (n, e) in &self.listeners {
             map.insert(n.clone(), e.listener.clone());
         }
-        self.world.listeners.store(Arc::new(map));
+        let old = self.world.listeners.swap(Arc::new(map));
+        self.retire(old);
         self.stats.listeners_active.set(self.listeners.len() as i64);
         self.stats
             .listeners_warming
@@ -771,7 +788,9 @@ impl Store {
             let s = self.stats.rds(&self.world.stats, &name, "");
             s.success.inc();
             s.version.set(version_hash(&version));
-            map.insert(name.clone(), Arc::new(table));
+            if let Some(old) = map.insert(name.clone(), Arc::new(table)) {
+                self.retire(old);
+            }
             self.routes.insert(
                 name,
                 RouteEntry {
@@ -784,7 +803,8 @@ impl Store {
             self.routes.remove(n);
             map.remove(n);
         }
-        self.world.routes.store(Arc::new(map));
+        let old = self.world.routes.swap(Arc::new(map));
+        self.retire(old);
         self.versions.insert(Kind::Route, u.version_info);
         Outcome {
             accepted: names,
@@ -953,7 +973,8 @@ impl Store {
             self.secrets.remove(n);
             map.remove(n);
         }
-        self.world.secrets.store(Arc::new(map));
+        let old = self.world.secrets.swap(Arc::new(map));
+        self.retire(old);
         self.versions.insert(Kind::Secret, u.version_info);
         Outcome {
             accepted: names,
@@ -1053,6 +1074,10 @@ impl Store {
         }
     }
 
+    fn retire<T: Send + Sync + 'static>(&mut self, old: Arc<T>) {
+        self.graveyard.push(old);
+    }
+
     fn interest_dirty(&mut self) {
         self.dirty = true;
     }
@@ -1126,7 +1151,8 @@ impl Store {
                 .filter(|(n, _)| rds.contains(*n))
                 .map(|(n, t)| (n.clone(), t.clone()))
                 .collect();
-            self.world.routes.store(Arc::new(map));
+            let old = self.world.routes.swap(Arc::new(map));
+            self.retire(old);
         }
         self.dirty = false;
         if out != self.interest {
