@@ -17,4 +17,5 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod tls;
 pub mod upstream;
