@@ -68,7 +68,7 @@ pub struct TcpProxyConfig {
 impl TcpProxyConfig {
     /// Compile from the filter's `typed_config`.
     pub fn compile(any: &Any, store: &Store) -> Result<Self, ConfigError> {
-        let p: tcp_pb::TcpProxy = config::unpack(any)?;
+        let p: tcp_pb::TcpProxy = config::typed_config(any)?.decode()?;
         if p.stat_prefix.is_empty() {
             return Err(ConfigError::new("stat_prefix", "must not be empty"));
         }

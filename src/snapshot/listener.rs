@@ -3,7 +3,9 @@
 use super::World;
 use super::chain_match::{ChainMatch, ConnMeta};
 use crate::config::{self, Address, ConfigError, Within};
-use crate::filters::{self, HcmConfig, NetworkFilterConfig, TcpProxyConfig, hcm::RouteSpec};
+use crate::filters::{
+    self, HcmConfig, NetworkFilterConfig, NonTerminalFilterConfig, TcpProxyConfig, hcm::RouteSpec,
+};
 use crate::router::RouteTable;
 use crate::stats::{Counter, Gauge, Store};
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
@@ -53,7 +55,9 @@ pub struct FilterChain {
     pub name: String,
     /// `filter_chain_match`, compiled.
     pub matcher: ChainMatch,
-    /// The network filter.
+    /// The network filters before the terminal one (none enforced yet).
+    pub filters: Vec<NonTerminalFilterConfig>,
+    /// The terminal network filter.
     pub network: NetworkFilter,
 }
 
@@ -213,7 +217,8 @@ fn compile_chain(
     }
     let matcher =
         ChainMatch::compile(fc.filter_chain_match.as_ref()).within("filter_chain_match")?;
-    let network = match filters::compile_network_filters(&fc.filters, store)? {
+    let compiled = filters::compile_network_filters(&fc.filters, store)?;
+    let network = match compiled.terminal {
         NetworkFilterConfig::TcpProxy(t) => NetworkFilter::TcpProxy(Arc::new(t)),
         NetworkFilterConfig::Hcm(h) => {
             let routes = match &h.route {
@@ -229,6 +234,7 @@ fn compile_chain(
     Ok(Arc::new(FilterChain {
         name: fc.name.clone(),
         matcher,
+        filters: compiled.filters,
         network,
     }))
 }
