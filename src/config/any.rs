@@ -140,6 +140,51 @@ pub fn from_json<T: Message + Name + Default>(json: serde_json::Value) -> Result
         .map_err(|e| ConfigError::new("", format!("cannot decode {name}: {e}")))
 }
 
+/// A resource (a `Listener`, a `Cluster`...) from its proto3 JSON form, as `/config_dump` and
+/// istiod's debug output print it: snake_case or lowerCamelCase names, `@type` in every `Any`
+/// (and on the resource itself, which is ignored). The descriptor pool holds the resource's
+/// type and every `@type` the text names. Unknown fields are an error when `deny_unknown`.
+pub fn resource_from_json<T: Message + Name + Default>(
+    json: &serde_json::Value,
+    deny_unknown: bool,
+) -> Result<T, ConfigError> {
+    fn type_urls<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("@type", serde_json::Value::String(t)) => out.push(t),
+                        _ => type_urls(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| type_urls(v, out)),
+            _ => {}
+        }
+    }
+    let mut json = json.clone();
+    if let Some(m) = json.as_object_mut() {
+        m.remove("@type");
+    }
+    let name = T::full_name();
+    let mut types = vec![name.as_str()];
+    type_urls(&json, &mut types);
+    let pool = pool_for(types.iter().copied());
+    let desc = pool
+        .get_message_by_name(&name)
+        .ok_or_else(|| ConfigError::new("", format!("no schema for {name}")))?;
+    let opts = DeserializeOptions::new().deny_unknown_fields(deny_unknown);
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(json, &mut track);
+    let msg = DynamicMessage::deserialize_with_options(desc, de, &opts).map_err(|e| {
+        let path = track.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::new(path, e.to_string())
+    })?;
+    T::decode(msg.encode_to_vec().as_slice())
+        .map_err(|e| ConfigError::new("", format!("cannot decode {name}: {e}")))
+}
+
 /// The descriptor of a message, from a small pool per message kept for the process (the
 /// messages tern decodes from JSON at run time are few: Istio's filter configs).
 fn descriptor_of(full_name: &str) -> Option<MessageDescriptor> {

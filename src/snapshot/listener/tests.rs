@@ -4,42 +4,13 @@ use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp_pb;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
-use prost_reflect::{DeserializeOptions, DynamicMessage};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Every `@type` in a JSON value.
-fn type_urls(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
-                match (k.as_str(), v) {
-                    ("@type", serde_json::Value::String(t)) => out.push(t.clone()),
-                    _ => type_urls(v, out),
-                }
-            }
-        }
-        serde_json::Value::Array(a) => a.iter().for_each(|v| type_urls(v, out)),
-        _ => {}
-    }
-}
-
-/// A resource from its proto3 JSON form, through the repository's descriptor pool (as the
-/// bootstrap loader reads JSON): a pool of the message and every `@type` the text names, and
-/// unknown fields rejected, so every Istio type must be known to `proto/`.
+/// A resource from its proto3 JSON form through the repository's descriptor pool, unknown
+/// fields rejected: every Istio type must be known to `proto/`.
 fn from_json<T: Message + Name + Default>(json: &serde_json::Value) -> T {
-    let mut json = json.clone();
-    if let Some(m) = json.as_object_mut() {
-        m.remove("@type");
-    }
-    let mut types = vec![T::full_name()];
-    type_urls(&json, &mut types);
-    let pool = crate::config::pool_for(types.iter().map(String::as_str));
-    let desc = pool.get_message_by_name(&T::full_name()).unwrap();
-    let opts = DeserializeOptions::new().deny_unknown_fields(true);
-    let dynamic = DynamicMessage::deserialize_with_options(desc, &json, &opts)
-        .unwrap_or_else(|e| panic!("{e}"));
-    T::decode(dynamic.encode_to_vec().as_slice()).unwrap()
+    crate::config::resource_from_json(json, true).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The listeners of Istio's sidecar `/config_dump` (ListenersConfigDump).
