@@ -4,6 +4,7 @@
 //! clusters) and the pilot-agent bootstrap's static clusters.
 
 use super::*;
+use crate::config::istio::metadata_exchange::MetadataExchange;
 use serde_json::{Value, json};
 use std::path::Path;
 
