@@ -18,7 +18,7 @@ pub mod istio;
 pub use address::{Address, socket_address_of};
 pub use any::{
     TypedConfig, from_json, resource_from_json, struct_to_json, type_url, typed_config, unpack,
-    unpack_named,
+    unpack_named, unwrap_typed_struct,
 };
 pub use bootstrap::{BootstrapSource, load_bootstrap, parse_bootstrap};
 pub use cidr::Cidr;

@@ -54,8 +54,12 @@ enum Body<'a> {
     Json(serde_json::Value),
 }
 
-/// Look through a `TypedStruct` (either package); any other `Any` is taken as it is.
-pub fn typed_config(any: &Any) -> Result<TypedConfig<'_>, ConfigError> {
+/// If `any` is a `udpa.type.v1.TypedStruct` or an `xds.type.v3.TypedStruct`, its inner
+/// `type_url` and `value` (the message in the proto3 JSON mapping); `None` for any other
+/// type. A wrapper that does not decode, or has no `type_url`, is an error.
+pub fn unwrap_typed_struct(
+    any: &Any,
+) -> Result<Option<(String, Option<protobuf::Struct>)>, ConfigError> {
     let bad = |e: prost::DecodeError| {
         ConfigError::new(
             "typed_config",
@@ -69,10 +73,7 @@ pub fn typed_config(any: &Any) -> Result<TypedConfig<'_>, ConfigError> {
         let t = XdsTypedStruct::decode(any.value.as_slice()).map_err(bad)?;
         (t.type_url, t.value)
     } else {
-        return Ok(TypedConfig {
-            type_url: Cow::Borrowed(&any.type_url),
-            body: Body::Wire(&any.value),
-        });
+        return Ok(None);
     };
     if type_url.is_empty() {
         return Err(ConfigError::new(
@@ -80,12 +81,23 @@ pub fn typed_config(any: &Any) -> Result<TypedConfig<'_>, ConfigError> {
             format!("{} without a type_url", any.type_url),
         ));
     }
-    Ok(TypedConfig {
-        type_url: Cow::Owned(type_url),
-        body: Body::Json(value.as_ref().map_or_else(
-            || serde_json::Value::Object(Default::default()),
-            struct_to_json,
-        )),
+    Ok(Some((type_url, value)))
+}
+
+/// Look through a `TypedStruct` (either package); any other `Any` is taken as it is.
+pub fn typed_config(any: &Any) -> Result<TypedConfig<'_>, ConfigError> {
+    Ok(match unwrap_typed_struct(any)? {
+        None => TypedConfig {
+            type_url: Cow::Borrowed(&any.type_url),
+            body: Body::Wire(&any.value),
+        },
+        Some((type_url, value)) => TypedConfig {
+            type_url: Cow::Owned(type_url),
+            body: Body::Json(value.as_ref().map_or_else(
+                || serde_json::Value::Object(Default::default()),
+                struct_to_json,
+            )),
+        },
     })
 }
 
@@ -298,6 +310,10 @@ mod tests {
             assert_eq!(tc.type_url(), MetadataExchange::type_url());
             assert_eq!(tc.decode::<MetadataExchange>().unwrap(), plain);
         }
+        assert!(unwrap_typed_struct(&any).unwrap().is_none());
+        let (inner, value) = unwrap_typed_struct(&udpa).unwrap().unwrap();
+        assert_eq!(inner, MetadataExchange::type_url());
+        assert_eq!(value.unwrap().fields.len(), 3);
         assert!(!typed_config(&any).unwrap().is_typed_struct());
         assert!(typed_config(&xds).unwrap().is_typed_struct());
     }
