@@ -135,7 +135,15 @@ pub fn compile_network_filters(
     let path = format!("filters[{i}]");
     let any = typed_config_of(last).within(&path)?;
     let tc = typed_config(any).within(&path)?;
-    let name_it = |e| naming(e, "network filter", &last.name, tc.type_url());
+    // Errors inside the terminal filter carry their own path (`http_filters[2]...`); only a
+    // typed_config that does not decode needs the filter named.
+    let name_it = |e: ConfigError| {
+        if e.path == "typed_config" {
+            naming(e, "network filter", &last.name, tc.type_url())
+        } else {
+            e
+        }
+    };
     let terminal = if tc.type_url() == tcp_pb::TcpProxy::type_url() {
         NetworkFilterConfig::TcpProxy(
             TcpProxyConfig::compile(any, stats)
