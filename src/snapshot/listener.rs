@@ -183,7 +183,7 @@ pub struct ListenerStats {
 /// A compiled listener.
 #[derive(Debug)]
 pub struct Listener {
-    /// `Listener.name`.
+    /// `Listener.name`, or a generated UUID when it is empty (as Envoy).
     pub name: String,
     /// `Listener.address`.
     pub address: Address,
@@ -243,7 +243,12 @@ pub fn compile_listener(
     l: &listener_pb::Listener,
     stats: &Store,
 ) -> Result<Arc<Listener>, ConfigError> {
-    compile_inner(l, stats).within(format!("listener {}", l.name))
+    let name = if l.name.is_empty() {
+        "(unnamed)"
+    } else {
+        l.name.as_str()
+    };
+    compile_inner(l, stats).within(format!("listener {name}"))
 }
 
 /// A name for a listener configured without one: as Envoy, a random UUID (only static
