@@ -13,9 +13,13 @@ mod bootstrap;
 mod cidr;
 mod descriptor;
 mod error;
+pub mod istio;
 
 pub use address::{Address, socket_address_of};
-pub use any::{type_url, unpack, unpack_named};
+pub use any::{
+    TypedConfig, from_json, resource_from_json, struct_to_json, type_url, typed_config, unpack,
+    unpack_named, unwrap_typed_struct,
+};
 pub use bootstrap::{BootstrapSource, decode_message_file, load_bootstrap, parse_bootstrap};
 pub use cidr::Cidr;
 pub use descriptor::{pool, pool_for};

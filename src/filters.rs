@@ -6,16 +6,28 @@
 //! here as the proto (inline `route_config`) or the RDS name; `snapshot` compiles it.
 
 pub mod hcm;
+pub mod http;
 pub mod tcp_proxy;
+pub mod wasm;
 
-use crate::config::{ConfigError, Within};
+use crate::config::istio::{authn, metadata_exchange, stats as istio_stats};
+use crate::config::{ConfigError, TypedConfig, Within, typed_config};
 use crate::stats::Store;
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3 as rbac_pb;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp_pb;
+use envoy_types::pb::envoy::extensions::filters::network::wasm::v3 as wasm_pb;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Name;
 
 pub use hcm::HcmConfig;
+pub use http::HttpFilterConfig;
 pub use tcp_proxy::TcpProxyConfig;
+pub use wasm::NullVmPlugin;
+
+#[cfg(test)]
+mod tests;
 
 /// The terminal network filter of a filter chain.
 #[derive(Debug, Clone)]
@@ -26,53 +38,208 @@ pub enum NetworkFilterConfig {
     Hcm(Box<HcmConfig>),
 }
 
+/// A network filter before the terminal one. None of these is enforced yet: each is
+/// accepted, decoded (so a malformed one is an error), and counted as
+/// `tern.config.not_enforced.<kind>` (README.md, "Accepted, not yet enforced").
+#[derive(Debug, Clone, PartialEq)]
+pub enum NonTerminalFilterConfig {
+    /// Istio's `istio.metadata_exchange` (`envoy.tcp.metadataexchange.config.MetadataExchange`).
+    MetadataExchange(metadata_exchange::MetadataExchange),
+    /// Istio's `istio.stats` (`stats.PluginConfig`): TCP metrics.
+    IstioStats(Box<istio_stats::PluginConfig>),
+    /// Istio's `istio_authn` (`io.istio.network.authn.Config`): the peer principal from mTLS.
+    IstioAuthn(authn::Config),
+    /// `envoy.filters.network.rbac`.
+    Rbac(Box<rbac_pb::Rbac>),
+    /// A Wasm network filter on Envoy's null runtime (an Istio built-in plugin).
+    Wasm(NullVmPlugin),
+}
+
+/// The network filters of one filter chain: the non-terminal ones in order, then the terminal
+/// one.
+#[derive(Debug, Clone)]
+pub struct NetworkFilters {
+    /// Filters before the terminal one.
+    pub filters: Vec<NonTerminalFilterConfig>,
+    /// The last filter: tcp_proxy or http_connection_manager.
+    pub terminal: NetworkFilterConfig,
+}
+
 fn typed_config_of(f: &listener_pb::Filter) -> Result<&Any, ConfigError> {
     use listener_pb::filter::ConfigType;
     match &f.config_type {
         Some(ConfigType::TypedConfig(any)) => Ok(any),
         Some(ConfigType::ConfigDiscovery(_)) => Err(ConfigError::new(
             "config_discovery",
-            "extension config discovery (ECDS) for network filters is not supported",
+            format!(
+                "network filter {}: extension config discovery (ECDS) is not supported",
+                f.name
+            ),
         )),
-        None => Err(ConfigError::new("typed_config", "is required")),
+        None => Err(ConfigError::new(
+            "typed_config",
+            format!("network filter {}: typed_config is required", f.name),
+        )),
     }
 }
 
+/// Say which filter an error is about: `<kind> <name> (<type URL>): <reason>`.
+pub(crate) fn naming(mut e: ConfigError, kind: &str, name: &str, type_url: &str) -> ConfigError {
+    e.reason = format!("{kind} {name} ({type_url}): {}", e.reason);
+    e
+}
+
+/// Whether a type URL is one of the terminal network filters.
+fn is_terminal(type_url: &str) -> bool {
+    type_url == tcp_pb::TcpProxy::type_url()
+        || type_url == hcm_pb::HttpConnectionManager::type_url()
+}
+
 /// Compile the network filters of one filter chain. The last filter must be terminal
-/// (tcp_proxy or http_connection_manager); tern has no other network filters yet, so any
-/// other filter is an error naming it and its type URL.
+/// (tcp_proxy or http_connection_manager) and no other may be. Filters are matched by type
+/// URL (looking through `TypedStruct`); an unknown type is an error naming the filter and its
+/// type URL.
 pub fn compile_network_filters(
     filters: &[listener_pb::Filter],
     stats: &Store,
-) -> Result<NetworkFilterConfig, ConfigError> {
+) -> Result<NetworkFilters, ConfigError> {
     let Some((last, rest)) = filters.split_last() else {
         return Err(ConfigError::new(
             "filters",
             "a filter chain needs a terminal network filter",
         ));
     };
-    if let Some((i, f)) = rest.iter().enumerate().next() {
-        let url = typed_config_of(f)
-            .map(|a| a.type_url.clone())
-            .unwrap_or_default();
-        return Err(ConfigError::new(
-            format!("filters[{i}]"),
-            format!("network filter {} ({url}) is not supported", f.name),
-        ));
+    let mut out = Vec::with_capacity(rest.len());
+    for (i, f) in rest.iter().enumerate() {
+        let path = format!("filters[{i}]");
+        let any = typed_config_of(f).within(&path)?;
+        let tc = typed_config(any).within(&path)?;
+        if is_terminal(tc.type_url()) {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "terminal network filter {} ({}) must be the last filter",
+                    f.name,
+                    tc.type_url()
+                ),
+            ));
+        }
+        let compiled = compile_non_terminal(&f.name, &tc, stats)
+            .map_err(|e| naming(e, "network filter", &f.name, tc.type_url()))
+            .within(path)?;
+        if let Some(c) = compiled {
+            out.push(c);
+        }
     }
     let i = filters.len() - 1;
-    let any = typed_config_of(last).within(format!("filters[{i}]"))?;
     let path = format!("filters[{i}]");
-    if any.type_url == envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy::type_url() {
-        Ok(NetworkFilterConfig::TcpProxy(TcpProxyConfig::compile(any, stats).within(path)?))
-    } else if any.type_url
-        == envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager::type_url()
-    {
-        Ok(NetworkFilterConfig::Hcm(Box::new(HcmConfig::compile(any, stats).within(path)?)))
-    } else {
-        Err(ConfigError::new(
-            path,
-            format!("network filter {} has unsupported type {}", last.name, any.type_url),
+    let any = typed_config_of(last).within(&path)?;
+    let tc = typed_config(any).within(&path)?;
+    // Errors inside the terminal filter carry their own path (`http_filters[2]...`); only a
+    // typed_config that does not decode needs the filter named.
+    let name_it = |e: ConfigError| {
+        if e.path == "typed_config" {
+            naming(e, "network filter", &last.name, tc.type_url())
+        } else {
+            e
+        }
+    };
+    let terminal = if tc.type_url() == tcp_pb::TcpProxy::type_url() {
+        NetworkFilterConfig::TcpProxy(
+            TcpProxyConfig::compile(any, stats)
+                .map_err(name_it)
+                .within(path)?,
+        )
+    } else if tc.type_url() == hcm_pb::HttpConnectionManager::type_url() {
+        NetworkFilterConfig::Hcm(Box::new(
+            HcmConfig::compile(any, stats)
+                .map_err(name_it)
+                .within(path)?,
         ))
+    } else {
+        return Err(ConfigError::new(
+            path,
+            if is_non_terminal(tc.type_url()) {
+                format!(
+                    "network filter {} ({}) is not terminal; the last filter must be tcp_proxy or http_connection_manager",
+                    last.name,
+                    tc.type_url()
+                )
+            } else {
+                format!(
+                    "network filter {} has unsupported type {}",
+                    last.name,
+                    tc.type_url()
+                )
+            },
+        ));
+    };
+    Ok(NetworkFilters {
+        filters: out,
+        terminal,
+    })
+}
+
+/// Whether a type URL is one of the non-terminal network filters tern knows.
+fn is_non_terminal(type_url: &str) -> bool {
+    [
+        metadata_exchange::MetadataExchange::type_url(),
+        istio_stats::PluginConfig::type_url(),
+        authn::Config::type_url(),
+        rbac_pb::Rbac::type_url(),
+        wasm_pb::Wasm::type_url(),
+    ]
+    .iter()
+    .any(|u| u == type_url)
+}
+
+/// The registry of non-terminal network filters. `Ok(None)`: a filter that is skipped (a Wasm
+/// filter on a real VM that may fail open).
+fn compile_non_terminal(
+    name: &str,
+    tc: &TypedConfig<'_>,
+    store: &Store,
+) -> Result<Option<NonTerminalFilterConfig>, ConfigError> {
+    let url = tc.type_url();
+    if url == metadata_exchange::MetadataExchange::type_url() {
+        let c = tc.decode()?;
+        store.not_enforced(
+            "istio.metadata_exchange.network",
+            "TCP peer metadata exchange (issue #5)",
+        );
+        Ok(Some(NonTerminalFilterConfig::MetadataExchange(c)))
+    } else if url == istio_stats::PluginConfig::type_url() {
+        let c = tc.decode()?;
+        store.not_enforced(
+            "istio.stats.network",
+            "Istio TCP metrics istio_tcp_* (issue #5)",
+        );
+        Ok(Some(NonTerminalFilterConfig::IstioStats(Box::new(c))))
+    } else if url == authn::Config::type_url() {
+        let c = tc.decode()?;
+        store.not_enforced(
+            "istio_authn",
+            "the peer principal from mTLS (needs TLS, issue #6)",
+        );
+        Ok(Some(NonTerminalFilterConfig::IstioAuthn(c)))
+    } else if url == rbac_pb::Rbac::type_url() {
+        let c = tc.decode()?;
+        store.not_enforced(
+            "envoy.filters.network.rbac",
+            "connection-level authorization policies (no issue yet): connections are allowed",
+        );
+        Ok(Some(NonTerminalFilterConfig::Rbac(Box::new(c))))
+    } else if url == wasm_pb::Wasm::type_url() {
+        let w: wasm_pb::Wasm = tc.decode()?;
+        let plugin = wasm::compile(w.config.as_ref(), name, false, store).within("typed_config")?;
+        if plugin.is_some() {
+            store.not_enforced(
+                "envoy.filters.network.wasm.null_vm",
+                "Istio's built-in null-VM plugins (issue #5)",
+            );
+        }
+        Ok(plugin.map(NonTerminalFilterConfig::Wasm))
+    } else {
+        Err(ConfigError::new("typed_config", "unsupported type"))
     }
 }

@@ -17,5 +17,6 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod tls;
 pub mod upstream;
 pub mod xds;

@@ -297,6 +297,12 @@ async fn accept_loop(
             l.stats.no_filter_chain_match.inc();
             continue;
         };
+        if chain.requires_tls() {
+            // TLS termination comes with issue #6; until then the connection is closed.
+            debug!(listener = %l.name, conn = id, chain = %chain.name, "filter chain needs TLS, not supported yet; connection closed");
+            l.stats.tls_not_supported.inc();
+            continue;
+        }
         let conn = ConnInfo {
             id,
             local,

@@ -8,8 +8,8 @@ mod listener;
 
 pub use chain_match::{ChainMatch, ConnMeta};
 pub use listener::{
-    FilterChain, HttpConnectionManager, Listener, ListenerStats, NetworkFilter, RouteSource,
-    compile_listener,
+    FilterChain, HttpConnectionManager, Listener, ListenerFilter, ListenerStats, NetworkFilter,
+    RouteSource, compile_listener,
 };
 
 use crate::config::{ConfigError, Within};
@@ -79,7 +79,8 @@ impl World {
         for (i, l) in sr.listeners.iter().enumerate() {
             let compiled = compile_listener(l, &self.stats)
                 .within(format!("static_resources.listeners[{i}]"))?;
-            if listeners.insert(l.name.clone(), compiled).is_some() {
+            // By the compiled name: a listener without one gets a generated name.
+            if listeners.insert(compiled.name.clone(), compiled).is_some() {
                 return Err(ConfigError::new(
                     format!("static_resources.listeners[{i}]"),
                     format!("duplicate listener {}", l.name),

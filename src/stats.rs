@@ -3,7 +3,7 @@
 //! A stat is looked up by name once, when the configuration that uses it is compiled; the
 //! request path only touches the returned handle (an atomic). This module is a leaf.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -55,7 +55,11 @@ impl Gauge {
 pub struct Store {
     counters: Mutex<BTreeMap<String, Counter>>,
     gauges: Mutex<BTreeMap<String, Gauge>>,
+    warned: Mutex<BTreeSet<String>>,
 }
+
+/// The prefix of the counters of configuration that tern accepts but does not enforce yet.
+pub const NOT_ENFORCED_PREFIX: &str = "tern.config.not_enforced.";
 
 impl Store {
     /// A new, empty store.
@@ -87,6 +91,26 @@ impl Store {
         map.iter().map(|(k, v)| (k.clone(), v.value())).collect()
     }
 
+    /// Count one instance of configuration that tern accepts but does not enforce yet (a
+    /// filter, listener filter, transport socket or cluster field that README.md lists under
+    /// "Accepted, not yet enforced"): `tern.config.not_enforced.<what>` goes up by one, and the
+    /// first instance of each `what` logs a warning that says what is missing.
+    pub fn not_enforced(&self, what: &str, missing: &str) {
+        self.counter(format!("{NOT_ENFORCED_PREFIX}{what}")).inc();
+        let first = self
+            .warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(what.to_owned());
+        if first {
+            tracing::warn!(
+                config = what,
+                missing,
+                "configuration accepted but not enforced yet"
+            );
+        }
+    }
+
     /// The value of a counter, if it exists.
     pub fn counter_value(&self, name: &str) -> Option<u64> {
         let map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
@@ -111,5 +135,16 @@ mod tests {
         g.inc();
         g.dec();
         assert_eq!(s.gauges(), vec![("g".to_string(), 1)]);
+    }
+
+    #[test]
+    fn not_enforced_counts_each_instance() {
+        let s = Store::new();
+        s.not_enforced("envoy.filters.http.cors", "CORS");
+        s.not_enforced("envoy.filters.http.cors", "CORS");
+        assert_eq!(
+            s.counter_value("tern.config.not_enforced.envoy.filters.http.cors"),
+            Some(2)
+        );
     }
 }

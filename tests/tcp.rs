@@ -208,3 +208,52 @@ async fn istio_passthrough_cluster_is_accepted() {
         1
     );
 }
+
+#[tokio::test]
+async fn tls_filter_chains_close_connections_until_tls_arrives() {
+    // A filter chain with a TLS transport socket compiles (its SDS secrets are known), but
+    // tern terminates no TLS yet (issue #6): the connection is closed and counted.
+    let (echo, _t) = upstream::tcp_echo().await;
+    let listener = r#"
+  - name: tls
+    stat_prefix: tls
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificate_sds_secret_configs:
+            - name: default
+              sds_config: { ads: {}, resource_api_version: V3 }
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tls
+          cluster: echo
+"#;
+    let tern = start_tern(&bootstrap(
+        &[listener.to_string()],
+        &[static_cluster("echo", &[echo], "")],
+    ))
+    .await;
+    let listeners = tern.world.listeners.load();
+    let secrets = listeners["tls"].sds_secrets();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].name, "default");
+    let mut s = tokio::net::TcpStream::connect(tern.listener_addr("tls").unwrap())
+        .await
+        .unwrap();
+    let _ = s.write_all(b"\x16\x03\x01").await;
+    let mut out = Vec::new();
+    let _ = within(5, s.read_to_end(&mut out)).await;
+    assert!(out.is_empty());
+    let stats = &tern.world.stats;
+    assert_eq!(
+        stats.counter_value("listener.tls.tls_not_supported"),
+        Some(1)
+    );
+    assert_eq!(stats.counter_value("tcp.tls.downstream_cx_total"), Some(0));
+}

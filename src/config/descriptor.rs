@@ -121,6 +121,14 @@ mod tests {
             "envoy.service.discovery.v3.DeltaDiscoveryRequest",
             "udpa.type.v1.TypedStruct",
             "xds.type.v3.TypedStruct",
+            "stats.PluginConfig",
+            "envoy.tcp.metadataexchange.config.MetadataExchange",
+            "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
+            "io.istio.http.peer_metadata.Config",
+            "io.istio.network.authn.Config",
+            "io.istio.http.connect_authority.Config",
+            "io.istio.http.connect_baggage.Config",
+            "istio.set_internal_dst_address.v1.Config",
         ] {
             assert!(pool.get_message_by_name(name).is_some(), "{name} missing");
         }

@@ -1,12 +1,11 @@
 //! `envoy.filters.network.http_connection_manager` configuration, and its HTTP filter chain.
 
+use super::http::HttpFilterConfig;
 use crate::config::{self, ConfigError, Within};
 use crate::stats::{Counter, Gauge, Store};
 use envoy_types::pb::envoy::config::route::v3 as route_pb;
-use envoy_types::pb::envoy::extensions::filters::http::router::v3 as router_pb;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
 use envoy_types::pb::google::protobuf::Any;
-use prost::Name;
 use std::time::Duration;
 
 /// `codec_type`.
@@ -47,13 +46,6 @@ pub struct UpgradeConfig {
     pub upgrade_type: String,
     /// `enabled` (default true).
     pub enabled: bool,
-}
-
-/// The HTTP filters tern runs, in order; the router is always last.
-#[derive(Debug, Clone)]
-pub enum HttpFilterConfig {
-    /// `envoy.filters.http.router`.
-    Router(RouterConfig),
 }
 
 /// `envoy.extensions.filters.http.router.v3.Router`.
@@ -214,7 +206,7 @@ pub struct HcmConfig {
 impl HcmConfig {
     /// Compile from the filter's `typed_config`.
     pub fn compile(any: &Any, store: &Store) -> Result<Self, ConfigError> {
-        let h: hcm_pb::HttpConnectionManager = config::unpack(any)?;
+        let h: hcm_pb::HttpConnectionManager = config::typed_config(any)?.decode()?;
         if h.stat_prefix.is_empty() {
             return Err(ConfigError::new("stat_prefix", "must not be empty"));
         }
@@ -250,7 +242,7 @@ impl HcmConfig {
             }
         };
         let (http_filters, router) =
-            compile_http_filters(&h.http_filters).within("http_filters")?;
+            super::http::compile_http_filters(&h.http_filters, store).within("http_filters")?;
         let common = h.common_http_protocol_options.unwrap_or_default();
         let h2 = h.http2_protocol_options.clone().unwrap_or_default();
         let mut upgrade_configs = Vec::new();
@@ -407,71 +399,4 @@ impl HcmConfig {
             (Some(u), None) => u.enabled,
         }
     }
-}
-
-/// The HTTP filters tern knows. Unknown filters are an error unless `is_optional`; disabled
-/// filters are skipped. The router must be last.
-fn compile_http_filters(
-    filters: &[hcm_pb::HttpFilter],
-) -> Result<(Vec<HttpFilterConfig>, RouterConfig), ConfigError> {
-    let mut out = Vec::new();
-    let mut router = None;
-    for (i, f) in filters.iter().enumerate() {
-        let path = format!("[{i}]");
-        if router.is_some() {
-            return Err(ConfigError::new(
-                path,
-                format!(
-                    "{} comes after the router, which must be the last filter",
-                    f.name
-                ),
-            ));
-        }
-        if f.disabled {
-            continue;
-        }
-        use hcm_pb::http_filter::ConfigType;
-        let any = match &f.config_type {
-            Some(ConfigType::TypedConfig(any)) => any.clone(),
-            Some(ConfigType::ConfigDiscovery(_)) => {
-                return Err(ConfigError::new(
-                    path,
-                    format!("{}: extension config discovery is not supported", f.name),
-                ));
-            }
-            None if f.name == "envoy.filters.http.router" => Any {
-                type_url: router_pb::Router::type_url(),
-                value: Vec::new(),
-            },
-            None => {
-                return Err(ConfigError::new(
-                    path,
-                    format!("{}: typed_config is required", f.name),
-                ));
-            }
-        };
-        if any.type_url == router_pb::Router::type_url() {
-            let r: router_pb::Router = config::unpack(&any).within(&path)?;
-            let rc = RouterConfig {
-                suppress_envoy_headers: r.suppress_envoy_headers,
-                respect_expected_rq_timeout: r.respect_expected_rq_timeout,
-            };
-            out.push(HttpFilterConfig::Router(rc.clone()));
-            router = Some(rc);
-        } else if f.is_optional {
-            tracing::warn!(filter = %f.name, type_url = %any.type_url, "optional HTTP filter not supported; skipped");
-        } else {
-            return Err(ConfigError::new(
-                path,
-                format!(
-                    "HTTP filter {} has unsupported type {}",
-                    f.name, any.type_url
-                ),
-            ));
-        }
-    }
-    let router = router.ok_or_else(|| {
-        ConfigError::new("", "the last HTTP filter must be envoy.filters.http.router")
-    })?;
-    Ok((out, router))
 }

@@ -61,6 +61,9 @@ pub struct TcpProxyConfig {
     pub max_connect_attempts: u32,
     /// `max_downstream_connection_duration`.
     pub max_downstream_connection_duration: Option<Duration>,
+    /// `tunneling_config`: accepted, not enforced yet (the connection goes upstream as plain
+    /// TCP).
+    pub tunneling_config: Option<Box<tcp_pb::tcp_proxy::TunnelingConfig>>,
     /// Stats.
     pub stats: TcpProxyStats,
 }
@@ -68,7 +71,7 @@ pub struct TcpProxyConfig {
 impl TcpProxyConfig {
     /// Compile from the filter's `typed_config`.
     pub fn compile(any: &Any, store: &Store) -> Result<Self, ConfigError> {
-        let p: tcp_pb::TcpProxy = config::unpack(any)?;
+        let p: tcp_pb::TcpProxy = config::typed_config(any)?.decode()?;
         if p.stat_prefix.is_empty() {
             return Err(ConfigError::new("stat_prefix", "must not be empty"));
         }
@@ -107,10 +110,12 @@ impl TcpProxyConfig {
             }
         };
         if p.tunneling_config.is_some() {
-            return Err(ConfigError::new(
-                "tunneling_config",
-                "tunneling over HTTP is not supported yet",
-            ));
+            // Istio sets it on the HBONE `connect_originate` internal listener, which receives
+            // no connections in tern yet.
+            store.not_enforced(
+                "envoy.filters.network.tcp_proxy.tunneling_config",
+                "TCP over HTTP CONNECT (HBONE, no issue yet): the connection is proxied as plain TCP",
+            );
         }
         let c = |s: &str| store.counter(format!("tcp.{}.{s}", p.stat_prefix));
         Ok(Self {
@@ -134,6 +139,7 @@ impl TcpProxyConfig {
                 p.max_downstream_connection_duration.as_ref(),
             )
             .filter(|d| !d.is_zero()),
+            tunneling_config: p.tunneling_config.clone().map(Box::new),
         })
     }
 }

@@ -1,13 +1,106 @@
-//! Compiled listeners and filter chains.
+//! Compiled listeners: listener filters, filter chains (transport socket, network filters)
+//! and stats.
 
 use super::World;
 use super::chain_match::{ChainMatch, ConnMeta};
-use crate::config::{self, Address, ConfigError, Within};
-use crate::filters::{self, HcmConfig, NetworkFilterConfig, TcpProxyConfig, hcm::RouteSpec};
+use crate::config::istio::set_internal_dst_address;
+use crate::config::{self, Address, ConfigError, Within, typed_config};
+use crate::filters::{
+    self, HcmConfig, NetworkFilterConfig, NonTerminalFilterConfig, TcpProxyConfig, hcm::RouteSpec,
+};
 use crate::router::RouteTable;
 use crate::stats::{Counter, Gauge, Store};
+use crate::tls::{SdsSecretConfig, Side, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
+use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3 as http_inspector_pb;
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3 as original_dst_pb;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3 as tls_inspector_pb;
+use prost::Name;
 use std::sync::Arc;
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests;
+
+/// A listener filter, decoded. None runs yet (their runtime comes with the TLS and sidecar
+/// capture work): each is counted as `tern.config.not_enforced.<kind>` when compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListenerFilter {
+    /// `envoy.filters.listener.tls_inspector`: SNI and ALPN for filter chain match. Without it
+    /// every connection matches as `raw_buffer` with no server name.
+    TlsInspector(tls_inspector_pb::TlsInspector),
+    /// `envoy.filters.listener.http_inspector`: HTTP/1 or h2c as the application protocol.
+    HttpInspector(http_inspector_pb::HttpInspector),
+    /// `envoy.filters.listener.original_dst`: the destination before iptables redirection.
+    OriginalDst(original_dst_pb::OriginalDst),
+    /// Istio's `set_dst_address` (`istio.set_internal_dst_address.v1.Config`): the destination
+    /// from internal-listener metadata.
+    SetInternalDstAddress(set_internal_dst_address::Config),
+}
+
+impl ListenerFilter {
+    /// Decode one `listener_filters` entry. An unknown type is an error naming the filter and
+    /// its type URL.
+    fn compile(f: &listener_pb::ListenerFilter, store: &Store) -> Result<Self, ConfigError> {
+        use listener_pb::listener_filter::ConfigType;
+        let any = match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => any,
+            Some(ConfigType::ConfigDiscovery(_)) => {
+                return Err(ConfigError::new(
+                    "config_discovery",
+                    format!(
+                        "listener filter {}: extension config discovery is not supported",
+                        f.name
+                    ),
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(
+                    "typed_config",
+                    format!("listener filter {}: typed_config is required", f.name),
+                ));
+            }
+        };
+        let tc = typed_config(any)?;
+        let url = tc.type_url();
+        let decoded = if url == tls_inspector_pb::TlsInspector::type_url() {
+            tc.decode().map(|c| {
+                store.not_enforced(
+                    "envoy.filters.listener.tls_inspector",
+                    "SNI/ALPN detection for filter chain match (issue #6)",
+                );
+                ListenerFilter::TlsInspector(c)
+            })
+        } else if url == http_inspector_pb::HttpInspector::type_url() {
+            tc.decode().map(|c| {
+                store.not_enforced(
+                    "envoy.filters.listener.http_inspector",
+                    "HTTP protocol detection for filter chain match (sidecar capture)",
+                );
+                ListenerFilter::HttpInspector(c)
+            })
+        } else if url == original_dst_pb::OriginalDst::type_url() {
+            tc.decode().map(|c| {
+                store.not_enforced(
+                    "envoy.filters.listener.original_dst",
+                    "the original destination of redirected connections (sidecar capture)",
+                );
+                ListenerFilter::OriginalDst(c)
+            })
+        } else if url == set_internal_dst_address::Config::type_url() {
+            tc.decode().map(|c| {
+                store.not_enforced(
+                    "istio.set_dst_address",
+                    "destination from internal listener metadata (no internal listeners yet)",
+                );
+                ListenerFilter::SetInternalDstAddress(c)
+            })
+        } else {
+            Err(ConfigError::new("typed_config", "unsupported type"))
+        };
+        decoded.map_err(|e| filters::naming(e, "listener filter", &f.name, url))
+    }
+}
 
 /// The terminal network filter of a chain, ready to run.
 #[derive(Debug, Clone)]
@@ -53,8 +146,22 @@ pub struct FilterChain {
     pub name: String,
     /// `filter_chain_match`, compiled.
     pub matcher: ChainMatch,
-    /// The network filter.
+    /// `transport_socket` (none: plaintext).
+    pub transport_socket: Option<TransportSocket>,
+    /// The network filters before the terminal one (none enforced yet).
+    pub filters: Vec<NonTerminalFilterConfig>,
+    /// The terminal network filter.
     pub network: NetworkFilter,
+}
+
+impl FilterChain {
+    /// Whether the chain terminates TLS. Until TLS arrives (issue #6) a connection that
+    /// selects such a chain is closed and counted in `listener.<prefix>.tls_not_supported`.
+    pub fn requires_tls(&self) -> bool {
+        self.transport_socket
+            .as_ref()
+            .is_some_and(TransportSocket::is_tls)
+    }
 }
 
 /// Stats `listener.<address>.*`.
@@ -68,12 +175,15 @@ pub struct ListenerStats {
     pub downstream_cx_destroy: Counter,
     /// `no_filter_chain_match`.
     pub no_filter_chain_match: Counter,
+    /// `tls_not_supported`: connections closed because their filter chain needs TLS, which
+    /// tern does not terminate yet (issue #6).
+    pub tls_not_supported: Counter,
 }
 
 /// A compiled listener.
 #[derive(Debug)]
 pub struct Listener {
-    /// `Listener.name`.
+    /// `Listener.name`, or a generated UUID when it is empty (as Envoy).
     pub name: String,
     /// `Listener.address`.
     pub address: Address,
@@ -88,6 +198,12 @@ pub struct Listener {
     pub backlog: u32,
     /// `per_connection_buffer_limit_bytes` (default 1 MiB).
     pub per_connection_buffer_limit: u32,
+    /// `listener_filters`, decoded (none runs yet).
+    pub listener_filters: Vec<ListenerFilter>,
+    /// `listener_filters_timeout` (default 15 s; 0 disables).
+    pub listener_filters_timeout: Option<Duration>,
+    /// `continue_on_listener_filters_timeout`.
+    pub continue_on_listener_filters_timeout: bool,
     /// Filter chains in config order.
     pub chains: Vec<Arc<FilterChain>>,
     /// `default_filter_chain`.
@@ -99,6 +215,18 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// The SDS secrets the filter chains' transport sockets refer to (`default`, `ROOTCA` in
+    /// Istio), without duplicates, for the SDS subscription.
+    pub fn sds_secrets(&self) -> Vec<SdsSecretConfig> {
+        let mut out = Vec::new();
+        for chain in self.chains.iter().chain(self.default_chain.as_ref()) {
+            if let Some(ts) = &chain.transport_socket {
+                ts.sds_secrets_into(&mut out);
+            }
+        }
+        out
+    }
+
     /// The filter chain for a connection, by Envoy's match order; `default_filter_chain` when
     /// none matches.
     pub fn select_chain(&self, meta: &ConnMeta<'_>) -> Option<&Arc<FilterChain>> {
@@ -115,32 +243,69 @@ pub fn compile_listener(
     l: &listener_pb::Listener,
     stats: &Store,
 ) -> Result<Arc<Listener>, ConfigError> {
-    compile_inner(l, stats).within(format!("listener {}", l.name))
+    let name = if l.name.is_empty() {
+        "(unnamed)"
+    } else {
+        l.name.as_str()
+    };
+    compile_inner(l, stats).within(format!("listener {name}"))
+}
+
+/// A name for a listener configured without one: as Envoy, a random UUID (only static
+/// listeners can go without a name; LDS resources are named).
+fn generated_name() -> String {
+    let v: u128 = rand::random();
+    // Version 4, variant 1.
+    let v = (v & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+    let h = format!("{v:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listener>, ConfigError> {
-    if l.name.is_empty() {
-        return Err(ConfigError::new("name", "must not be empty"));
-    }
-    let address = Address::from_proto(
-        l.address
-            .as_ref()
-            .ok_or_else(|| ConfigError::new("address", "is required"))?,
-    )
-    .within("address")?;
+    let name = if l.name.is_empty() {
+        generated_name()
+    } else {
+        l.name.clone()
+    };
     if l.api_listener.is_some() {
         return Err(ConfigError::new(
             "api_listener",
             "API listeners are not supported",
         ));
     }
-    if let Some((i, f)) = l.listener_filters.iter().enumerate().next() {
-        // Listener filters arrive with the TLS and sidecar work; until then they are an error
-        // rather than silently ignored.
-        return Err(ConfigError::new(
-            format!("listener_filters[{i}]"),
-            format!("listener filter {} is not supported yet", f.name),
-        ));
+    use listener_pb::listener::ListenerSpecifier;
+    let internal = matches!(
+        l.listener_specifier,
+        Some(ListenerSpecifier::InternalListener(_))
+    );
+    let address = match (&l.address, internal) {
+        (Some(a), false) => Address::from_proto(a).within("address")?,
+        (None, false) => return Err(ConfigError::new("address", "is required")),
+        (Some(_), true) => {
+            return Err(ConfigError::new(
+                "address",
+                "must not be set on an internal listener",
+            ));
+        }
+        (None, true) => {
+            store.not_enforced(
+                "internal_listener",
+                "internal listeners receive no connections (no internal upstreams yet)",
+            );
+            Address::Internal(name.clone())
+        }
+    };
+    let mut listener_filters = Vec::with_capacity(l.listener_filters.len());
+    for (i, f) in l.listener_filters.iter().enumerate() {
+        listener_filters
+            .push(ListenerFilter::compile(f, store).within(format!("listener_filters[{i}]"))?);
     }
     let mut chains = Vec::with_capacity(l.filter_chains.len());
     for (i, fc) in l.filter_chains.iter().enumerate() {
@@ -179,9 +344,10 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
     };
     let c = |s: &str| store.counter(format!("listener.{prefix}.{s}"));
     Ok(Arc::new(Listener {
-        name: l.name.clone(),
+        name,
         address,
-        bind_to_port: config::bool_or(l.bind_to_port.as_ref(), true),
+        // An internal listener has no socket: it is reached by hand-off only.
+        bind_to_port: !internal && config::bool_or(l.bind_to_port.as_ref(), true),
         use_original_dst: config::bool_or(l.use_original_dst.as_ref(), false),
         reuse_port: config::bool_or(l.enable_reuse_port.as_ref(), true),
         backlog: config::u32_or(l.tcp_backlog_size.as_ref(), 1024),
@@ -189,6 +355,12 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
             l.per_connection_buffer_limit_bytes.as_ref(),
             1024 * 1024,
         ),
+        listener_filters,
+        listener_filters_timeout: config::timeout_or_disabled(
+            l.listener_filters_timeout.as_ref(),
+            Some(Duration::from_secs(15)),
+        ),
+        continue_on_listener_filters_timeout: l.continue_on_listener_filters_timeout,
         chains,
         default_chain,
         stats: ListenerStats {
@@ -196,6 +368,7 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
             downstream_cx_active: store.gauge(format!("listener.{prefix}.downstream_cx_active")),
             downstream_cx_destroy: c("downstream_cx_destroy"),
             no_filter_chain_match: c("no_filter_chain_match"),
+            tls_not_supported: c("tls_not_supported"),
         },
         source: l.clone(),
     }))
@@ -205,15 +378,16 @@ fn compile_chain(
     fc: &listener_pb::FilterChain,
     store: &Store,
 ) -> Result<Arc<FilterChain>, ConfigError> {
-    if fc.transport_socket.is_some() {
-        return Err(ConfigError::new(
-            "transport_socket",
-            "TLS transport sockets are not supported yet",
-        ));
-    }
+    let transport_socket = fc
+        .transport_socket
+        .as_ref()
+        .map(|ts| TransportSocket::compile(ts, Side::Downstream, store))
+        .transpose()
+        .within("transport_socket")?;
     let matcher =
         ChainMatch::compile(fc.filter_chain_match.as_ref()).within("filter_chain_match")?;
-    let network = match filters::compile_network_filters(&fc.filters, store)? {
+    let compiled = filters::compile_network_filters(&fc.filters, store)?;
+    let network = match compiled.terminal {
         NetworkFilterConfig::TcpProxy(t) => NetworkFilter::TcpProxy(Arc::new(t)),
         NetworkFilterConfig::Hcm(h) => {
             let routes = match &h.route {
@@ -229,6 +403,8 @@ fn compile_chain(
     Ok(Arc::new(FilterChain {
         name: fc.name.clone(),
         matcher,
+        transport_socket,
+        filters: compiled.filters,
         network,
     }))
 }

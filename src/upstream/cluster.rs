@@ -1,5 +1,9 @@
 //! A compiled cluster: discovery type, protocol options, load balancer and its current host
-//! set. The host set is swapped atomically (EDS, DNS); the request path only loads it.
+//! set, transport sockets and upstream filters. The host set is swapped atomically (EDS, DNS);
+//! the request path only loads it.
+//!
+//! Fields of Istio's clusters that tern does not act on yet are accepted and counted as
+//! `tern.config.not_enforced.<what>` (README.md, "Accepted, not yet enforced").
 
 use super::host::{Host, PrioritySet};
 use super::lb::{self, LbContext, LbSettings, LoadBalancer};
@@ -7,6 +11,7 @@ use super::load_assignment;
 use super::pool::{PoolSettings, UpstreamProtocol};
 use crate::config::{self, Address, ConfigError, Within};
 use crate::stats::{Counter, Store};
+use crate::tls::{SdsSecretConfig, Side, TransportSocket};
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::cluster::v3 as cluster_pb;
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
@@ -16,6 +21,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+mod extensions;
+#[cfg(test)]
+mod tests;
+
+pub use extensions::{TransportSocketMatch, UpstreamFilter};
+use extensions::{note_not_enforced, transport_socket_matches, upstream_filters};
 
 /// `Cluster.type` as tern runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +145,13 @@ pub struct Cluster {
     pub per_connection_buffer_limit: u32,
     /// Circuit breaker thresholds.
     pub circuit_breakers: CircuitBreakers,
-    /// Stats.
+    /// `transport_socket` (none: plaintext). TLS is not enforced yet (issue #6).
+    pub transport_socket: Option<TransportSocket>,
+    /// `transport_socket_matches`, in order.
+    pub transport_socket_matches: Vec<TransportSocketMatch>,
+    /// `filters`: upstream network filters (none enforced yet).
+    pub filters: Vec<UpstreamFilter>,
+    /// Stats, named after `alt_stat_name` when it is set (as Envoy does), else the name.
     pub stats: ClusterStats,
     /// Requests in flight (for `max_requests`).
     pub active_requests: std::sync::atomic::AtomicU64,
@@ -247,6 +265,20 @@ impl Cluster {
         };
         let (protocol, pool) = protocol_and_pool(c)?;
         let circuit_breakers = circuit_breakers(c);
+        let transport_socket = c
+            .transport_socket
+            .as_ref()
+            .map(|ts| TransportSocket::compile(ts, Side::Upstream, store))
+            .transpose()
+            .within("transport_socket")?;
+        let transport_socket_matches = transport_socket_matches(c, store)?;
+        let filters = upstream_filters(&c.filters, store)?;
+        note_not_enforced(c, &discovery, store);
+        let stat_name = if c.alt_stat_name.is_empty() {
+            &c.name
+        } else {
+            &c.alt_stat_name
+        };
         let set = Arc::new(set);
         let lb = lb::build(&lb_settings, &set);
         Ok(Arc::new(Cluster {
@@ -260,13 +292,30 @@ impl Cluster {
                 1024 * 1024,
             ),
             circuit_breakers,
-            stats: ClusterStats::new(store, &c.name),
+            transport_socket,
+            transport_socket_matches,
+            filters,
+            stats: ClusterStats::new(store, stat_name),
             active_requests: Default::default(),
             active_retries: Default::default(),
             source: c.clone(),
             hosts: ArcSwap::from_pointee(HostState { set, lb }),
             dns_targets,
         }))
+    }
+
+    /// The SDS secrets this cluster's transport sockets refer to (`default`, `ROOTCA` for
+    /// Istio's mTLS), without duplicates, for the SDS subscription.
+    pub fn sds_secrets(&self) -> Vec<SdsSecretConfig> {
+        let mut out = Vec::new();
+        let sockets = self
+            .transport_socket
+            .iter()
+            .chain(self.transport_socket_matches.iter().map(|m| &m.socket));
+        for ts in sockets {
+            ts.sds_secrets_into(&mut out);
+        }
+        out
     }
 
     /// Pick a host for a request.
