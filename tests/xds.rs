@@ -1196,3 +1196,109 @@ resources:
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+mod istio {
+    use super::support::ads::{AdsServer, Batch};
+    use super::support::within;
+    use super::tern_client::tern_bootstrap;
+    use super::*;
+    use envoy_types::pb::envoy::admin::v3::{ConfigDump, ListenersConfigDump};
+    use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
+    use std::path::Path;
+
+    const DUMP: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/istio/sidecar_config_dump_listeners.json"
+    );
+
+    /// Every listener of the real Istio sidecar dump (static and dynamic), as istiod sent them.
+    fn istio_listeners() -> Vec<Listener> {
+        let bytes = std::fs::read(DUMP).expect("testdata");
+        let dump: ConfigDump = tern::config::decode_message_file(Path::new(DUMP), &bytes)
+            .expect("the Istio config dump decodes");
+        let mut out = Vec::new();
+        for any in &dump.configs {
+            let l = ListenersConfigDump::decode(any.value.as_slice()).expect("ListenersConfigDump");
+            for s in &l.static_listeners {
+                out.push(Listener::decode(s.listener.as_ref().unwrap().value.as_slice()).unwrap());
+            }
+            for d in &l.dynamic_listeners {
+                let state = d
+                    .active_state
+                    .as_ref()
+                    .or(d.warming_state.as_ref())
+                    .unwrap();
+                out.push(
+                    Listener::decode(state.listener.as_ref().unwrap().value.as_slice()).unwrap(),
+                );
+            }
+        }
+        out
+    }
+
+    /// Listeners that bind get 127.0.0.1 and a port chosen by the kernel: the sidecar's ports
+    /// (15001, 15006, 0.0.0.0) are not ours to take in a test. Nothing else changes.
+    fn on_loopback(mut l: Listener) -> Listener {
+        let binds = l.bind_to_port.as_ref().is_none_or(|b| b.value);
+        if binds
+            && let Some(address::Address::SocketAddress(sa)) =
+                l.address.as_mut().and_then(|a| a.address.as_mut())
+        {
+            sa.address = "127.0.0.1".into();
+            sa.port_specifier = Some(socket_address::PortSpecifier::PortValue(0));
+        }
+        l
+    }
+
+    #[tokio::test]
+    async fn every_istio_listener_is_acked() {
+        let listeners = istio_listeners();
+        assert_eq!(
+            listeners.len(),
+            29,
+            "2 static + 27 dynamic listeners in the dump"
+        );
+        for delta in [true, false] {
+            let ads = AdsServer::tcp().await;
+            // One cluster, so that CDS completes and LDS is asked for (as with istiod, whose
+            // CDS always has BlackHoleCluster and friends).
+            let mut batch = Batch::new().cluster(&Cluster {
+                name: "BlackHoleCluster".into(),
+                connect_timeout: Some(envoy_types::pb::google::protobuf::Duration {
+                    seconds: 10,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            });
+            for l in &listeners {
+                batch = batch.listener(&on_loopback(l.clone()));
+            }
+            ads.apply(batch);
+            let server = support::start_tern(&tern_bootstrap(&ads, delta, "")).await;
+            let ack = ads
+                .wait_for(
+                    |r| r.type_url() == lds() && !r.response_nonce().is_empty(),
+                    WAIT,
+                )
+                .await;
+            assert!(
+                !ack.is_nack(),
+                "Istio's listeners were rejected: {:?}",
+                ack.request
+            );
+            assert!(ads.nacks().is_empty(), "{:?}", ads.nacks());
+            let held = server
+                .xds
+                .as_ref()
+                .unwrap()
+                .with_store(|s| s.listeners.len() + s.warming_listeners.len());
+            // The two static listeners of the dump have no name; the server keys resources by
+            // name, so it serves one of them.
+            assert_eq!(held, ads.names(&lds()).len());
+            assert_eq!(held, listeners.len() - 1);
+            // The route tables they name are subscribed.
+            let rds = envoy_types::pb::envoy::config::route::v3::RouteConfiguration::type_url();
+            within(5, ads.wait_for(|r| r.type_url() == rds, WAIT)).await;
+        }
+    }
+}
