@@ -1014,6 +1014,110 @@ filter_chains:
         assert_eq!(server.listener_addr("t"), Some(addr));
     }
 
+    fn tls_listener(name: &str, sds_config: &str) -> Listener {
+        from_yaml(&format!(
+            r#"
+name: {name}
+address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+filter_chains:
+- transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+      common_tls_context:
+        tls_certificate_sds_secret_configs: [{{name: default, sds_config: {sds_config}}}]
+        combined_validation_context:
+          default_validation_context: {{}}
+          validation_context_sds_secret_config: {{name: ROOTCA, sds_config: {sds_config}}}
+  filters:
+  - name: envoy.filters.network.tcp_proxy
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+      stat_prefix: {name}
+      cluster: c
+"#
+        ))
+    }
+
+    fn secret(
+        name: &str,
+    ) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret {
+        from_yaml(&format!(
+            "name: {name}\ntls_certificate: {{certificate_chain: {{inline_string: cert-of-{name}}}, private_key: {{inline_string: key-of-{name}}}}}\n"
+        ))
+    }
+
+    #[tokio::test]
+    async fn secrets_are_subscribed_warmed_and_stored_over_ads_and_their_own_stream() {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+        let up = support::upstream::http("up").await;
+        // Over ADS.
+        let ads = AdsServer::tcp().await;
+        ads.apply(
+            basic(&[up.addr]).listener(&tls_listener("tls", "{ads: {}, resource_api_version: V3}")),
+        );
+        let server = support::start_tern(&tern_bootstrap(&ads, true, "")).await;
+        let sub = ads
+            .wait_for(|r| r.type_url() == Secret::type_url(), WAIT)
+            .await;
+        assert_eq!(
+            server.xds.as_ref().unwrap().init_state(),
+            InitState::Initializing,
+            "not ready while a listener waits for its secrets"
+        );
+        let mut names = sub.delta().unwrap().resource_names_subscribe.clone();
+        names.sort();
+        assert_eq!(names, ["ROOTCA", "default"]);
+        let xds = server.xds.as_ref().unwrap();
+        assert!(
+            xds.with_store(|s| s.warming_listeners.contains_key("tls")),
+            "waits for its secrets"
+        );
+        ads.apply(
+            Batch::new()
+                .secret(&secret("default"))
+                .secret(&secret("ROOTCA")),
+        );
+        let _ = listener_addr(&server, "tls").await;
+        within(10, server.wait_initialized()).await;
+        let stored = server.world.secrets.load();
+        assert!(stored.contains_key("default") && stored.contains_key("ROOTCA"));
+        assert_eq!(counter(&server, "sds.default.update_success"), 1);
+        drop(server);
+
+        // Over a stream of its own to the `sds-grpc` cluster, as Istio configures it.
+        let ads = AdsServer::tcp().await;
+        let sds_source = "{api_config_source: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}, initial_fetch_timeout: 0s, resource_api_version: V3}";
+        ads.apply(basic(&[up.addr]).listener(&tls_listener("tls", sds_source)));
+        let yaml = format!(
+            "{}{}",
+            tern_bootstrap(&ads, true, ""),
+            ads.cluster_yaml("sds-grpc")
+        );
+        let server = support::start_tern(&yaml).await;
+        let sub = ads
+            .wait_for(|r| r.type_url() == Secret::type_url(), WAIT)
+            .await;
+        let sub = sub.sotw().expect("api_type GRPC is state of the world");
+        assert_eq!(sub.resource_names, ["ROOTCA", "default"]);
+        assert!(sub.node.is_some());
+        assert!(
+            server
+                .xds
+                .as_ref()
+                .unwrap()
+                .with_store(|s| s.warming_listeners.contains_key("tls"))
+        );
+        ads.apply(
+            Batch::new()
+                .secret(&secret("default"))
+                .secret(&secret("ROOTCA")),
+        );
+        let _ = listener_addr(&server, "tls").await;
+        ads.wait_for(|r| acked(r, &Secret::type_url()), WAIT).await;
+        within(10, server.wait_initialized()).await;
+    }
+
     #[tokio::test]
     async fn endpoints_switch_under_load_without_a_failed_request() {
         let a = support::upstream::http("a").await;
@@ -1274,7 +1378,13 @@ mod istio {
                 batch = batch.listener(&on_loopback(l.clone()));
             }
             ads.apply(batch);
-            let server = support::start_tern(&tern_bootstrap(&ads, delta, "")).await;
+            // pilot-agent's bootstrap has `sds-grpc`; here the test server answers SDS too.
+            let yaml = format!(
+                "{}{}",
+                tern_bootstrap(&ads, delta, ""),
+                ads.cluster_yaml("sds-grpc")
+            );
+            let server = support::start_tern(&yaml).await;
             let ack = ads
                 .wait_for(
                     |r| r.type_url() == lds() && !r.response_nonce().is_empty(),
@@ -1296,6 +1406,16 @@ mod istio {
             // name, so it serves one of them.
             assert_eq!(held, ads.names(&lds()).len());
             assert_eq!(held, listeners.len() - 1);
+            // The secrets they name are asked for on the SDS stream, as Istio's sds_config says.
+            let secret_type =
+                envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret::type_url();
+            let sds = ads.wait_for(|r| r.type_url() == secret_type, WAIT).await;
+            let names = &sds
+                .sotw()
+                .expect("Istio's SDS is state of the world")
+                .resource_names;
+            assert!(names.contains(&"default".to_string()), "{names:?}");
+            assert!(names.contains(&"ROOTCA".to_string()), "{names:?}");
             // The route tables they name are subscribed.
             let rds = envoy_types::pb::envoy::config::route::v3::RouteConfiguration::type_url();
             within(5, ads.wait_for(|r| r.type_url() == rds, WAIT)).await;

@@ -35,8 +35,13 @@ pub enum ServerHeader {
 pub enum RouteSpec {
     /// `route_config`, compiled by the snapshot builder.
     Inline(Box<route_pb::RouteConfiguration>),
-    /// `rds.route_config_name`.
-    Rds(String),
+    /// `rds`: the route configuration's name and where it comes from.
+    Rds {
+        /// `route_config_name`.
+        name: String,
+        /// `config_source`.
+        config_source: Box<envoy_types::pb::envoy::config::core::v3::ConfigSource>,
+    },
 }
 
 /// An `upgrade_configs` entry.
@@ -226,7 +231,14 @@ impl HcmConfig {
                         "must not be empty",
                     ));
                 }
-                RouteSpec::Rds(rds.route_config_name.clone())
+                RouteSpec::Rds {
+                    name: rds.route_config_name.clone(),
+                    config_source: Box::new(
+                        rds.config_source
+                            .clone()
+                            .ok_or_else(|| ConfigError::new("rds.config_source", "is required"))?,
+                    ),
+                }
             }
             Some(RouteSpecifier::ScopedRoutes(_)) => {
                 return Err(ConfigError::new(

@@ -117,7 +117,12 @@ pub enum RouteSource {
     /// Inline `route_config`, compiled with the listener.
     Static(Arc<RouteTable>),
     /// RDS: looked up by name in the world's route map on every stream.
-    Rds(String),
+    Rds {
+        /// `route_config_name`.
+        name: String,
+        /// Where it comes from.
+        config_source: Box<envoy_types::pb::envoy::config::core::v3::ConfigSource>,
+    },
 }
 
 /// An HTTP connection manager: its settings and its route source.
@@ -134,7 +139,7 @@ impl HttpConnectionManager {
     pub fn route_table(&self, world: &World) -> Option<Arc<RouteTable>> {
         match &self.routes {
             RouteSource::Static(t) => Some(t.clone()),
-            RouteSource::Rds(name) => world.routes.load().get(name).cloned(),
+            RouteSource::Rds { name, .. } => world.routes.load().get(name).cloned(),
         }
     }
 }
@@ -395,7 +400,13 @@ fn compile_chain(
                     RouteTable::compile(rc)
                         .within("filters.http_connection_manager.route_config")?,
                 )),
-                RouteSpec::Rds(name) => RouteSource::Rds(name.clone()),
+                RouteSpec::Rds {
+                    name,
+                    config_source,
+                } => RouteSource::Rds {
+                    name: name.clone(),
+                    config_source: config_source.clone(),
+                },
             };
             NetworkFilter::Hcm(Arc::new(HttpConnectionManager { config: *h, routes }))
         }

@@ -28,9 +28,11 @@ use crate::upstream::cluster::{Cluster, Discovery};
 use crate::upstream::host::PrioritySet;
 use crate::upstream::load_assignment;
 use envoy_types::pb::envoy::config::cluster::v3 as cluster_pb;
+use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
@@ -497,22 +499,22 @@ impl Store {
                         .ok_or_else(|| {
                             format!("cluster {name}: eds_cluster_config.eds_config is required")
                         })?;
-                    Some(self.plan.resolve(cs).map_err(|e| {
-                        format!("cluster {name}: eds_cluster_config.eds_config.{e}")
+                    Some(self.resolve_dynamic(cs).map_err(|e| {
+                        format!("cluster {name}: eds_cluster_config.eds_config: {e}")
                     })?)
                 }
                 _ => None,
             };
-        if let Some(r) = &eds
-            && matches!(r.key, SourceKey::Path(_))
-        {
-            return Err(format!(
-                "cluster {name}: eds_cluster_config.eds_config: file-based EDS is not supported"
-            ));
-        }
         let compiled = Cluster::compile(&c, &self.world.stats).map_err(|e| e.to_string())?;
-        let update = self.clusters.contains_key(&name);
-        if update {
+        let mut timeouts: Vec<Option<Duration>> =
+            eds.iter().map(|r| r.initial_fetch_timeout).collect();
+        for (secret, cs) in sds_refs(compiled.sds_secrets()) {
+            let r = self
+                .resolve_dynamic(&cs)
+                .map_err(|e| format!("cluster {name}: secret {secret}: sds_config: {e}"))?;
+            timeouts.push(r.initial_fetch_timeout);
+        }
+        if self.clusters.contains_key(&name) {
             self.stats.cluster_modified.inc();
         } else {
             self.stats.cluster_added.inc();
@@ -522,29 +524,22 @@ impl Store {
             cluster: compiled,
             deadline: None,
         };
-        match (&entry.cluster.discovery, &eds) {
-            (Discovery::Eds { service_name }, Some(r)) => {
-                if let Some(ep) = self.endpoints.get(service_name) {
-                    if let Ok(set) = load_assignment::priority_set_from_assignment(&ep.cla, false) {
-                        entry.cluster.set_hosts(set);
-                    }
-                    if let Some(old) = self.clusters.insert(name.clone(), entry) {
-                        self.retire(old.cluster);
-                    }
-                    self.warming_clusters.remove(&name);
-                } else {
-                    entry.deadline = r.initial_fetch_timeout.map(|t| Instant::now() + t);
-                    debug!(cluster = %name, "cds: cluster warming until its endpoints arrive");
-                    self.warming_clusters.insert(name, entry);
-                }
+        if let Discovery::Eds { service_name } = &entry.cluster.discovery
+            && let Some(ep) = self.endpoints.get(service_name)
+            && let Ok(set) = load_assignment::priority_set_from_assignment(&ep.cla, false)
+        {
+            entry.cluster.set_hosts(set);
+        }
+        entry.cluster.start_dns();
+        if self.cluster_ready(&entry.cluster) {
+            self.warming_clusters.remove(&name);
+            if let Some(old) = self.clusters.insert(name, entry) {
+                self.retire(old.cluster);
             }
-            _ => {
-                entry.cluster.start_dns();
-                self.warming_clusters.remove(&name);
-                if let Some(old) = self.clusters.insert(name, entry) {
-                    self.retire(old.cluster);
-                }
-            }
+        } else {
+            entry.deadline = longest(timeouts).map(|t| Instant::now() + t);
+            debug!(cluster = %name, "cds: cluster warming until its endpoints and secrets arrive");
+            self.warming_clusters.insert(name, entry);
         }
         Ok(true)
     }
@@ -679,13 +674,22 @@ impl Store {
         }
         let compiled =
             crate::snapshot::compile_listener(&l, &self.world.stats).map_err(|e| e.to_string())?;
-        // Envoy's default initial fetch timeout for the route tables a listener waits for.
-        let timeout = Some(Duration::from_secs(15));
-        if self.plan.ads.is_none() && rds_names(&compiled).next().is_some() {
-            return Err(format!(
-                "listener {name}: RDS needs a config source; only ADS is supported for RDS"
-            ));
+        // Every source it names must resolve; it warms for as long as the longest initial
+        // fetch timeout of what it waits for (for ever if one of them says 0s).
+        let mut timeouts = Vec::new();
+        for (route, _, cs) in rds_refs(&compiled) {
+            let r = self
+                .resolve_dynamic(cs)
+                .map_err(|e| format!("listener {name}: rds {route}: config_source: {e}"))?;
+            timeouts.push(r.initial_fetch_timeout);
         }
+        for (secret, cs) in sds_refs(compiled.sds_secrets()) {
+            let r = self
+                .resolve_dynamic(&cs)
+                .map_err(|e| format!("listener {name}: secret {secret}: sds_config: {e}"))?;
+            timeouts.push(r.initial_fetch_timeout);
+        }
+        let timeout = longest(timeouts);
         if self.listeners.contains_key(&name) {
             self.stats.listener_modified.inc();
         } else {
@@ -709,6 +713,30 @@ impl Store {
     /// Whether everything a listener depends on is here.
     fn listener_ready(&self, l: &Listener) -> bool {
         rds_names(l).all(|(r, _)| self.routes.contains_key(r))
+            && self.secrets_ready(l.sds_secrets())
+    }
+
+    /// Whether everything a cluster depends on is here: its endpoints (EDS) and secrets.
+    fn cluster_ready(&self, c: &Cluster) -> bool {
+        let endpoints = match &c.discovery {
+            Discovery::Eds { service_name } => self.endpoints.contains_key(service_name),
+            _ => true,
+        };
+        endpoints && self.secrets_ready(c.sds_secrets())
+    }
+
+    fn secrets_ready(&self, secrets: Vec<SdsSecretConfig>) -> bool {
+        sds_refs(secrets).all(|(n, _)| self.secrets.contains_key(&n))
+    }
+
+    /// Resolve a config source a dynamic resource names: gRPC or ADS (files only for LDS and
+    /// CDS, as in Envoy).
+    fn resolve_dynamic(&self, cs: &core_pb::ConfigSource) -> Result<Resolved, String> {
+        let r = self.plan.resolve(cs).map_err(|e| e.to_string())?;
+        if matches!(r.key, SourceKey::Path(_)) {
+            return Err("file-based sources are supported for LDS and CDS only".into());
+        }
+        Ok(r)
     }
 
     fn install_listener(&mut self, name: String, mut entry: ListenerEntry) -> Result<(), String> {
@@ -897,12 +925,8 @@ impl Store {
                 cluster.set_hosts(PrioritySet::default());
             }
         }
-        if !warmed.is_empty() {
-            for n in &warmed {
-                self.activate_cluster(n);
-            }
-            self.publish_clusters();
-        }
+        // Warming clusters that got their endpoints are activated by `settle`, once their
+        // secrets are in too.
         self.versions.insert(Kind::Endpoint, u.version_info);
         Outcome {
             accepted: names,
@@ -1027,6 +1051,18 @@ impl Store {
         for n in ready {
             self.activate_listener(&n);
         }
+        let ready: Vec<String> = self
+            .warming_clusters
+            .iter()
+            .filter(|(_, e)| self.cluster_ready(&e.cluster))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !ready.is_empty() {
+            for n in &ready {
+                self.activate_cluster(n);
+            }
+            self.publish_clusters();
+        }
         self.advance_init(now);
         if self.dirty {
             self.recompute_interest();
@@ -1126,13 +1162,47 @@ impl Store {
             .chain(self.listeners.values().map(|e| &e.listener))
             .chain(self.warming_listeners.values().map(|e| &e.listener));
         let mut rds = HashSet::new();
+        let mut secrets = HashSet::new();
         for l in listeners {
-            for (name, _) in rds_names(l) {
-                if self.plan.ads.is_some() {
-                    add(SourceKey::Ads, Kind::Route, name);
+            for (name, _, cs) in rds_refs(l) {
+                if let Ok(r) = self.plan.resolve(cs) {
+                    add(r.key, Kind::Route, name);
                     rds.insert(name.to_string());
                 }
             }
+            for (name, cs) in sds_refs(l.sds_secrets()) {
+                if let Ok(r) = self.plan.resolve(&cs) {
+                    add(r.key, Kind::Secret, &name);
+                    secrets.insert(name);
+                }
+            }
+        }
+        let clusters = self
+            .static_clusters
+            .values()
+            .chain(self.clusters.values().map(|e| &e.cluster))
+            .chain(self.warming_clusters.values().map(|e| &e.cluster));
+        for c in clusters {
+            for (name, cs) in sds_refs(c.sds_secrets()) {
+                if let Ok(r) = self.plan.resolve(&cs) {
+                    add(r.key, Kind::Secret, &name);
+                    secrets.insert(name);
+                }
+            }
+        }
+        let before = self.secrets.len();
+        self.secrets.retain(|n, _| secrets.contains(n));
+        if self.secrets.len() != before {
+            let map: crate::snapshot::SecretMap = self
+                .world
+                .secrets
+                .load()
+                .iter()
+                .filter(|(n, _)| secrets.contains(*n))
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect();
+            let old = self.world.secrets.swap(Arc::new(map));
+            self.graveyard.push(old);
         }
         let eds_names: HashSet<String> = eds_names.into_iter().map(String::from).collect();
         self.endpoints.retain(|n, _| eds_names.contains(n));
@@ -1164,16 +1234,52 @@ impl Store {
 
 /// The RDS names an HTTP connection manager of `l` uses, with that HCM's `stat_prefix`.
 pub fn rds_names(l: &Listener) -> impl Iterator<Item = (&str, &str)> {
+    rds_refs(l).map(|(n, p, _)| (n, p))
+}
+
+/// The RDS references of `l`: name, `stat_prefix`, config source.
+fn rds_refs(l: &Listener) -> impl Iterator<Item = (&str, &str, &core_pb::ConfigSource)> {
     l.chains
         .iter()
         .chain(l.default_chain.iter())
         .filter_map(|c| match &c.network {
             NetworkFilter::Hcm(h) => match &h.routes {
-                RouteSource::Rds(name) => Some((name.as_str(), h.config.stat_prefix.as_str())),
+                RouteSource::Rds {
+                    name,
+                    config_source,
+                } => Some((
+                    name.as_str(),
+                    h.config.stat_prefix.as_str(),
+                    config_source.as_ref(),
+                )),
                 RouteSource::Static(_) => None,
             },
-            NetworkFilter::TcpProxy(_) => None,
+            _ => None,
         })
+}
+
+/// The secrets `secrets` names that come from SDS (a reference without `sds_config` names a
+/// static secret).
+fn sds_refs(
+    secrets: Vec<SdsSecretConfig>,
+) -> impl Iterator<Item = (String, core_pb::ConfigSource)> {
+    secrets
+        .into_iter()
+        .filter_map(|s| s.sds_config.map(|cs| (s.name, cs)))
+}
+
+/// The longest of some initial fetch timeouts (`None`: wait for ever), with Envoy's 15 s when
+/// there is none.
+fn longest(timeouts: Vec<Option<Duration>>) -> Option<Duration> {
+    let mut out = Some(Duration::from_secs(15));
+    for (i, t) in timeouts.into_iter().enumerate() {
+        out = match (i, out, t) {
+            (0, _, t) => t,
+            (_, Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    out
 }
 
 /// Envoy's `version` gauge: a 64-bit hash of `version_info`.

@@ -74,6 +74,9 @@ use discovery_pb::aggregated_discovery_service_server::{
 pub use discovery_pb::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{
+    SecretDiscoveryService, SecretDiscoveryServiceServer,
+};
 
 /// How long `stop` and `break_streams` wait for the streams to end.
 const STREAMS_END_WITHIN: Duration = Duration::from_secs(5);
@@ -920,13 +923,24 @@ async fn bind(addr: &AdsAddr) -> std::io::Result<(Bound, AdsAddr)> {
 impl Serving {
     fn spawn(shared: Arc<Shared>, bound: Bound) -> Serving {
         let (stop, stopped) = oneshot::channel();
-        let service = AggregatedDiscoveryServiceServer::new(Handler(shared));
+        let service = Services {
+            ads: AggregatedDiscoveryServiceServer::new(Handler(shared.clone())),
+            sds: SecretDiscoveryServiceServer::new(Handler(shared)),
+        };
         let task = tokio::spawn(accept_loop(bound, service, stopped));
         Serving { stop, task }
     }
 }
 
-type AdsService = AggregatedDiscoveryServiceServer<Handler>;
+/// ADS, and SDS on a stream of its own (as pilot-agent serves it on its SDS socket); both
+/// streams share the store and the records.
+#[derive(Clone)]
+struct Services {
+    ads: AggregatedDiscoveryServiceServer<Handler>,
+    sds: SecretDiscoveryServiceServer<Handler>,
+}
+
+type AdsService = Services;
 
 /// Accept connections until told to stop (or the handle is gone), then drop them all.
 async fn accept_loop(bound: Bound, service: AdsService, mut stop: oneshot::Receiver<()>) {
@@ -966,9 +980,19 @@ async fn serve_connection<I>(io: I, service: AdsService)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| {
-        let mut service = service.clone();
-        async move { service.call(req).await }
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let services = service.clone();
+        async move {
+            if req
+                .uri()
+                .path()
+                .starts_with("/envoy.service.secret.v3.SecretDiscoveryService/")
+            {
+                services.sds.clone().call(req).await
+            } else {
+                services.ads.clone().call(req).await
+            }
+        }
     });
     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), service)
@@ -1005,6 +1029,41 @@ impl AggregatedDiscoveryService for Handler {
             request,
             DeltaSession::default(),
         )))
+    }
+}
+
+#[tonic::async_trait]
+impl SecretDiscoveryService for Handler {
+    type StreamSecretsStream = UnboundedReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaSecretsStream = UnboundedReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_secrets(
+        &self,
+        request: tonic::Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::StreamSecretsStream>, Status> {
+        Ok(tonic::Response::new(open_stream(
+            &self.0,
+            request,
+            SotwSession::default(),
+        )))
+    }
+
+    async fn delta_secrets(
+        &self,
+        request: tonic::Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::DeltaSecretsStream>, Status> {
+        Ok(tonic::Response::new(open_stream(
+            &self.0,
+            request,
+            DeltaSession::default(),
+        )))
+    }
+
+    async fn fetch_secrets(
+        &self,
+        _request: tonic::Request<DiscoveryRequest>,
+    ) -> Result<tonic::Response<DiscoveryResponse>, Status> {
+        Err(Status::unimplemented("REST-style fetch is not served"))
     }
 }
 
