@@ -1269,15 +1269,17 @@ resources:
             .await
         );
         let addr = addr.unwrap();
-        let client = support::h1_client();
-        let got = support::get(&client, addr, "x", "/").await;
+        // A fresh connection per request: keep-alive connections of the old listener version
+        // are drained when the file changes, and a pooled one may be closing when reused.
+        let client = support::h1_client;
+        let got = support::get(&client(), addr, "x", "/").await;
         assert_eq!(got.status, 200);
         assert_eq!(got.headers["x-version"], "one");
         // A changed file is applied; the socket is kept.
         write(&lds_path, &lds("2", "two"));
         let mut seen = false;
         for _ in 0..60 {
-            let got = support::get(&client, addr, "x", "/").await;
+            let got = support::get(&client(), addr, "x", "/").await;
             if got.headers.get("x-version").is_some_and(|v| v == "two") {
                 seen = true;
                 break;
@@ -1295,7 +1297,7 @@ resources:
         };
         write(&lds_path, "version_info: [not, a, string\n");
         assert!(support::eventually(5, || rejected() >= 1).await);
-        let got = support::get(&client, addr, "x", "/").await;
+        let got = support::get(&client(), addr, "x", "/").await;
         assert_eq!(got.headers["x-version"], "two");
         let _ = std::fs::remove_dir_all(&d);
     }
