@@ -8,6 +8,7 @@ use crate::config::Address;
 use crate::proxy::{self, ConnInfo, Drain};
 use crate::snapshot::{ConnMeta, Listener, ListenerMap, World};
 use arc_swap::ArcSwap;
+use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -84,18 +85,36 @@ impl Socket {
     }
 }
 
-/// One generation of a running listener: its config and the drain signal of the connections
-/// it accepted. An in-place update starts a new generation and drains the old one.
+/// One generation of a running listener: its config and, per filter chain (the default chain
+/// last), the drain signal of the connections it accepted. An in-place update starts a new
+/// generation: chains that are unchanged keep their drain signal, so their connections go on
+/// untouched (as Envoy's filter-chain-only update); connections of changed or removed chains
+/// drain.
 struct Generation {
     listener: Arc<Listener>,
-    drain: Drain,
+    drains: Vec<Drain>,
+}
+
+/// The drain trigger of one filter chain, with the chain's proto to tell it from a changed one.
+struct ChainDrain {
+    source: Option<listener_pb::FilterChain>,
+    trigger: watch::Sender<bool>,
 }
 
 struct Running {
     config: Arc<ArcSwap<Generation>>,
     stop: watch::Sender<bool>,
-    drain: watch::Sender<bool>,
+    drains: Vec<ChainDrain>,
     local: Option<SocketAddr>,
+}
+
+/// The chain protos of a listener, in the order of its compiled chains, the default chain last.
+fn chain_sources(l: &Listener) -> Vec<Option<listener_pb::FilterChain>> {
+    let mut v: Vec<Option<listener_pb::FilterChain>> =
+        l.source.filter_chains.iter().cloned().map(Some).collect();
+    v.resize(l.chains.len(), None);
+    v.push(l.source.default_filter_chain.clone());
+    v
 }
 
 /// Owns the running listeners. Every listening socket of the process is reachable from here
@@ -173,24 +192,49 @@ impl ListenerManager {
                 return Ok(());
             }
             if cur.listener.address == l.address && cur.listener.bind_to_port == l.bind_to_port {
-                debug!(listener = %name, "listener updated in place");
-                let (drain_tx, drain) = Drain::with_grace(self.drain_time);
+                let mut old = std::mem::take(&mut r.drains);
+                let mut drains = Vec::new();
+                let mut generation = Vec::new();
+                let mut kept = 0;
+                for source in chain_sources(l) {
+                    let same = old
+                        .iter()
+                        .position(|d| source.is_some() && d.source == source);
+                    let trigger = match same {
+                        Some(i) => {
+                            kept += 1;
+                            old.swap_remove(i).trigger
+                        }
+                        None => watch::channel(false).0,
+                    };
+                    generation.push(Drain::from_trigger(&trigger, self.drain_time));
+                    drains.push(ChainDrain { source, trigger });
+                }
+                debug!(listener = %name, kept, drained = old.len(), "listener updated in place");
                 r.config.store(Arc::new(Generation {
                     listener: l.clone(),
-                    drain,
+                    drains: generation,
                 }));
-                let old = std::mem::replace(&mut r.drain, drain_tx);
-                let _ = old.send(true);
+                r.drains = drains;
+                for d in old {
+                    let _ = d.trigger.send(true);
+                }
                 return Ok(());
             }
             if let Some(r) = running.remove(name) {
                 self.retire(r);
             }
         }
-        let (drain_tx, drain) = Drain::with_grace(self.drain_time);
+        let mut drains = Vec::new();
+        let mut generation = Vec::new();
+        for source in chain_sources(l) {
+            let trigger = watch::channel(false).0;
+            generation.push(Drain::from_trigger(&trigger, self.drain_time));
+            drains.push(ChainDrain { source, trigger });
+        }
         let config = Arc::new(ArcSwap::from_pointee(Generation {
             listener: l.clone(),
-            drain,
+            drains: generation,
         }));
         let (stop, stop_rx) = watch::channel(false);
         if !l.bind_to_port || matches!(l.address, Address::Internal(_)) {
@@ -202,7 +246,7 @@ impl ListenerManager {
                 Running {
                     config,
                     stop,
-                    drain: drain_tx,
+                    drains,
                     local: None,
                 },
             );
@@ -230,7 +274,7 @@ impl ListenerManager {
             Running {
                 config,
                 stop,
-                drain: drain_tx,
+                drains,
                 local,
             },
         );
@@ -239,7 +283,9 @@ impl ListenerManager {
 
     fn retire(&self, r: Running) {
         let _ = r.stop.send(true);
-        let _ = r.drain.send(true);
+        for d in &r.drains {
+            let _ = d.trigger.send(true);
+        }
     }
 
     /// The bound address of a listener (useful when the config asked for port 0).
@@ -252,7 +298,9 @@ impl ListenerManager {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         for r in running.values() {
             let _ = r.stop.send(true);
-            let _ = r.drain.send(true);
+            for d in &r.drains {
+                let _ = d.trigger.send(true);
+            }
         }
     }
 
@@ -313,7 +361,14 @@ async fn accept_loop(
         let span = tracing::debug_span!("conn", listener = %l.name, id, peer = ?remote);
         let network = chain.network.clone();
         let world = world.clone();
-        let drain = generation.drain.clone();
+        let index = l
+            .chains
+            .iter()
+            .position(|c| Arc::ptr_eq(c, chain))
+            .unwrap_or(l.chains.len());
+        let Some(drain) = generation.drains.get(index).cloned() else {
+            continue;
+        };
         let stats = l.stats.clone();
         stats.downstream_cx_active.inc();
         tokio::spawn(

@@ -54,6 +54,11 @@ impl Drain {
         (tx, Drain(rx, grace))
     }
 
+    /// A drain signal that follows `trigger`, with connections closed `grace` after it fires.
+    pub fn from_trigger(trigger: &watch::Sender<bool>, grace: Duration) -> Drain {
+        Drain(trigger.subscribe(), grace)
+    }
+
     /// Resolves when the grace period after the start of draining is over (never, if
     /// draining never starts).
     async fn grace_over(mut self) {

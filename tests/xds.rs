@@ -975,7 +975,7 @@ filter_chains:
     }
 
     #[tokio::test]
-    async fn tcp_connections_of_an_updated_listener_close_after_the_drain_time() {
+    async fn connections_of_a_changed_filter_chain_close_after_the_drain_time() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (echo, _task) = support::upstream::tcp_echo().await;
         let ads = AdsServer::tcp().await;
@@ -992,6 +992,18 @@ filter_chains:
         let mut buf = [0u8; 4];
         within(5, old.read_exact(&mut buf)).await.unwrap();
         assert_eq!(&buf, b"ping");
+        // A listener-level change leaves the filter chain as it was: its connections go on.
+        let mut same_chain = tcp_listener("t", "t1", "echo");
+        same_chain.per_connection_buffer_limit_bytes =
+            Some(envoy_types::pb::google::protobuf::UInt32Value { value: 65536 });
+        let before = ads.request_count();
+        ads.set_listener(&same_chain);
+        ads.wait_for_since(before, |r| acked(r, &lds()), WAIT).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        old.write_all(b"same").await.unwrap();
+        within(5, old.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(&buf, b"same", "an unchanged filter chain is not drained");
+        // A changed chain drains.
         let before = ads.request_count();
         ads.set_listener(&tcp_listener("t", "t2", "echo"));
         ads.wait_for_since(before, |r| acked(r, &lds()), WAIT).await;
