@@ -5,7 +5,7 @@
 //! removed one stops accepting and its connections drain.
 
 use crate::config::Address;
-use crate::proxy::{self, ConnInfo, Drain};
+use crate::proxy::{self, ConnInfo, Drain, DrainMode};
 use crate::snapshot::{ConnMeta, Listener, ListenerMap, World};
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
@@ -98,7 +98,7 @@ struct Generation {
 /// The drain trigger of one filter chain, with the chain's proto to tell it from a changed one.
 struct ChainDrain {
     source: Option<listener_pb::FilterChain>,
-    trigger: watch::Sender<bool>,
+    trigger: watch::Sender<DrainMode>,
 }
 
 struct Running {
@@ -205,7 +205,7 @@ impl ListenerManager {
                             kept += 1;
                             old.swap_remove(i).trigger
                         }
-                        None => watch::channel(false).0,
+                        None => watch::channel(DrainMode::None).0,
                     };
                     generation.push(Drain::from_trigger(&trigger, self.drain_time));
                     drains.push(ChainDrain { source, trigger });
@@ -217,7 +217,7 @@ impl ListenerManager {
                 }));
                 r.drains = drains;
                 for d in old {
-                    let _ = d.trigger.send(true);
+                    let _ = d.trigger.send(DrainMode::Graceful);
                 }
                 return Ok(());
             }
@@ -228,7 +228,7 @@ impl ListenerManager {
         let mut drains = Vec::new();
         let mut generation = Vec::new();
         for source in chain_sources(l) {
-            let trigger = watch::channel(false).0;
+            let trigger = watch::channel(DrainMode::None).0;
             generation.push(Drain::from_trigger(&trigger, self.drain_time));
             drains.push(ChainDrain { source, trigger });
         }
@@ -284,7 +284,7 @@ impl ListenerManager {
     fn retire(&self, r: Running) {
         let _ = r.stop.send(true);
         for d in &r.drains {
-            let _ = d.trigger.send(true);
+            let _ = d.trigger.send(DrainMode::Graceful);
         }
     }
 
@@ -299,7 +299,7 @@ impl ListenerManager {
         for r in running.values() {
             let _ = r.stop.send(true);
             for d in &r.drains {
-                let _ = d.trigger.send(true);
+                let _ = d.trigger.send(DrainMode::Now);
             }
         }
     }

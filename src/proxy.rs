@@ -36,26 +36,39 @@ pub fn next_conn_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Tells connections to drain: HTTP/1.1 answers with `Connection: close`, HTTP/2 sends
-/// GOAWAY, and tcp_proxy connections finish on their own; whatever is still open when the
-/// grace period (`--drain-time-s`) is over is closed.
+/// How a connection is told to drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DrainMode {
+    /// Not draining.
+    None,
+    /// Envoy's drain sequence (a listener or filter chain updated or removed): HTTP/1.1 answers
+    /// its next request with `Connection: close`, and what is still open after the HCM's
+    /// `drain_timeout` is shut down gracefully (GOAWAY for HTTP/2).
+    Graceful,
+    /// The process is going away: idle HTTP connections close at once, busy ones after their
+    /// response.
+    Now,
+}
+
+/// Tells connections to drain (see [`DrainMode`]). tcp_proxy connections finish on their own;
+/// whatever is still open when the grace period (`--drain-time-s`) is over is closed.
 #[derive(Debug, Clone)]
-pub struct Drain(watch::Receiver<bool>, Duration);
+pub struct Drain(watch::Receiver<DrainMode>, Duration);
 
 impl Drain {
     /// A drain signal and its trigger, with no grace limit.
-    pub fn new() -> (watch::Sender<bool>, Drain) {
+    pub fn new() -> (watch::Sender<DrainMode>, Drain) {
         Self::with_grace(Duration::MAX)
     }
 
     /// A drain signal whose connections are closed `grace` after draining starts.
-    pub fn with_grace(grace: Duration) -> (watch::Sender<bool>, Drain) {
-        let (tx, rx) = watch::channel(false);
+    pub fn with_grace(grace: Duration) -> (watch::Sender<DrainMode>, Drain) {
+        let (tx, rx) = watch::channel(DrainMode::None);
         (tx, Drain(rx, grace))
     }
 
     /// A drain signal that follows `trigger`, with connections closed `grace` after it fires.
-    pub fn from_trigger(trigger: &watch::Sender<bool>, grace: Duration) -> Drain {
+    pub fn from_trigger(trigger: &watch::Sender<DrainMode>, grace: Duration) -> Drain {
         Drain(trigger.subscribe(), grace)
     }
 
@@ -69,14 +82,30 @@ impl Drain {
         tokio::time::sleep(self.1).await;
     }
 
-    /// Resolves once draining has started.
+    /// Resolves once draining has started. (A trigger dropped without firing — a filter
+    /// chain's drain signal outlives its listener generation — never resolves.)
     pub async fn started(&mut self) {
-        let _ = self.0.wait_for(|d| *d).await;
+        if self.0.wait_for(|d| *d != DrainMode::None).await.is_err() && !self.is_draining() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Resolves once the mode is `Now` (never, if the trigger is dropped before).
+    pub async fn now(&mut self) {
+        if self.0.wait_for(|d| *d == DrainMode::Now).await.is_err() && self.mode() != DrainMode::Now
+        {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> DrainMode {
+        *self.0.borrow()
     }
 
     /// Whether draining has started.
     pub fn is_draining(&self) -> bool {
-        *self.0.borrow()
+        self.mode() != DrainMode::None
     }
 }
 

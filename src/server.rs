@@ -1,6 +1,6 @@
 //! Process wiring: command line, logging, runtime, start order, signals and drain.
 
-mod memory;
+pub(crate) mod memory;
 pub mod options;
 
 pub use options::Options;

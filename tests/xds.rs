@@ -1130,6 +1130,94 @@ filter_chains:
         within(10, server.wait_initialized()).await;
     }
 
+    /// Keep-alive HTTP/1.1 clients sending requests in a loop until stopped.
+    struct Load {
+        ok: Arc<AtomicU64>,
+        failed: Arc<AtomicU64>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    }
+
+    impl Load {
+        fn start(addr: SocketAddr, clients: usize) -> Load {
+            let ok = Arc::new(AtomicU64::new(0));
+            let failed = Arc::new(AtomicU64::new(0));
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let tasks = (0..clients)
+                .map(|_| {
+                    let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        let client = support::h1_client();
+                        while !stop.load(Ordering::Relaxed) {
+                            let req = http::Request::get(format!("http://{addr}/x"))
+                                .header("host", "example.com")
+                                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                                .unwrap();
+                            match client.request(req).await {
+                                Ok(r) if r.status() == 200 => {
+                                    let _ = http_body_util::BodyExt::collect(r.into_body()).await;
+                                    ok.fetch_add(1, Ordering::Relaxed);
+                                }
+                                other => {
+                                    if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                                        eprintln!("first failure: {:?}", other.map(|r| r.status()));
+                                    }
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            Load {
+                ok,
+                failed,
+                stop,
+                tasks,
+            }
+        }
+
+        /// Stop; (succeeded, failed).
+        async fn finish(self) -> (u64, u64) {
+            self.stop.store(true, Ordering::Relaxed);
+            for t in self.tasks {
+                t.await.unwrap();
+            }
+            (
+                self.ok.load(Ordering::Relaxed),
+                self.failed.load(Ordering::Relaxed),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn listener_updates_under_load_without_a_failed_request() {
+        let up = support::upstream::http("up").await;
+        let ads = AdsServer::tcp().await;
+        ads.apply(basic(&[up.addr]));
+        let server = start(&ads, true, "").await;
+        let addr = listener_addr(&server, "l").await;
+        let load = Load::start(addr, 8);
+        for i in 0..6 {
+            // A new filter chain each time (the stat prefix changes): its old connections
+            // drain while the clients keep sending on them.
+            let mut l = rds_listener("l", "r");
+            if let Some(
+                envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any),
+            ) = &mut l.filter_chains[0].filters[0].config_type
+            {
+                let mut h = envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+                h.stat_prefix = format!("l_{i}");
+                any.value = h.encode_to_vec();
+            }
+            ads.set_listener(&l);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let (ok, failed) = load.finish().await;
+        assert_eq!(failed, 0, "failed requests ({ok} succeeded)");
+        assert!(ok > 100);
+        assert_eq!(server.listener_addr("l"), Some(addr));
+    }
+
     #[tokio::test]
     async fn endpoints_switch_under_load_without_a_failed_request() {
         let a = support::upstream::http("a").await;

@@ -147,6 +147,9 @@ pub struct HcmConfig {
     pub request_headers_timeout: Option<Duration>,
     /// `common_http_protocol_options.idle_timeout` (default 1 h; 0 disables).
     pub idle_timeout: Option<Duration>,
+    /// `drain_timeout` (default 5 s): how long a draining connection stays open for what its
+    /// client is already sending.
+    pub drain_timeout: Duration,
     /// `common_http_protocol_options.max_connection_duration`.
     pub max_connection_duration: Option<Duration>,
     /// `common_http_protocol_options.max_headers_count` (default 100).
@@ -317,6 +320,8 @@ impl HcmConfig {
                 common.idle_timeout.as_ref(),
                 Some(Duration::from_secs(3600)),
             ),
+            drain_timeout: config::duration(h.drain_timeout.as_ref())
+                .unwrap_or(Duration::from_secs(5)),
             max_connection_duration: config::timeout_or_disabled(
                 common.max_connection_duration.as_ref(),
                 None,

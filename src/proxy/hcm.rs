@@ -40,6 +40,8 @@ pub(crate) struct ConnCtx {
     abusive: std::sync::atomic::AtomicBool,
     abuse: tokio::sync::Notify,
     started: Instant,
+    /// Draining: HTTP/1 responses carry `Connection: close`.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl ConnCtx {
@@ -121,6 +123,7 @@ pub async fn serve<IO>(
         abusive: std::sync::atomic::AtomicBool::new(false),
         abuse: tokio::sync::Notify::new(),
         started: Instant::now(),
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
     let svc_ctx = ctx.clone();
     let svc = service_fn(move |req| {
@@ -134,6 +137,8 @@ pub async fn serve<IO>(
     let max_duration = cfg.max_connection_duration;
     let max_requests = cfg.max_requests_per_connection;
     let mut shutting_down = false;
+    let mut drain_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut drain_now = drain.clone();
     let mut tick = tokio::time::interval(
         std::time::Duration::from_millis(250)
             .min(idle.unwrap_or(std::time::Duration::from_secs(1))),
@@ -157,7 +162,20 @@ pub async fn serve<IO>(
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(1), served.as_mut()).await;
                 break;
             }
-            _ = drain.started(), if !shutting_down => {
+            _ = drain_now.now(), if !shutting_down => {
+                ctx.draining.store(true, Ordering::Relaxed);
+                shutting_down = true;
+                served.as_mut().graceful_shutdown();
+            }
+            _ = drain.started(), if !shutting_down && drain_deadline.is_none() => {
+                // As Envoy: the next HTTP/1 response closes the connection, and whatever is
+                // still open after `drain_timeout` is shut down gracefully (GOAWAY for
+                // HTTP/2). Closing an idle connection at once would race a request the client
+                // is sending on it.
+                ctx.draining.store(true, Ordering::Relaxed);
+                drain_deadline = Some(Box::pin(tokio::time::sleep(cfg.drain_timeout)));
+            }
+            _ = async { if let Some(d) = drain_deadline.as_mut() { d.await } }, if drain_deadline.is_some() && !shutting_down => {
                 shutting_down = true;
                 served.as_mut().graceful_shutdown();
             }

@@ -147,8 +147,16 @@ pub struct ListenerEntry {
 pub struct RouteEntry {
     /// Version and time.
     pub meta: Meta,
-    /// The proto as received.
-    pub source: Arc<RouteConfiguration>,
+    /// The proto's encoding as received (a large route table is several times bigger decoded;
+    /// the compiled table is what serves).
+    pub raw: Arc<[u8]>,
+}
+
+impl RouteEntry {
+    /// The route configuration as received.
+    pub fn source(&self) -> Option<RouteConfiguration> {
+        RouteConfiguration::decode(&*self.raw).ok()
+    }
 }
 
 /// Endpoints from EDS.
@@ -156,8 +164,8 @@ pub struct RouteEntry {
 pub struct EndpointEntry {
     /// Version and time.
     pub meta: Meta,
-    /// The assignment as received.
-    pub cla: Arc<ClusterLoadAssignment>,
+    /// A hash of the assignment's encoding, to tell an unchanged one.
+    pub hash: u64,
 }
 
 /// A secret from SDS.
@@ -338,6 +346,10 @@ impl Store {
             Kind::Secret => self.apply_secrets(u),
         };
         self.settle(Instant::now());
+        if n >= 1000 {
+            // A large push leaves its decoded protos freed in the heap; give the pages back.
+            crate::server::memory::release_free_memory();
+        }
         debug!(
             kind = kind.short(),
             resources = n,
@@ -525,8 +537,8 @@ impl Store {
             deadline: None,
         };
         if let Discovery::Eds { service_name } = &entry.cluster.discovery
-            && let Some(ep) = self.endpoints.get(service_name)
-            && let Ok(set) = load_assignment::priority_set_from_assignment(&ep.cla, false)
+            && self.endpoints.contains_key(service_name)
+            && let Some(set) = self.hosts_of_service(service_name)
         {
             entry.cluster.set_hosts(set);
         }
@@ -790,7 +802,7 @@ impl Store {
                 Ok(rc) => {
                     names.push(rc.name.clone());
                     match RouteTable::compile(&rc) {
-                        Ok(t) => decoded.push((rc, t, inc.version.clone())),
+                        Ok(t) => decoded.push((rc.name, t, inc.version.clone(), &inc.any.value)),
                         Err(e) => errors.push(format!("route configuration {}: {e}", rc.name)),
                     }
                 }
@@ -811,8 +823,7 @@ impl Store {
             };
         }
         let mut map = (**self.world.routes.load()).clone();
-        for (rc, table, version) in decoded {
-            let name = rc.name.clone();
+        for (name, table, version, raw) in decoded {
             let s = self.stats.rds(&self.world.stats, &name, "");
             s.success.inc();
             s.version.set(version_hash(&version));
@@ -823,7 +834,7 @@ impl Store {
                 name,
                 RouteEntry {
                     meta: Meta::now(&version),
-                    source: Arc::new(rc),
+                    raw: Arc::from(raw.as_slice()),
                 },
             );
         }
@@ -856,7 +867,11 @@ impl Store {
     // ---- endpoints ----
 
     fn apply_endpoints(&mut self, u: Update) -> Outcome {
-        let mut decoded = Vec::with_capacity(u.resources.len());
+        // One assignment at a time: decode, validate into a host set, drop the proto. Only a
+        // hash of the bytes is kept (to skip unchanged assignments); the hosts live in the
+        // clusters, and a cluster compiled later takes them from a cluster that has them.
+        let mut decoded: Vec<(String, u64, PrioritySet, String)> =
+            Vec::with_capacity(u.resources.len());
         let mut errors = Vec::new();
         let mut names = Vec::with_capacity(u.resources.len());
         for inc in &u.resources {
@@ -864,7 +879,12 @@ impl Store {
                 Ok(cla) => {
                     names.push(cla.cluster_name.clone());
                     match load_assignment::priority_set_from_assignment(&cla, false) {
-                        Ok(_) => decoded.push((cla, inc.version.clone())),
+                        Ok(set) => decoded.push((
+                            cla.cluster_name,
+                            xxhash_rust::xxh64::xxh64(&inc.any.value, 0),
+                            set,
+                            inc.version.clone(),
+                        )),
                         Err(e) => errors
                             .push(format!("cluster load assignment {}: {e}", cla.cluster_name)),
                     }
@@ -891,30 +911,34 @@ impl Store {
                 error: Some(errors.join("; ")),
             };
         }
-        let mut warmed = Vec::new();
-        for (cla, version) in decoded {
-            let name = cla.cluster_name.clone();
-            let unchanged = self.endpoints.get(&name).is_some_and(|e| *e.cla == cla);
+        for (name, hash, set, version) in decoded {
+            let unchanged = self.endpoints.get(&name).is_some_and(|e| e.hash == hash);
+            let mut targets = Vec::new();
             for cluster in users.get(&name).into_iter().flatten() {
                 let s = self.stats.eds(&self.world.stats, &cluster.name);
                 s.success.inc();
                 s.version.set(version_hash(&version));
-                let warming = self.warming_clusters.contains_key(&cluster.name);
-                if (!unchanged || warming)
-                    && let Ok(set) = load_assignment::priority_set_from_assignment(&cla, false)
-                {
-                    cluster.set_hosts(set);
+                if !unchanged || self.warming_clusters.contains_key(&cluster.name) {
+                    targets.push(cluster);
                 }
-                if warming {
-                    warmed.push(cluster.name.clone());
-                }
+            }
+            // The last user takes the set itself: hosts it owns alone can take over the pools
+            // of the hosts they replace.
+            let mut set = Some(set);
+            for (i, cluster) in targets.iter().enumerate() {
+                let hosts = if i + 1 == targets.len() {
+                    set.take().unwrap_or_default()
+                } else {
+                    set.clone().unwrap_or_default()
+                };
+                cluster.set_hosts(hosts);
             }
             if !unchanged {
                 self.endpoints.insert(
                     name,
                     EndpointEntry {
                         meta: Meta::now(&version),
-                        cla: Arc::new(cla),
+                        hash,
                     },
                 );
             }
@@ -932,6 +956,18 @@ impl Store {
             accepted: names,
             error: None,
         }
+    }
+
+    /// The hosts of EDS service `service`, from a cluster that has them.
+    fn hosts_of_service(&self, service: &str) -> Option<PrioritySet> {
+        self.static_clusters
+            .values()
+            .chain(self.clusters.values().map(|e| &e.cluster))
+            .chain(self.warming_clusters.values().map(|e| &e.cluster))
+            .filter(|c| matches!(&c.discovery, Discovery::Eds { service_name } if service_name == service))
+            .map(|c| c.priority_set())
+            .max_by_key(|set| set.len())
+            .map(|set| (*set).clone())
     }
 
     /// The clusters (static, active, warming) using each EDS service name.

@@ -98,6 +98,11 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
     } else {
         let mut r = decode(req, &ctx, start).instrument(span).await;
         encode(&mut r, &ctx, version);
+        if version < Version::HTTP_2 && ctx.draining.load(Ordering::Relaxed) {
+            // Draining: this response is the connection's last (Envoy's HTTP/1 drain).
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         r
     };
     let class = (resp.status().as_u16() / 100) as usize;
