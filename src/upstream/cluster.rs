@@ -158,7 +158,11 @@ pub struct Cluster {
     /// Retries in flight (for `max_retries`).
     pub active_retries: std::sync::atomic::AtomicU64,
     /// The proto this was compiled from, for `/config_dump`.
-    pub source: cluster_pb::Cluster,
+    source: Arc<[u8]>,
+    /// `eds_cluster_config.eds_config` of an EDS cluster.
+    pub eds_config: Option<envoy_types::pb::envoy::config::core::v3::ConfigSource>,
+    /// The `load_assignment` of a DNS cluster (re-resolved for ever).
+    dns_assignment: Option<envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>,
     hosts: ArcSwap<HostState>,
     dns_targets: Vec<load_assignment::DnsTarget>,
 }
@@ -175,6 +179,17 @@ impl std::fmt::Debug for Cluster {
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 impl Cluster {
+    /// The proto this was compiled from (for `/config_dump`), decoded from the encoding the
+    /// cluster keeps: a large CDS push is several times smaller kept encoded.
+    pub fn source(&self) -> cluster_pb::Cluster {
+        prost::Message::decode(&*self.source).unwrap_or_default()
+    }
+
+    /// The encoding of the proto this was compiled from (to tell a changed cluster).
+    pub fn source_bytes(&self) -> &[u8] {
+        &self.source
+    }
+
     /// Compile a `Cluster`. Errors name the cluster and the field.
     pub fn compile(c: &cluster_pb::Cluster, store: &Store) -> Result<Arc<Cluster>, ConfigError> {
         Self::compile_inner(c, store).within(format!("cluster {}", c.name))
@@ -298,7 +313,16 @@ impl Cluster {
             stats: ClusterStats::new(store, stat_name),
             active_requests: Default::default(),
             active_retries: Default::default(),
-            source: c.clone(),
+            source: Arc::from(prost::Message::encode_to_vec(c)),
+            eds_config: c
+                .eds_cluster_config
+                .as_ref()
+                .and_then(|e| e.eds_config.clone()),
+            dns_assignment: if !dns_targets.is_empty() {
+                c.load_assignment.clone()
+            } else {
+                None
+            },
             hosts: ArcSwap::from_pointee(HostState { set, lb }),
             dns_targets,
         }))
@@ -377,7 +401,7 @@ impl Cluster {
         };
         let weak: Weak<Cluster> = Arc::downgrade(self);
         let targets = self.dns_targets.clone();
-        let cla = self.source.load_assignment.clone().unwrap_or_default();
+        let cla = self.dns_assignment.clone().unwrap_or_default();
         let logical = matches!(self.discovery, Discovery::LogicalDns(_));
         tokio::spawn(async move {
             let mut last: Option<Vec<(String, Vec<IpAddr>)>> = None;

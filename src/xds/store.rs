@@ -493,7 +493,9 @@ impl Store {
                 "cluster {name}: a static cluster cannot be added or updated by CDS"
             ));
         }
-        let same = |e: Option<&ClusterEntry>| e.is_some_and(|e| e.cluster.source == c);
+        let encoded = c.encode_to_vec();
+        let same =
+            |e: Option<&ClusterEntry>| e.is_some_and(|e| e.cluster.source_bytes() == encoded);
         if same(self.warming_clusters.get(&name))
             || (same(self.clusters.get(&name)) && !self.warming_clusters.contains_key(&name))
         {
@@ -1181,11 +1183,7 @@ impl Store {
         let mut eds_names = HashSet::new();
         for c in clusters {
             if let Discovery::Eds { service_name } = &c.discovery {
-                let cs = c
-                    .source
-                    .eds_cluster_config
-                    .as_ref()
-                    .and_then(|e| e.eds_config.as_ref());
+                let cs = c.eds_config.as_ref();
                 if let Some(Ok(r)) = cs.map(|cs| self.plan.resolve(cs)) {
                     add(r.key, Kind::Endpoint, service_name);
                     eds_names.insert(service_name.as_str());
