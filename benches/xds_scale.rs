@@ -1290,7 +1290,7 @@ fn memory_split(
     upstreams: &[SocketAddr],
     listener: &Listener,
     report: &mut String,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(f64, f64)> {
     let ctl = Control::start()?;
     let tern = ctl.start_tern(mode, paths, "mem")?;
     let settle = || {
@@ -1380,7 +1380,7 @@ fn memory_split(
     )?;
     writeln!(report, "peak (VmHWM) {}", mib(hwm))?;
     drop(tern);
-    Ok(())
+    Ok((pc, pe))
 }
 
 fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> {
@@ -1838,6 +1838,24 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
         writeln!(report, "  failure ×{n}: {e}")?;
     }
 
+    drop(rec);
+    drop(tern);
+    drop(ctl);
+
+    // ---- 2b. the staged memory run ----
+    let split = if knobs.mem_split {
+        Some(memory_split(
+            mode,
+            paths,
+            &t,
+            &upstreams,
+            &listener,
+            &mut report,
+        )?)
+    } else {
+        None
+    };
+
     // ---- summary ----
     let ack_max = slowest;
     writeln!(report, "\nTargets ({}):", mode.api_type())?;
@@ -1871,13 +1889,13 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
         "- p99 < 5 ms during swaps: {}; failed requests: {failed}",
         yes(swap_p99_ok)
     )?;
-    drop(rec);
-    drop(tern);
-    drop(ctl);
-
-    // ---- 2b. the staged memory run ----
-    if knobs.mem_split {
-        memory_split(mode, paths, &t, &upstreams, &listener, &mut report)?;
+    if let Some((pc, pe)) = split {
+        writeln!(
+            report,
+            "- aim < 4 KB per cluster: {} ({pc:.0} B); aim < 200 B per endpoint: {} ({pe:.0} B)",
+            yes(pc < 4096.0),
+            yes(pe < 200.0)
+        )?;
     }
     Ok(report)
 }
