@@ -827,8 +827,8 @@ fn proc_ticks(pid: &str) -> u64 {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
-/// (busy, total) ticks of the whole machine.
-fn machine_ticks() -> (u64, u64) {
+/// (busy, total, irq + softirq, steal) ticks of the whole machine.
+fn machine_ticks() -> (u64, u64, u64, u64) {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let v: Vec<u64> = s
         .lines()
@@ -841,7 +841,30 @@ fn machine_ticks() -> (u64, u64) {
     let g = |i: usize| v.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal
     let busy = g(0) + g(1) + g(2) + g(5) + g(6) + g(7);
-    (busy, busy + g(3) + g(4))
+    (busy, busy + g(3) + g(4), g(5) + g(6), g(7))
+}
+
+/// utime + stime and name of every process.
+fn all_procs() -> BTreeMap<u32, (String, u64)> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(l), Some(r)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let f: Vec<&str> = stat[r + 2..].split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        out.insert(pid, (stat[l + 1..r].to_string(), t(11) + t(12)));
+    }
+    out
 }
 
 fn clk_tck() -> u64 {
@@ -855,13 +878,17 @@ fn clk_tck() -> u64 {
 }
 
 /// CPU use over an interval: tern, this bench, and everything else on the machine.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct CpuSnap {
     at: Instant,
     tern: u64,
     bench: u64,
     busy: u64,
     total: u64,
+    irq: u64,
+    steal: u64,
+    procs: BTreeMap<u32, (String, u64)>,
+    tern_pid: u32,
     /// Time tern's data-path threads (all but `tern-xds`) spent runnable but waiting for a
     /// CPU, ns (`/proc/PID/task/TID/schedstat`, second field).
     dp_wait_ns: u64,
@@ -869,13 +896,17 @@ struct CpuSnap {
 
 impl CpuSnap {
     fn take(tern_pid: u32) -> CpuSnap {
-        let (busy, total) = machine_ticks();
+        let (busy, total, irq, steal) = machine_ticks();
         CpuSnap {
             at: Instant::now(),
             tern: proc_ticks(&tern_pid.to_string()),
             bench: proc_ticks("self"),
             busy,
             total,
+            irq,
+            steal,
+            procs: all_procs(),
+            tern_pid,
             dp_wait_ns: datapath_wait_ns(tern_pid),
         }
     }
@@ -909,17 +940,52 @@ struct CpuUse {
     other_pct: f64,
     /// tern's data-path threads waiting for a CPU, ms.
     dp_wait_ms: f64,
+    /// What "other" is made of: irq + softirq and steal, % of the machine, and the other
+    /// processes that used the most CPU (name, ms).
+    irq_pct: f64,
+    steal_pct: f64,
+    top: Vec<(String, u64)>,
 }
 
-fn cpu_between(a: CpuSnap, b: CpuSnap, tck: u64) -> CpuUse {
+impl CpuUse {
+    fn other(&self) -> String {
+        let mut s = format!(
+            "{:.0} % (irq+softirq {:.0} %, steal {:.0} %",
+            self.other_pct, self.irq_pct, self.steal_pct
+        );
+        for (n, ms) in &self.top {
+            let _ = write!(s, ", {n} {ms} ms");
+        }
+        s.push(')');
+        s
+    }
+}
+
+fn cpu_between(a: &CpuSnap, b: &CpuSnap, tck: u64) -> CpuUse {
     let ms = |t: u64| t * 1000 / tck;
     let total = (b.total - a.total).max(1) as f64;
     let other = (b.busy - a.busy).saturating_sub((b.tern - a.tern) + (b.bench - a.bench));
+    let me = std::process::id();
+    let mut top: Vec<(String, u64)> = b
+        .procs
+        .iter()
+        .filter(|(pid, _)| **pid != me && **pid != b.tern_pid)
+        .filter_map(|(pid, (name, t))| {
+            let before = a.procs.get(pid).map_or(0, |(_, t0)| *t0);
+            let d = t.saturating_sub(before);
+            (d > 0).then(|| (name.clone(), ms(d)))
+        })
+        .collect();
+    top.sort_by_key(|x| std::cmp::Reverse(x.1));
+    top.truncate(3);
     CpuUse {
         tern_ms: ms(b.tern - a.tern),
         bench_ms: ms(b.bench - a.bench),
         other_pct: other as f64 * 100.0 / total,
         dp_wait_ms: b.dp_wait_ns.saturating_sub(a.dp_wait_ns) as f64 / 1e6,
+        irq_pct: (b.irq - a.irq) as f64 * 100.0 / total,
+        steal_pct: (b.steal - a.steal) as f64 * 100.0 / total,
+        top,
     }
 }
 
@@ -1462,7 +1528,7 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
     ctl.log.quiesce(Duration::from_millis(500));
     std::thread::sleep(Duration::from_millis(500));
     let (rss1, hwm1) = tern.rss()?;
-    let push_cpu = cpu_between(cpu0, cpu1, tck);
+    let push_cpu = cpu_between(&cpu0, &cpu1, tck);
 
     writeln!(
         report,
@@ -1518,11 +1584,11 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
     writeln!(
         report,
         "\nWhole push, hand-off → last ACK: {}; tern CPU {} ms, bench (ADS server) CPU {} ms, \
-         other processes {:.0} % of the machine.",
+         rest of the machine {}.",
         ms(rds_ack.at - t0),
         push_cpu.tern_ms,
         push_cpu.bench_ms,
-        push_cpu.other_pct
+        push_cpu.other()
     )?;
 
     // ---- 2. memory ----
@@ -1572,7 +1638,7 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
         "quiet baseline".into(),
         a.at,
         b.at,
-        Some(cpu_between(a, b, tck)),
+        Some(cpu_between(&a, &b, tck)),
     ));
 
     // ---- 3. one cluster's endpoints, repeatedly ----
@@ -1605,7 +1671,7 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
         Mode::Delta => "one-cluster EDS updates",
         Mode::Sotw => "one-cluster EDS changes (full 10k EDS pushes)",
     };
-    windows.push((label.into(), a.at, b.at, Some(cpu_between(a, b, tck))));
+    windows.push((label.into(), a.at, b.at, Some(cpu_between(&a, &b, tck))));
     let stat = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
         let mut v: Vec<Duration> = times.iter().map(f).collect();
         v.sort();
@@ -1672,7 +1738,7 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
         let c = ctl.log.ack(p.mark, &cds(), &p.v, mode)?;
         let e = ctl.log.ack(p.mark, &eds(), &p.v, mode)?;
         let b = CpuSnap::take(tern.pid);
-        let cpu = cpu_between(a, b, tck);
+        let cpu = cpu_between(&a, &b, tck);
         let (cs, es) = (ctl.response_at(&p, &c)?, ctl.response_at(&p, &e)?);
         repush.push((
             c.at - p.t0,
@@ -1691,7 +1757,7 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
         "quiet after".into(),
         a.at,
         b.at,
-        Some(cpu_between(a, b, tck)),
+        Some(cpu_between(&a, &b, tck)),
     ));
     let _ = stop_tx.send(true);
     load_rt.block_on(async {
@@ -1791,7 +1857,7 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
             s.p99_due,
             cpu.map_or(String::new(), |c| format!("{} ms", c.tern_ms)),
             cpu.map_or(String::new(), |c| format!("{:.1} ms", c.dp_wait_ms)),
-            cpu.map_or(String::new(), |c| format!("{:.0} %", c.other_pct)),
+            cpu.map_or(String::new(), CpuUse::other),
             if swap { yes(s.p99 < 5000) } else { "" }
         )?;
     }
