@@ -723,12 +723,15 @@ impl Tern {
         let child = cmd
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
-        let pid = if wrap.is_empty() {
-            child.id()
-        } else {
-            find_descendant(child.id(), "tern")?
+        let mut tern = Tern {
+            pid: child.id(),
+            child,
         };
-        Ok(Tern { child, pid })
+        if !wrap.is_empty() {
+            // On an error here, dropping `tern` stops the wrapper.
+            tern.pid = find_descendant(tern.child.id(), "tern")?;
+        }
+        Ok(tern)
     }
 
     fn check_alive(&mut self) -> anyhow::Result<()> {
@@ -770,7 +773,8 @@ impl Drop for Tern {
     }
 }
 
-/// The first process named `comm` among `root`'s descendants (waits up to 10 s).
+/// `root` itself or the first process named `comm` among its descendants (a wrapper that
+/// execs, like `env`, becomes it); waits up to 10 s.
 fn find_descendant(root: u32, comm: &str) -> anyhow::Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -797,13 +801,12 @@ fn find_descendant(root: u32, comm: &str) -> anyhow::Result<u32> {
         }
         let found = name.iter().find(|(pid, n)| {
             let mut p = **pid;
-            *n == comm
-                && std::iter::from_fn(|| {
-                    p = *parent.get(&p)?;
-                    Some(p)
-                })
-                .take(16)
-                .any(|a| a == root)
+            let mut ancestors = std::iter::from_fn(|| {
+                p = *parent.get(&p)?;
+                Some(p)
+            })
+            .take(16);
+            *n == comm && (**pid == root || ancestors.any(|a| a == root))
         });
         if let Some((pid, _)) = found {
             return Ok(*pid);
