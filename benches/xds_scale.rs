@@ -161,6 +161,41 @@ typed_extension_protocol_options:
       http2_protocol_options: {}
 "#;
 
+/// Istio's `transport_socket_matches` (mTLS when the endpoint says `tlsMode: istio`, else
+/// plaintext), added with `ISTIO_TLS=1`. tern ignores them today (`Cluster::compile` does not
+/// read them), so by default they are left out: they would only add bytes to the proto tern
+/// keeps, and once upstream TLS lands they need SDS secrets this ADS server does not serve.
+const ISTIO_TLS_YAML: &str = r#"
+name: tls
+transport_socket_matches:
+- name: tlsMode-istio
+  match: {tlsMode: istio}
+  transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+      common_tls_context:
+        alpn_protocols: [istio-http/1.0, istio-http/1.1, istio-h2]
+        tls_certificate_sds_secret_configs:
+        - name: default
+          sds_config: {ads: {}, initial_fetch_timeout: 0s}
+        combined_validation_context:
+          default_validation_context:
+            match_typed_subject_alt_names:
+            - san_type: URI
+              matcher: {exact: "spiffe://cluster.local/ns/default/sa/default"}
+          validation_context_sds_secret_config:
+            name: ROOTCA
+            sds_config: {ads: {}, initial_fetch_timeout: 0s}
+      sni: outbound_.80_._.svc-0.ns-0.svc.cluster.local
+- name: tlsMode-disabled
+  match: {}
+  transport_socket:
+    name: envoy.transport_sockets.raw_buffer
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer
+"#;
+
 /// One locality with one endpoint: the shape every endpoint is cloned from.
 const CLA_YAML: &str = r#"
 cluster_name: outbound|80||SVC.NS.svc.cluster.local
@@ -297,6 +332,8 @@ fn fill_metadata(m: &mut Option<core_pb::Metadata>, svc: &str, ns: &str) {
 /// The templates, decoded once.
 struct Templates {
     cluster: Cluster,
+    /// `ISTIO_TLS=1`: Istio's transport socket matches.
+    tls: Option<Vec<envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch>>,
     endpoint: LbEndpoint,
     locality: LocalityLbEndpoints,
     vhost: VirtualHost,
@@ -307,7 +344,13 @@ impl Templates {
         let cla: ClusterLoadAssignment = decode(CLA_YAML)?;
         let mut locality = cla.endpoints[0].clone();
         let endpoint = locality.lb_endpoints.remove(0);
+        let tls = if env_usize("ISTIO_TLS", 0) != 0 {
+            Some(decode::<Cluster>(ISTIO_TLS_YAML)?.transport_socket_matches)
+        } else {
+            None
+        };
         Ok(Templates {
+            tls,
             cluster: decode(CLUSTER_YAML)?,
             endpoint,
             locality,
@@ -328,6 +371,13 @@ impl Templates {
             nanos: 0,
         });
         fill_metadata(&mut c.metadata, &svc, &ns);
+        if let Some(tls) = &self.tls {
+            c.transport_socket_matches = tls.clone();
+            set_sni(
+                &mut c,
+                &format!("outbound_.80_._.{svc}.{ns}.svc.cluster.local"),
+            );
+        }
         c
     }
 
@@ -412,6 +462,25 @@ impl Templates {
             validate_clusters: Some(pb::BoolValue { value: false }),
             ..Default::default()
         }
+    }
+}
+
+/// Set the SNI of the first transport socket match's `UpstreamTlsContext`.
+fn set_sni(c: &mut Cluster, sni: &str) {
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    use prost::Message as _;
+    let Some(Some(ConfigType::TypedConfig(any))) = c
+        .transport_socket_matches
+        .first_mut()
+        .and_then(|m| m.transport_socket.as_mut())
+        .map(|t| t.config_type.as_mut())
+    else {
+        return;
+    };
+    if let Ok(mut ctx) = UpstreamTlsContext::decode(any.value.as_slice()) {
+        ctx.sni = sni.to_owned();
+        any.value = ctx.encode_to_vec();
     }
 }
 
@@ -1507,6 +1576,13 @@ fn run_mode(mode: Mode, knobs: &Knobs, paths: &Paths) -> anyhow::Result<String> 
         bytes_of(&full.listeners),
         bytes_of(&full.routes) as f64 / 1e6,
         ms(build_time)
+    )?;
+    writeln!(
+        report,
+        "shape: istiod's outbound clusters {} transport_socket_matches, without upstream filters; \
+         config sources {} resource_api_version/transport_api_version V3",
+        if t.tls.is_some() { "with" } else { "without" },
+        if v3_fields() { "with" } else { "without" }
     )?;
 
     // ---- 1. the initial push ----
