@@ -56,7 +56,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -193,6 +193,8 @@ impl XdsResponse {
 #[derive(Clone, Debug)]
 pub struct Received {
     pub stream: StreamId,
+    /// When it came off the stream, before the server acted on it.
+    pub at: Instant,
     pub request: XdsRequest,
 }
 
@@ -207,6 +209,8 @@ impl std::ops::Deref for Received {
 #[derive(Clone, Debug)]
 pub struct Sent {
     pub stream: StreamId,
+    /// When it was handed to the stream (before gRPC encodes it).
+    pub at: Instant,
     pub response: XdsResponse,
 }
 
@@ -555,6 +559,17 @@ impl AdsServer {
     /// Every response sent (automatic and raw), in order.
     pub fn responses(&self) -> Vec<Sent> {
         self.shared.lock().responses.clone()
+    }
+
+    /// How many responses were sent so far (a mark for [`Self::responses_since`]).
+    pub fn response_count(&self) -> usize {
+        self.shared.lock().responses.len()
+    }
+
+    /// The responses sent after the first `from`.
+    pub fn responses_since(&self, from: usize) -> Vec<Sent> {
+        let inner = self.shared.lock();
+        inner.responses.iter().skip(from).cloned().collect()
     }
 
     /// Wait until some request matching `pred` has been received (and the server has acted on
@@ -1144,10 +1159,11 @@ async fn run_stream<S: Session>(
             request = inbound.next() => {
                 // The client ended its side, sent something undecodable, or went away.
                 let Some(Ok(request)) = request else { break };
+                let at = Instant::now();
                 let mut inner = shared.lock();
                 let responses = session.on_request(&mut inner, request.clone());
                 let request = request.into();
-                inner.requests.push(Received { stream: id, request });
+                inner.requests.push(Received { stream: id, at, request });
                 deliver(&mut inner, id, &out, responses)
             }
             c = control.recv() => match c {
@@ -1193,6 +1209,7 @@ fn deliver<R: Clone + Into<XdsResponse>>(
         let response = r.clone().into();
         inner.responses.push(Sent {
             stream: id,
+            at: Instant::now(),
             response,
         });
         if out.send(Ok(r)).is_err() {
