@@ -220,6 +220,10 @@ pub struct Store {
     pub routes: HashMap<String, RouteEntry>,
     /// EDS assignments, by service name.
     pub endpoints: HashMap<String, EndpointEntry>,
+    /// Service name of each assignment's hash (to skip unchanged SotW assignments undecoded).
+    endpoint_hashes: HashMap<u64, String>,
+    /// EDS service name → the clusters using it (rebuilt with the interest).
+    eds_index: HashMap<String, Vec<String>>,
     /// SDS secrets.
     pub secrets: HashMap<String, SecretEntry>,
     /// The last rejection of each resource that has one.
@@ -268,6 +272,8 @@ impl Store {
             warming_listeners: BTreeMap::new(),
             routes: HashMap::new(),
             endpoints: HashMap::new(),
+            endpoint_hashes: HashMap::new(),
+            eds_index: HashMap::new(),
             secrets: HashMap::new(),
             errors: BTreeMap::new(),
             versions: HashMap::new(),
@@ -338,6 +344,7 @@ impl Store {
         let started = Instant::now();
         let kind = u.kind;
         let n = u.resources.len();
+        let bytes: usize = u.resources.iter().map(|r| r.any.value.len()).sum();
         let out = match kind {
             Kind::Cluster => self.apply_clusters(u),
             Kind::Listener => self.apply_listeners(u),
@@ -346,7 +353,7 @@ impl Store {
             Kind::Secret => self.apply_secrets(u),
         };
         self.settle(Instant::now());
-        if n >= 1000 {
+        if bytes >= 1 << 20 {
             // A large push leaves its decoded protos freed in the heap; give the pages back.
             crate::server::memory::release_free_memory();
         }
@@ -876,17 +883,31 @@ impl Store {
             Vec::with_capacity(u.resources.len());
         let mut errors = Vec::new();
         let mut names = Vec::with_capacity(u.resources.len());
+        let mut unchanged_names = Vec::new();
         for inc in &u.resources {
+            // A state-of-the-world push resends every assignment: one whose bytes are what tern
+            // has (and whose clusters are not waiting for it) is not decoded again.
+            let hash = xxhash_rust::xxh64::xxh64(&inc.any.value, 0);
+            if !inc.name.is_empty() || u.state_of_world {
+                let known = if inc.name.is_empty() {
+                    self.endpoint_hashes.get(&hash)
+                } else {
+                    Some(&inc.name)
+                };
+                if let Some(name) = known
+                    && self.endpoints.get(name).is_some_and(|e| e.hash == hash)
+                    && !self.eds_waiting(name)
+                {
+                    names.push(name.clone());
+                    unchanged_names.push(name.clone());
+                    continue;
+                }
+            }
             match decode::<ClusterLoadAssignment>(Kind::Endpoint, inc) {
                 Ok(cla) => {
                     names.push(cla.cluster_name.clone());
                     match load_assignment::priority_set_from_assignment(&cla, false) {
-                        Ok(set) => decoded.push((
-                            cla.cluster_name,
-                            xxhash_rust::xxh64::xxh64(&inc.any.value, 0),
-                            set,
-                            inc.version.clone(),
-                        )),
+                        Ok(set) => decoded.push((cla.cluster_name, hash, set, inc.version.clone())),
                         Err(e) => errors
                             .push(format!("cluster load assignment {}: {e}", cla.cluster_name)),
                     }
@@ -913,6 +934,14 @@ impl Store {
                 error: Some(errors.join("; ")),
             };
         }
+        for name in &unchanged_names {
+            for cluster in users.get(name).into_iter().flatten() {
+                self.stats
+                    .eds(&self.world.stats, &cluster.name)
+                    .success
+                    .inc();
+            }
+        }
         for (name, hash, set, version) in decoded {
             let unchanged = self.endpoints.get(&name).is_some_and(|e| e.hash == hash);
             let mut targets = Vec::new();
@@ -936,13 +965,16 @@ impl Store {
                 cluster.set_hosts(hosts);
             }
             if !unchanged {
-                self.endpoints.insert(
+                self.endpoint_hashes.insert(hash, name.clone());
+                if let Some(old) = self.endpoints.insert(
                     name,
                     EndpointEntry {
                         meta: Meta::now(&version),
                         hash,
                     },
-                );
+                ) {
+                    self.endpoint_hashes.remove(&old.hash);
+                }
             }
         }
         for n in &u.removed {
@@ -962,33 +994,44 @@ impl Store {
 
     /// The hosts of EDS service `service`, from a cluster that has them.
     fn hosts_of_service(&self, service: &str) -> Option<PrioritySet> {
-        self.static_clusters
-            .values()
-            .chain(self.clusters.values().map(|e| &e.cluster))
-            .chain(self.warming_clusters.values().map(|e| &e.cluster))
-            .filter(|c| matches!(&c.discovery, Discovery::Eds { service_name } if service_name == service))
+        self.eds_users(&[service.to_string()])
+            .remove(service)?
+            .into_iter()
             .map(|c| c.priority_set())
             .max_by_key(|set| set.len())
             .map(|set| (*set).clone())
     }
 
-    /// The clusters (static, active, warming) using each EDS service name.
+    /// The clusters (static, active, warming) using each EDS service name, through the
+    /// service index (an update of one assignment must not walk every cluster).
     fn eds_users(&self, names: &[String]) -> HashMap<String, Vec<Arc<Cluster>>> {
-        let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
         let mut out: HashMap<String, Vec<Arc<Cluster>>> = HashMap::new();
-        let all = self
-            .static_clusters
-            .values()
-            .chain(self.clusters.values().map(|e| &e.cluster))
-            .chain(self.warming_clusters.values().map(|e| &e.cluster));
-        for c in all {
-            if let Discovery::Eds { service_name } = &c.discovery
-                && wanted.contains(service_name.as_str())
-            {
-                out.entry(service_name.clone()).or_default().push(c.clone());
+        for n in names {
+            let Some(clusters) = self.eds_index.get(n) else {
+                continue;
+            };
+            let found: Vec<Arc<Cluster>> = clusters
+                .iter()
+                .filter_map(|c| {
+                    self.clusters
+                        .get(c)
+                        .or_else(|| self.warming_clusters.get(c))
+                        .map(|e| e.cluster.clone())
+                        .or_else(|| self.static_clusters.get(c).cloned())
+                })
+                .collect();
+            if !found.is_empty() {
+                out.insert(n.clone(), found);
             }
         }
         out
+    }
+
+    /// Whether a cluster using EDS service `name` still waits for it.
+    fn eds_waiting(&self, name: &str) -> bool {
+        self.eds_index
+            .get(name)
+            .is_some_and(|cs| cs.iter().any(|c| self.warming_clusters.contains_key(c)))
     }
 
     // ---- secrets ----
@@ -1181,8 +1224,13 @@ impl Store {
             .chain(self.clusters.values().map(|e| &e.cluster))
             .chain(self.warming_clusters.values().map(|e| &e.cluster));
         let mut eds_names = HashSet::new();
+        let mut eds_index: HashMap<String, Vec<String>> = HashMap::new();
         for c in clusters {
             if let Discovery::Eds { service_name } = &c.discovery {
+                eds_index
+                    .entry(service_name.clone())
+                    .or_default()
+                    .push(c.name.clone());
                 let cs = c.eds_config.as_ref();
                 if let Some(Ok(r)) = cs.map(|cs| self.plan.resolve(cs)) {
                     add(r.key, Kind::Endpoint, service_name);
@@ -1239,7 +1287,11 @@ impl Store {
             self.graveyard.push(old);
         }
         let eds_names: HashSet<String> = eds_names.into_iter().map(String::from).collect();
+        self.eds_index = eds_index;
         self.endpoints.retain(|n, _| eds_names.contains(n));
+        let endpoints = &self.endpoints;
+        self.endpoint_hashes
+            .retain(|h, n| endpoints.get(n).is_some_and(|e| e.hash == *h));
         let mut routes_dropped = false;
         self.routes.retain(|n, _| {
             let keep = rds.contains(n);
