@@ -33,7 +33,7 @@ mod tests;
 #[derive(Debug, Clone)]
 pub enum NetworkFilterConfig {
     /// `envoy.filters.network.tcp_proxy`.
-    TcpProxy(TcpProxyConfig),
+    TcpProxy(Box<TcpProxyConfig>),
     /// `envoy.filters.network.http_connection_manager`.
     Hcm(Box<HcmConfig>),
 }
@@ -145,11 +145,11 @@ pub fn compile_network_filters(
         }
     };
     let terminal = if tc.type_url() == tcp_pb::TcpProxy::type_url() {
-        NetworkFilterConfig::TcpProxy(
+        NetworkFilterConfig::TcpProxy(Box::new(
             TcpProxyConfig::compile(any, stats)
                 .map_err(name_it)
                 .within(path)?,
-        )
+        ))
     } else if tc.type_url() == hcm_pb::HttpConnectionManager::type_url() {
         NetworkFilterConfig::Hcm(Box::new(
             HcmConfig::compile(any, stats)

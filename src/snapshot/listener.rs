@@ -393,7 +393,7 @@ fn compile_chain(
         ChainMatch::compile(fc.filter_chain_match.as_ref()).within("filter_chain_match")?;
     let compiled = filters::compile_network_filters(&fc.filters, store)?;
     let network = match compiled.terminal {
-        NetworkFilterConfig::TcpProxy(t) => NetworkFilter::TcpProxy(Arc::new(t)),
+        NetworkFilterConfig::TcpProxy(t) => NetworkFilter::TcpProxy(Arc::new(*t)),
         NetworkFilterConfig::Hcm(h) => {
             let routes = match &h.route {
                 RouteSpec::Inline(rc) => RouteSource::Static(Arc::new(

@@ -111,15 +111,27 @@ pub struct ClusterStats {
 
 impl ClusterStats {
     fn new(store: &Store, name: &str) -> Self {
-        let c = |s: &str| store.counter(format!("cluster.{name}.{s}"));
+        const NAMES: &[&str] = &[
+            "upstream_rq_total",
+            "upstream_rq_retry",
+            "upstream_rq_timeout",
+            "upstream_cx_connect_fail",
+            "upstream_rq_pending_overflow",
+            "upstream_rq_retry_overflow",
+            "upstream_cx_none_healthy",
+        ];
+        let mut c = store
+            .counter_block(&format!("cluster.{name}."), NAMES)
+            .into_iter();
+        let mut next = || c.next().unwrap_or_default();
         Self {
-            upstream_rq_total: c("upstream_rq_total"),
-            upstream_rq_retry: c("upstream_rq_retry"),
-            upstream_rq_timeout: c("upstream_rq_timeout"),
-            upstream_cx_connect_fail: c("upstream_cx_connect_fail"),
-            upstream_rq_pending_overflow: c("upstream_rq_pending_overflow"),
-            upstream_rq_retry_overflow: c("upstream_rq_retry_overflow"),
-            upstream_cx_none_healthy: c("upstream_cx_none_healthy"),
+            upstream_rq_total: next(),
+            upstream_rq_retry: next(),
+            upstream_rq_timeout: next(),
+            upstream_cx_connect_fail: next(),
+            upstream_rq_pending_overflow: next(),
+            upstream_rq_retry_overflow: next(),
+            upstream_cx_none_healthy: next(),
         }
     }
 }
@@ -372,7 +384,7 @@ impl Cluster {
                 if let Some(prev) = by_addr.get(&h.address)
                     && let Some(new) = Arc::get_mut(h)
                 {
-                    new.pools = prev.pools.clone();
+                    new.share_pools_from(prev);
                 }
             }
         }
@@ -387,8 +399,10 @@ impl Cluster {
         drop(old);
         self.hosts.store(Arc::new(HostState { set, lb }));
         for h in removed {
-            h.pools.http1.clear();
-            h.pools.http2.clear();
+            if let Some(p) = h.pools_if_any() {
+                p.http1.clear();
+                p.http2.clear();
+            }
         }
     }
 

@@ -28,9 +28,10 @@ pub struct Host {
     pub active_requests: AtomicU64,
     /// Requests ever sent to this host.
     pub total_requests: AtomicU64,
-    /// Connection pools; shared with the host of the same address in the next host set, so
-    /// pooled connections survive an EDS or DNS update.
-    pub pools: Arc<HostPools>,
+    /// Connection pools, made on first use (most hosts of a large mesh are never used);
+    /// shared with the host of the same address in the next host set, so pooled connections
+    /// survive an EDS or DNS update.
+    pools: std::sync::OnceLock<Arc<HostPools>>,
 }
 
 impl Host {
@@ -45,7 +46,24 @@ impl Host {
             degraded: AtomicBool::new(false),
             active_requests: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
-            pools: Arc::default(),
+            pools: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The host's connection pools.
+    pub fn pools(&self) -> &HostPools {
+        self.pools.get_or_init(Arc::default)
+    }
+
+    /// The pools, if any connection was ever pooled for this host.
+    pub fn pools_if_any(&self) -> Option<&Arc<HostPools>> {
+        self.pools.get()
+    }
+
+    /// Take over the pools of `prev` (the same address in the previous host set).
+    pub fn share_pools_from(&mut self, prev: &Host) {
+        if let Some(p) = prev.pools.get() {
+            self.pools = std::sync::OnceLock::from(p.clone());
         }
     }
 

@@ -24,11 +24,19 @@ pub struct UpdateStats {
 impl UpdateStats {
     /// The stats under `prefix` (which ends with a dot).
     pub fn new(store: &Store, prefix: &str) -> UpdateStats {
+        const NAMES: &[&str] = &[
+            "update_attempt",
+            "update_success",
+            "update_rejected",
+            "update_empty",
+        ];
+        let mut c = store.counter_block(prefix, NAMES).into_iter();
+        let mut next = || c.next().unwrap_or_default();
         UpdateStats {
-            attempt: store.counter(format!("{prefix}update_attempt")),
-            success: store.counter(format!("{prefix}update_success")),
-            rejected: store.counter(format!("{prefix}update_rejected")),
-            empty: store.counter(format!("{prefix}update_empty")),
+            attempt: next(),
+            success: next(),
+            rejected: next(),
+            empty: next(),
             version: store.gauge(format!("{prefix}version")),
         }
     }

@@ -78,7 +78,7 @@ pub(super) async fn send(
 ) -> Result<PooledResponse, UpstreamError> {
     // A pooled connection first; a request that was not written (the peer closed the idle
     // connection) moves on to the next one.
-    while let Some(mut c) = host.pools.http1.take(settings) {
+    while let Some(mut c) = host.pools().http1.take(settings) {
         if c.sender.ready().await.is_err() {
             continue;
         }
@@ -170,7 +170,7 @@ pin_project_lite::pin_project! {
 
 fn give_back(ret: &mut Option<Return>) {
     if let Some(r) = ret.take() {
-        r.host.pools.http1.put(r.conn, &r.settings);
+        r.host.pools().http1.put(r.conn, &r.settings);
     }
 }
 

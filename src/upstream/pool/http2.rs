@@ -57,11 +57,11 @@ pub(super) async fn send(
     settings: &PoolSettings,
     req: http::Request<Body>,
 ) -> Result<PooledResponse, UpstreamError> {
-    let shared = match host.pools.http2.get(settings) {
+    let shared = match host.pools().http2.get(settings) {
         Some(s) => s,
         None => {
             let s = handshake(host, settings).await?;
-            if let Ok(mut guard) = host.pools.http2.conn.lock() {
+            if let Ok(mut guard) = host.pools().http2.conn.lock() {
                 *guard = Some(s.clone());
             }
             s
