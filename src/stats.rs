@@ -131,6 +131,26 @@ impl Store {
             .collect()
     }
 
+    /// Forget the block `<prefix>` + `names` and the gauges `<prefix><gauge>` (the stats of a
+    /// removed cluster or resource): they are no longer listed, and handles still held keep
+    /// counting into cells nobody reads. Stats of names that merely start with the same text
+    /// are untouched.
+    pub fn remove_block(&self, prefix: &str, names: &'static [&'static str], gauges: &[&str]) {
+        {
+            let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(list) = blocks.get_mut(prefix) {
+                list.retain(|b| !(std::ptr::eq(b.names, names) || b.names == names));
+                if list.is_empty() {
+                    blocks.remove(prefix);
+                }
+            }
+        }
+        let mut map = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
+        for g in gauges {
+            map.remove(&format!("{prefix}{g}"));
+        }
+    }
+
     /// The block counter a full name denotes, if any.
     fn block_counter(&self, name: &str) -> Option<Counter> {
         let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
@@ -254,6 +274,20 @@ mod tests {
                 "cluster.a.upstream_rq_total"
             ]
         );
+    }
+
+    #[test]
+    fn removed_blocks_are_no_longer_listed() {
+        let s = Store::new();
+        const NAMES: &[&str] = &["upstream_rq_total"];
+        s.counter_block("cluster.a.", NAMES)[0].inc();
+        s.counter_block("cluster.a.b.", NAMES)[0].inc();
+        s.gauge("cluster.a.version").set(1);
+        s.remove_block("cluster.a.", NAMES, &["version"]);
+        let names: Vec<String> = s.counters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["cluster.a.b.upstream_rq_total"]);
+        assert!(s.gauges().is_empty());
+        assert_eq!(s.counter_block("cluster.a.", NAMES)[0].value(), 0);
     }
 
     #[test]

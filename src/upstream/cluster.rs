@@ -107,22 +107,25 @@ pub struct ClusterStats {
     pub upstream_rq_retry_overflow: Counter,
     /// `upstream_cx_none_healthy`.
     pub upstream_cx_none_healthy: Counter,
+    /// `cluster.<name or alt_stat_name>.`
+    prefix: Box<str>,
 }
+
+/// The names of a cluster's counter block.
+const CLUSTER_STAT_NAMES: &[&str] = &[
+    "upstream_rq_total",
+    "upstream_rq_retry",
+    "upstream_rq_timeout",
+    "upstream_cx_connect_fail",
+    "upstream_rq_pending_overflow",
+    "upstream_rq_retry_overflow",
+    "upstream_cx_none_healthy",
+];
 
 impl ClusterStats {
     fn new(store: &Store, name: &str) -> Self {
-        const NAMES: &[&str] = &[
-            "upstream_rq_total",
-            "upstream_rq_retry",
-            "upstream_rq_timeout",
-            "upstream_cx_connect_fail",
-            "upstream_rq_pending_overflow",
-            "upstream_rq_retry_overflow",
-            "upstream_cx_none_healthy",
-        ];
-        let mut c = store
-            .counter_block(&format!("cluster.{name}."), NAMES)
-            .into_iter();
+        let prefix = format!("cluster.{name}.");
+        let mut c = store.counter_block(&prefix, CLUSTER_STAT_NAMES).into_iter();
         let mut next = || c.next().unwrap_or_default();
         Self {
             upstream_rq_total: next(),
@@ -132,7 +135,13 @@ impl ClusterStats {
             upstream_rq_pending_overflow: next(),
             upstream_rq_retry_overflow: next(),
             upstream_cx_none_healthy: next(),
+            prefix: prefix.into_boxed_str(),
         }
+    }
+
+    /// Stop listing these stats (the cluster is gone).
+    pub fn remove(&self, store: &Store) {
+        store.remove_block(&self.prefix, CLUSTER_STAT_NAMES, &[]);
     }
 }
 

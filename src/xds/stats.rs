@@ -5,6 +5,14 @@
 use crate::stats::{Counter, Gauge, Store};
 use std::collections::HashMap;
 
+/// The counters of [`UpdateStats`], one block per prefix.
+const UPDATE_NAMES: &[&str] = &[
+    "update_attempt",
+    "update_success",
+    "update_rejected",
+    "update_empty",
+];
+
 /// `update_attempt`, `update_success`, `update_rejected`, `update_empty` and `version` under
 /// one prefix.
 #[derive(Debug, Clone)]
@@ -24,13 +32,7 @@ pub struct UpdateStats {
 impl UpdateStats {
     /// The stats under `prefix` (which ends with a dot).
     pub fn new(store: &Store, prefix: &str) -> UpdateStats {
-        const NAMES: &[&str] = &[
-            "update_attempt",
-            "update_success",
-            "update_rejected",
-            "update_empty",
-        ];
-        let mut c = store.counter_block(prefix, NAMES).into_iter();
+        let mut c = store.counter_block(prefix, UPDATE_NAMES).into_iter();
         let mut next = || c.next().unwrap_or_default();
         UpdateStats {
             attempt: next(),
@@ -91,9 +93,9 @@ pub struct XdsStats {
     pub listeners_active: Gauge,
     /// `listener_manager.total_listeners_warming`.
     pub listeners_warming: Gauge,
-    rds: HashMap<String, UpdateStats>,
-    eds: HashMap<String, UpdateStats>,
-    sds: HashMap<String, UpdateStats>,
+    rds: HashMap<String, (String, UpdateStats)>,
+    eds: HashMap<String, (String, UpdateStats)>,
+    sds: HashMap<String, (String, UpdateStats)>,
 }
 
 impl XdsStats {
@@ -122,7 +124,12 @@ impl XdsStats {
     pub fn rds(&mut self, store: &Store, name: &str, stat_prefix: &str) -> UpdateStats {
         self.rds
             .entry(name.to_string())
-            .or_insert_with(|| UpdateStats::new(store, &format!("http.{stat_prefix}.rds.{name}.")))
+            .or_insert_with(|| {
+                let p = format!("http.{stat_prefix}.rds.{name}.");
+                let s = UpdateStats::new(store, &p);
+                (p, s)
+            })
+            .1
             .clone()
     }
 
@@ -130,15 +137,50 @@ impl XdsStats {
     pub fn eds(&mut self, store: &Store, cluster: &str) -> UpdateStats {
         self.eds
             .entry(cluster.to_string())
-            .or_insert_with(|| UpdateStats::new(store, &format!("cluster.{cluster}.")))
+            .or_insert_with(|| {
+                let p = format!("cluster.{cluster}.");
+                let s = UpdateStats::new(store, &p);
+                (p, s)
+            })
+            .1
             .clone()
+    }
+
+    /// Forget the stats of resources that are gone: EDS stats of removed clusters, RDS and SDS
+    /// stats of names nobody subscribes to any more (Envoy drops a removed resource's stats too;
+    /// without this, churn would grow the registry for ever).
+    pub fn retain(
+        &mut self,
+        store: &Store,
+        clusters: impl Fn(&str) -> bool,
+        routes: impl Fn(&str) -> bool,
+        secrets: impl Fn(&str) -> bool,
+    ) {
+        let forget = |map: &mut HashMap<String, (String, UpdateStats)>,
+                      keep: &dyn Fn(&str) -> bool| {
+            map.retain(|name, (prefix, _)| {
+                let k = keep(name);
+                if !k {
+                    store.remove_block(prefix, UPDATE_NAMES, &["version"]);
+                }
+                k
+            });
+        };
+        forget(&mut self.eds, &clusters);
+        forget(&mut self.rds, &routes);
+        forget(&mut self.sds, &secrets);
     }
 
     /// `sds.<name>.*`.
     pub fn sds(&mut self, store: &Store, name: &str) -> UpdateStats {
         self.sds
             .entry(name.to_string())
-            .or_insert_with(|| UpdateStats::new(store, &format!("sds.{name}.")))
+            .or_insert_with(|| {
+                let p = format!("sds.{name}.");
+                let s = UpdateStats::new(store, &p);
+                (p, s)
+            })
+            .1
             .clone()
     }
 }

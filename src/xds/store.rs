@@ -469,6 +469,11 @@ impl Store {
                 self.retire(e.cluster.clone());
             }
             let was_warming = self.warming_clusters.remove(&name);
+            if let Some(e) = was_active.as_ref().or(was_warming.as_ref()) {
+                // A removed cluster's stats go with it, as in Envoy (churn must not grow the
+                // registry for ever).
+                e.cluster.stats.remove(&self.world.stats);
+            }
             if let Some(e) = &was_active {
                 // Pools of its hosts close once idle; in-flight requests hold their own handles.
                 e.cluster.set_hosts(PrioritySet::default());
@@ -1272,6 +1277,20 @@ impl Store {
                 }
             }
         }
+        let clusters_now: HashSet<&str> = self
+            .static_clusters
+            .keys()
+            .chain(self.clusters.keys())
+            .chain(self.warming_clusters.keys())
+            .map(String::as_str)
+            .collect();
+        self.stats.retain(
+            &self.world.stats,
+            |c| clusters_now.contains(c),
+            |r| rds.contains(r),
+            |n| secrets.contains(n),
+        );
+        drop(clusters_now);
         let before = self.secrets.len();
         self.secrets.retain(|n, _| secrets.contains(n));
         if self.secrets.len() != before {

@@ -240,6 +240,24 @@ async fn sotw_absence_removes_clusters_but_not_endpoints() {
         !s.endpoints.contains_key("svc-b"),
         "unused endpoints dropped"
     );
+    // Its stats are gone too; the remaining cluster keeps its own.
+    assert_eq!(
+        world.stats.counter_value("cluster.b.upstream_rq_total"),
+        None
+    );
+    assert_eq!(world.stats.counter_value("cluster.b.update_success"), None);
+    assert!(
+        world
+            .stats
+            .counter_value("cluster.a.update_success")
+            .is_some()
+    );
+    assert!(
+        world
+            .stats
+            .counter_value("cluster.a.upstream_rq_total")
+            .is_some()
+    );
 }
 
 #[tokio::test]
