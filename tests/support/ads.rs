@@ -826,6 +826,10 @@ impl Inner {
 #[derive(Default)]
 struct Store {
     system_version: u64,
+    /// Every change, in order: (type URL, name; `None` for the whole type). A delta stream
+    /// reads the changes since its last response of a type instead of walking every resource
+    /// (10,000 of them in the scale bench).
+    changes: Vec<(String, Option<String>)>,
     types: BTreeMap<String, TypeEntry>,
 }
 
@@ -853,12 +857,14 @@ impl Store {
                         version: version.clone(),
                         resource,
                     };
-                    entry.resources.insert(name, stored);
+                    entry.resources.insert(name.clone(), stored);
+                    self.changes.push((type_url.clone(), Some(name)));
                     touched.insert(type_url);
                 }
                 Op::Remove(type_url, name) => {
                     let entry = self.types.get_mut(&type_url);
                     if entry.is_some_and(|e| e.resources.remove(&name).is_some()) {
+                        self.changes.push((type_url.clone(), Some(name)));
                         touched.insert(type_url);
                     }
                 }
@@ -867,6 +873,7 @@ impl Store {
                     for r in entry.resources.values_mut() {
                         r.version = version.clone();
                     }
+                    self.changes.push((type_url.clone(), None));
                     touched.insert(type_url);
                 }
             }
@@ -1383,6 +1390,8 @@ struct DeltaType {
     known: HashMap<String, String>,
     /// Names to report in `removed_resources` with the next response: subscribed but absent.
     absent: BTreeSet<String>,
+    /// How much of the store's change log this type has seen (`None`: walk everything).
+    seen: Option<usize>,
 }
 
 impl Session for DeltaSession {
@@ -1434,7 +1443,15 @@ impl Session for DeltaSession {
         if !inner.auto {
             return Vec::new();
         }
-        delta_response(inner, &req.type_url, t)
+        if !first
+            && req.resource_names_subscribe.is_empty()
+            && req.resource_names_unsubscribe.is_empty()
+        {
+            // An ACK or NACK: nothing new to send (changes are pushed as they happen).
+            return Vec::new();
+        }
+        t.seen = Some(inner.store.changes.len());
+        delta_response(inner, &req.type_url, t, None)
             .into_iter()
             .collect()
     }
@@ -1448,9 +1465,20 @@ impl Session for DeltaSession {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let end = inner.store.changes.len();
         for (type_url, t) in &mut self.types {
             if types.is_none_or(|ts| ts.contains(type_url)) {
-                out.extend(delta_response(inner, type_url, t));
+                // The names changed since this type's last look, or everything.
+                let only: Option<BTreeSet<String>> = match (types, t.seen) {
+                    (Some(_), Some(from)) => inner.store.changes[from.min(end)..end]
+                        .iter()
+                        .filter(|(ty, _)| ty == type_url)
+                        .map(|(_, n)| n.clone())
+                        .collect::<Option<BTreeSet<String>>>(),
+                    _ => None,
+                };
+                t.seen = Some(end);
+                out.extend(delta_response(inner, type_url, t, only.as_ref()));
             }
         }
         out
@@ -1469,25 +1497,36 @@ fn delta_response(
     inner: &mut Inner,
     type_url: &str,
     t: &mut DeltaType,
+    only: Option<&BTreeSet<String>>,
 ) -> Option<DeltaDiscoveryResponse> {
     let store = &inner.store;
     let wanted = |n: &str| t.wildcard || t.names.contains(n);
-    let resources: Vec<_> = store
-        .resources(type_url)
-        .filter(|(n, r)| wanted(n) && t.known.get(*n) != Some(&r.version))
-        .map(|(n, r)| discovery_pb::Resource {
+    let to_send = |(n, r): (&String, &Stored)| {
+        (wanted(n) && t.known.get(n) != Some(&r.version)).then(|| discovery_pb::Resource {
             name: n.clone(),
             version: r.version.clone(),
             resource: Some(r.resource.clone()),
             ..Default::default()
         })
-        .collect();
-    let mut removed: BTreeSet<String> = t
-        .known
-        .keys()
-        .filter(|n| wanted(n) && store.get(type_url, n).is_none())
-        .cloned()
-        .collect();
+    };
+    let resources: Vec<_> = match only {
+        None => store.resources(type_url).filter_map(to_send).collect(),
+        Some(names) => names
+            .iter()
+            .filter_map(|n| store.get(type_url, n).map(|r| (n, r)))
+            .filter_map(to_send)
+            .collect(),
+    };
+    let gone = |n: &&String| wanted(n) && store.get(type_url, n).is_none();
+    let mut removed: BTreeSet<String> = match only {
+        None => t.known.keys().filter(gone).cloned().collect(),
+        Some(names) => names
+            .iter()
+            .filter(|n| t.known.contains_key(*n))
+            .filter(gone)
+            .cloned()
+            .collect(),
+    };
     removed.extend(
         std::mem::take(&mut t.absent)
             .into_iter()
