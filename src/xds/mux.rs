@@ -575,6 +575,31 @@ mod tests {
         assert!(backoff(0) <= BACKOFF_BASE);
     }
 
+    #[tokio::test]
+    async fn rate_limit_delays_and_counts() {
+        let store = crate::stats::Store::new();
+        let stats = ControlPlaneStats::new(&store);
+        // One token, refilled at 50 per second: the second request waits about 20 ms.
+        let mut t = Tokens::new(Some((1, 50.0)));
+        let start = tokio::time::Instant::now();
+        t.take(&stats).await;
+        assert_eq!(stats.rate_limit_enforced.value(), 0);
+        t.take(&stats).await;
+        assert_eq!(stats.rate_limit_enforced.value(), 1);
+        assert!(
+            start.elapsed() >= Duration::from_millis(15),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(stats.pending_requests.value(), 0);
+        // No settings: never waits.
+        let mut free = Tokens::new(None);
+        for _ in 0..100 {
+            free.take(&stats).await;
+        }
+        assert_eq!(stats.rate_limit_enforced.value(), 1);
+    }
+
     #[test]
     fn paths() {
         let ads = grpc_path(&SourceKey::Ads, &Kind::ALL, true).unwrap();
