@@ -1,5 +1,5 @@
 //! xDS at Istio scale: tern (the release binary, a separate process) follows the test ADS
-//! server (`tests/support/ads.rs`) through one push of 10,000 EDS clusters, 100,000 endpoints,
+//! server (`tests/support/ads/`) through one push of 10,000 EDS clusters, 100,000 endpoints,
 //! one listener and one route configuration with 10,000 virtual hosts, shaped like istiod's
 //! outbound configuration. It measures:
 //!
@@ -16,7 +16,7 @@
 //! and written to `benches/out/xds_scale.txt` (and `xds_scale-<mode>.txt`). See benches/README.md.
 
 #[allow(dead_code, unused_imports)]
-#[path = "../tests/support/ads.rs"]
+#[path = "../tests/support/ads/mod.rs"]
 mod ads;
 
 use ads::{AdsServer, Batch, XdsRequest};
