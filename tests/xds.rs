@@ -1524,3 +1524,88 @@ mod istio {
         }
     }
 }
+
+mod pilot_agent_bootstrap {
+    use super::support;
+    use super::support::ads::{AdsServer, Batch};
+    use super::tern_client::{eds_cluster, endpoints};
+    use super::*;
+
+    const BOOTSTRAP: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/istio/bootstrap_default_golden.json"
+    );
+
+    /// pilot-agent's real bootstrap (Istio's golden file), with only what this machine needs
+    /// changed: its listeners on 127.0.0.1 and a kernel-chosen port, and the `xds-grpc` and
+    /// `sds-grpc` Unix sockets pointed at the test server (pilot-agent serves both).
+    fn bootstrap_for(socket: &std::path::Path) -> String {
+        let text = std::fs::read_to_string(BOOTSTRAP).expect("testdata");
+        let mut b: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        for l in b["static_resources"]["listeners"].as_array_mut().unwrap() {
+            l["address"]["socket_address"]["address"] = "127.0.0.1".into();
+            l["address"]["socket_address"]["port_value"] = 0.into();
+        }
+        for c in b["static_resources"]["clusters"].as_array_mut().unwrap() {
+            if c["name"] == "xds-grpc" || c["name"] == "sds-grpc" {
+                c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]
+                    ["path"] = socket.display().to_string().into();
+            }
+        }
+        b.to_string()
+    }
+
+    #[tokio::test]
+    async fn tern_follows_the_xds_socket_of_pilot_agents_bootstrap() {
+        let dir = std::env::temp_dir().join(format!("tern-pilot-agent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("XDS");
+        let ads = AdsServer::unix(&socket).await;
+        let up = support::upstream::http("up").await;
+        ads.apply(
+            Batch::new()
+                .cluster(&eds_cluster("outbound"))
+                .endpoints(&endpoints("svc-outbound", &[up.addr])),
+        );
+        let file = dir.join("envoy-rev.json");
+        std::fs::write(&file, bootstrap_for(&socket)).unwrap();
+        let options = tern::server::Options {
+            config_path: Some(file.display().to_string()),
+            drain_time_s: 1,
+            ..Default::default()
+        };
+        let server = tern::server::Server::start(options)
+            .await
+            .expect("tern starts on pilot-agent's bootstrap");
+        // Delta (Istio's default since 1.22), node as the bootstrap gives it, node only on the
+        // first message (set_node_on_first_message_only).
+        let first = ads
+            .wait_for(|r| r.type_url() == cds(), Duration::from_secs(10))
+            .await;
+        let d = first.delta().expect("DELTA_GRPC");
+        let node = d.node.as_ref().expect("node");
+        assert_eq!(node.id, "sidecar~1.2.3.4~foo~bar");
+        assert_eq!(node.cluster, "istio-proxy");
+        let md = node.metadata.as_ref().unwrap();
+        assert!(md.fields.contains_key("ISTIO_VERSION") && md.fields.contains_key("PROXY_CONFIG"));
+        ads.wait_for(
+            |r| r.type_url() == eds() && !r.response_nonce().is_empty(),
+            WAIT,
+        )
+        .await;
+        assert!(ads.nacks().is_empty(), "{:?}", ads.nacks());
+        assert!(support::eventually(5, || server.world.cluster("outbound").is_some()).await);
+        // LDS is asked for once CDS is in; an empty LDS completes initialization.
+        ads.wait_for(|r| r.type_url() == lds(), WAIT).await;
+        assert!(
+            ads.requests()
+                .iter()
+                .skip(1)
+                .all(|r| r.delta().is_some_and(|d| d.node.is_none()))
+        );
+        // The bootstrap's own listeners (Prometheus 15090, health 15021) are up.
+        assert!(server.listener_addr("0.0.0.0_15021").is_some());
+        assert!(server.listener_addr("0.0.0.0_15090").is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

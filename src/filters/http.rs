@@ -11,6 +11,7 @@ use super::wasm::{self, NullVmPlugin};
 use crate::config::istio::{alpn, connect_authority, connect_baggage, peer_metadata, stats};
 use crate::config::{ConfigError, TypedConfig, Within, typed_config};
 use crate::stats::Store;
+use envoy_types::pb::envoy::extensions::filters::http::compressor::v3 as compressor_pb;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3 as cors_pb;
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3 as ext_authz_pb;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3 as fault_pb;
@@ -43,6 +44,9 @@ pub enum HttpFilterConfig {
     ConnectBaggage(connect_baggage::Config),
     /// `envoy.filters.http.cors`. Not enforced.
     Cors(cors_pb::Cors),
+    /// `envoy.filters.http.compressor` (Istio's 15090 Prometheus listener). Not enforced yet:
+    /// responses go out uncompressed, which every client accepts.
+    Compressor(Box<compressor_pb::Compressor>),
     /// `envoy.filters.http.fault`. Not enforced.
     Fault(Box<fault_pb::HttpFault>),
     /// `envoy.filters.http.grpc_stats`. Not enforced.
@@ -205,6 +209,30 @@ fn compile_one(
             "HBONE baggage propagation (no issue yet)",
         );
         HttpFilterConfig::ConnectBaggage(c)
+    } else if url == compressor_pb::Compressor::type_url() {
+        let c: compressor_pb::Compressor = tc.decode()?;
+        let library = c
+            .compressor_library
+            .as_ref()
+            .and_then(|l| l.typed_config.as_ref())
+            .map(|a| a.type_url.as_str())
+            .unwrap_or_default();
+        const LIBRARIES: &[&str] = &[
+            "type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip",
+            "type.googleapis.com/envoy.extensions.compression.brotli.compressor.v3.Brotli",
+            "type.googleapis.com/envoy.extensions.compression.zstd.compressor.v3.Zstd",
+        ];
+        if !LIBRARIES.contains(&library) {
+            return Err(ConfigError::new(
+                "typed_config.compressor_library",
+                format!("unknown compressor library {library:?} (gzip, brotli or zstd)"),
+            ));
+        }
+        store.not_enforced(
+            "envoy.filters.http.compressor",
+            "response compression (issue #5): responses are sent uncompressed",
+        );
+        HttpFilterConfig::Compressor(Box::new(c))
     } else if url == cors_pb::Cors::type_url() {
         let c = tc.decode()?;
         store.not_enforced(
