@@ -56,17 +56,6 @@ pub enum DrainMode {
 pub struct Drain(watch::Receiver<DrainMode>, Duration);
 
 impl Drain {
-    /// A drain signal and its trigger, with no grace limit.
-    pub fn new() -> (watch::Sender<DrainMode>, Drain) {
-        Self::with_grace(Duration::MAX)
-    }
-
-    /// A drain signal whose connections are closed `grace` after draining starts.
-    pub fn with_grace(grace: Duration) -> (watch::Sender<DrainMode>, Drain) {
-        let (tx, rx) = watch::channel(DrainMode::None);
-        (tx, Drain(rx, grace))
-    }
-
     /// A drain signal that follows `trigger`, with connections closed `grace` after it fires.
     pub fn from_trigger(trigger: &watch::Sender<DrainMode>, grace: Duration) -> Drain {
         Drain(trigger.subscribe(), grace)
@@ -76,7 +65,7 @@ impl Drain {
     /// draining never starts).
     async fn grace_over(mut self) {
         self.started().await;
-        if !self.is_draining() || self.1 == Duration::MAX {
+        if !self.is_draining() {
             std::future::pending::<()>().await;
         }
         tokio::time::sleep(self.1).await;

@@ -22,6 +22,10 @@ mod listeners;
 mod resources;
 #[cfg(test)]
 mod tests;
+mod wildcard;
+
+use super::stats::UpdateStats;
+use wildcard::Wildcard;
 
 pub use decode::rds_names;
 use decode::{decode, longest, rds_refs, sds_refs, version_hash};
@@ -406,38 +410,6 @@ impl Store {
     }
 
     // ---- bookkeeping ----
-
-    fn finish(
-        &mut self,
-        kind: Kind,
-        version: &str,
-        stats: &super::stats::UpdateStats,
-        accepted: Vec<String>,
-        errors: Vec<String>,
-    ) -> Outcome {
-        if errors.is_empty() {
-            stats.success.inc();
-            stats.version.set(version_hash(version));
-            self.versions.insert(kind, version.to_string());
-            Outcome {
-                accepted,
-                error: None,
-            }
-        } else {
-            stats.rejected.inc();
-            let what = match kind {
-                Kind::Listener => "listener",
-                _ => "cluster",
-            };
-            Outcome {
-                accepted,
-                error: Some(format!(
-                    "Error adding/updating {what}(s) {}",
-                    errors.join("; ")
-                )),
-            }
-        }
-    }
 
     /// Activate warming resources whose dependencies are in, and move initialization on.
     fn settle(&mut self, now: Instant) {

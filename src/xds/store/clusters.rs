@@ -4,101 +4,53 @@ use super::*;
 
 impl Store {
     pub(super) fn apply_clusters(&mut self, u: Update) -> Outcome {
-        let stats = self.stats.cds.clone();
-        stats.attempt.inc();
-        if u.resources.is_empty() && u.state_of_world {
-            stats.empty.inc();
+        self.apply_wildcard(
+            u,
+            &Wildcard::<cluster_pb::Cluster> {
+                kind: Kind::Cluster,
+                what: "cluster",
+                name: |c| &c.name,
+                stats: |s| s.stats.cds.clone(),
+                add: Store::add_cluster,
+                held: |s| {
+                    s.clusters
+                        .keys()
+                        .chain(s.warming_clusters.keys())
+                        .cloned()
+                        .collect()
+                },
+                remove: Store::remove_cluster,
+                publish: Store::publish_clusters,
+                phase: |s| &mut s.cds_phase,
+            },
+        )
+    }
+
+    /// Remove a dynamic cluster (active or warming); false when there was none.
+    fn remove_cluster(&mut self, name: &str) -> bool {
+        if self.static_clusters.contains_key(name) {
+            return false;
         }
-        let mut errors = Vec::new();
-        let mut seen = HashSet::new();
-        let mut accepted = Vec::new();
-        let mut changed = false;
-        // A resource that does not even decode rejects the whole response (as Envoy's
-        // subscription does before anything is applied); invalid but decodable resources
-        // are rejected one by one below.
-        let mut decoded = Vec::with_capacity(u.resources.len());
-        for inc in &u.resources {
-            match decode::<cluster_pb::Cluster>(Kind::Cluster, inc) {
-                Ok(r) => decoded.push((r, &inc.version)),
-                Err(e) => {
-                    stats.rejected.inc();
-                    return Outcome {
-                        accepted: Vec::new(),
-                        error: Some(e),
-                    };
-                }
-            }
+        let was_active = self.clusters.remove(name);
+        if let Some(e) = &was_active {
+            self.retire(e.cluster.clone());
         }
-        for (c, version) in decoded {
-            let name = c.name.clone();
-            if !seen.insert(name.clone()) {
-                errors.push(format!("cluster {name}: duplicate in the response"));
-                continue;
-            }
-            match self.add_cluster(c, version) {
-                Ok(ch) => {
-                    changed |= ch;
-                    accepted.push(name.clone());
-                    self.errors.remove(&(Kind::Cluster, name));
-                }
-                Err(e) => {
-                    self.errors.insert(
-                        (Kind::Cluster, name),
-                        ErrorState {
-                            version: u.version_info.clone(),
-                            details: e.clone(),
-                            at: SystemTime::now(),
-                        },
-                    );
-                    errors.push(e);
-                }
-            }
+        let was_warming = self.warming_clusters.remove(name);
+        if let Some(e) = was_active.as_ref().or(was_warming.as_ref()) {
+            // A removed cluster's stats go with it, as in Envoy (churn must not grow the
+            // registry for ever).
+            e.cluster.stats.remove(&self.world.stats);
         }
-        let mut removed: Vec<String> = u.removed.clone();
-        if u.state_of_world {
-            removed.extend(
-                self.clusters
-                    .keys()
-                    .chain(self.warming_clusters.keys())
-                    .filter(|n| !seen.contains(*n))
-                    .cloned(),
-            );
+        if let Some(e) = &was_active {
+            // Pools of its hosts close once idle; in-flight requests hold their own handles.
+            e.cluster.set_hosts(PrioritySet::default());
         }
-        for name in removed {
-            if self.static_clusters.contains_key(&name) {
-                continue;
-            }
-            let was_active = self.clusters.remove(&name);
-            if let Some(e) = &was_active {
-                self.retire(e.cluster.clone());
-            }
-            let was_warming = self.warming_clusters.remove(&name);
-            if let Some(e) = was_active.as_ref().or(was_warming.as_ref()) {
-                // A removed cluster's stats go with it, as in Envoy (churn must not grow the
-                // registry for ever).
-                e.cluster.stats.remove(&self.world.stats);
-            }
-            if let Some(e) = &was_active {
-                // Pools of its hosts close once idle; in-flight requests hold their own handles.
-                e.cluster.set_hosts(PrioritySet::default());
-            }
-            if was_active.is_some() || was_warming.is_some() {
-                info!(cluster = %name, "cds: cluster removed");
-                self.stats.cluster_removed.inc();
-                changed = true;
-            }
+        if was_active.is_none() && was_warming.is_none() {
+            return false;
         }
-        if changed {
-            self.publish_clusters();
-            self.interest_dirty();
-        }
-        if let Phase::Waiting { deadline, .. } = self.cds_phase {
-            self.cds_phase = Phase::Waiting {
-                responded: true,
-                deadline,
-            };
-        }
-        self.finish(Kind::Cluster, &u.version_info, &stats, accepted, errors)
+        info!(cluster = %name, "cds: cluster removed");
+        self.stats.cluster_removed.inc();
+        true
     }
 
     /// Add or update one cluster. `Ok(false)` when it is unchanged.

@@ -4,92 +4,45 @@ use super::*;
 
 impl Store {
     pub(super) fn apply_listeners(&mut self, u: Update) -> Outcome {
-        let stats = self.stats.lds.clone();
-        stats.attempt.inc();
-        if u.resources.is_empty() && u.state_of_world {
-            stats.empty.inc();
+        self.apply_wildcard(
+            u,
+            &Wildcard::<listener_pb::Listener> {
+                kind: Kind::Listener,
+                what: "listener",
+                name: |l| &l.name,
+                stats: |s| s.stats.lds.clone(),
+                add: Store::add_listener,
+                held: |s| {
+                    s.listeners
+                        .keys()
+                        .chain(s.warming_listeners.keys())
+                        .cloned()
+                        .collect()
+                },
+                remove: Store::remove_listener,
+                publish: Store::publish_listeners,
+                phase: |s| &mut s.lds_phase,
+            },
+        )
+    }
+
+    /// Remove a dynamic listener (active or warming); false when there was none. An active
+    /// one stops accepting and drains.
+    fn remove_listener(&mut self, name: &str) -> bool {
+        if self.static_listeners.contains_key(name) {
+            return false;
         }
-        let mut errors = Vec::new();
-        let mut seen = HashSet::new();
-        let mut accepted = Vec::new();
-        let mut changed = false;
-        // A resource that does not even decode rejects the whole response (as Envoy's
-        // subscription does before anything is applied); invalid but decodable resources
-        // are rejected one by one below.
-        let mut decoded = Vec::with_capacity(u.resources.len());
-        for inc in &u.resources {
-            match decode::<listener_pb::Listener>(Kind::Listener, inc) {
-                Ok(r) => decoded.push((r, &inc.version)),
-                Err(e) => {
-                    stats.rejected.inc();
-                    return Outcome {
-                        accepted: Vec::new(),
-                        error: Some(e),
-                    };
-                }
-            }
+        let active = self.listeners.remove(name);
+        let warming = self.warming_listeners.remove(name);
+        if active.is_some() {
+            self.listener_manager.remove(name);
         }
-        for (l, version) in decoded {
-            let name = l.name.clone();
-            if !seen.insert(name.clone()) {
-                errors.push(format!("listener {name}: duplicate in the response"));
-                continue;
-            }
-            match self.add_listener(l, version) {
-                Ok(ch) => {
-                    changed |= ch;
-                    accepted.push(name.clone());
-                    self.errors.remove(&(Kind::Listener, name));
-                }
-                Err(e) => {
-                    self.errors.insert(
-                        (Kind::Listener, name),
-                        ErrorState {
-                            version: u.version_info.clone(),
-                            details: e.clone(),
-                            at: SystemTime::now(),
-                        },
-                    );
-                    errors.push(e);
-                }
-            }
+        if active.is_none() && warming.is_none() {
+            return false;
         }
-        let mut removed: Vec<String> = u.removed.clone();
-        if u.state_of_world {
-            removed.extend(
-                self.listeners
-                    .keys()
-                    .chain(self.warming_listeners.keys())
-                    .filter(|n| !seen.contains(*n))
-                    .cloned(),
-            );
-        }
-        for name in removed {
-            if self.static_listeners.contains_key(&name) {
-                continue;
-            }
-            let active = self.listeners.remove(&name);
-            let warming = self.warming_listeners.remove(&name);
-            if active.is_some() {
-                self.listener_manager.remove(&name);
-            }
-            if active.is_some() || warming.is_some() {
-                info!(listener = %name, "lds: listener removed");
-                self.stats.listener_removed.inc();
-                changed = true;
-            }
-        }
-        if changed {
-            self.publish_listeners();
-            self.interest_dirty();
-        }
-        if let Phase::Waiting { deadline, .. } = self.lds_phase {
-            self.lds_phase = Phase::Waiting {
-                responded: true,
-                deadline,
-            };
-        }
-        self.finish(Kind::Listener, &u.version_info, &stats, accepted, errors)
+        info!(listener = %name, "lds: listener removed");
+        self.stats.listener_removed.inc();
+        true
     }
 
     pub(super) fn add_listener(
