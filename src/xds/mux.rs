@@ -166,66 +166,57 @@ impl Stream<'_> {
             .max_encoding_message_size(MAX_RESPONSE_BYTES);
         grpc.ready().await?;
         let path = grpc_path(self.src, self.kinds, self.settings.delta)?;
+        if self.settings.delta {
+            self.drive::<Delta>(&mut grpc, path).await
+        } else {
+            self.drive::<Sotw>(&mut grpc, path).await
+        }
+    }
+
+    /// Run the stream: the first subscriptions, then each response's ACK or NACK, and the
+    /// subscriptions again whenever the interest changes.
+    async fn drive<F: Flavor>(
+        &mut self,
+        grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+        path: http::uri::PathAndQuery,
+    ) -> Result<(), BoxError> {
         // Subscriptions that change while a response is applied (CDS adds EDS names) are sent
         // when this fires, after the response's ACK.
         let mut interest_rx = self.shared.interest.subscribe();
-        if self.settings.delta {
-            let (tx, mut rx) = mpsc::channel::<DeltaDiscoveryRequest>(64);
-            let outbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-            let req = self.request(outbound)?;
-            self.send_subscriptions_delta(&tx).await?;
-            let mut inbound = grpc
-                .streaming::<_, DeltaDiscoveryRequest, DeltaDiscoveryResponse, _>(
-                    req,
-                    path,
-                    tonic_prost::ProstCodec::default(),
-                )
-                .await?
-                .into_inner();
-            self.connected();
-            loop {
-                tokio::select! {
-                    msg = inbound.message() => {
-                        let Some(resp) = msg? else { return Ok(()) };
-                        self.got_response = true;
-                        let ack = self.on_delta(resp);
-                        self.send_delta(&tx, ack).await?;
-                    }
-                    changed = interest_rx.changed() => {
-                        if changed.is_err() { return Ok(()) }
-                        self.send_subscriptions_delta(&tx).await?;
-                    }
+        let (tx, mut rx) = mpsc::channel::<F::Req>(64);
+        let outbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let req = self.request(outbound)?;
+        for r in F::subscriptions(self) {
+            self.send(&tx, r).await?;
+        }
+        let mut inbound = grpc
+            .streaming::<_, F::Req, F::Resp, _>(req, path, tonic_prost::ProstCodec::default())
+            .await?
+            .into_inner();
+        self.connected();
+        loop {
+            tokio::select! {
+                msg = inbound.message() => {
+                    let Some(resp) = msg? else { return Ok(()) };
+                    self.got_response = true;
+                    let ack = F::on_response(self, resp);
+                    self.send(&tx, ack).await?;
                 }
-            }
-        } else {
-            let (tx, mut rx) = mpsc::channel::<DiscoveryRequest>(64);
-            let outbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-            let req = self.request(outbound)?;
-            self.send_subscriptions_sotw(&tx).await?;
-            let mut inbound = grpc
-                .streaming::<_, DiscoveryRequest, DiscoveryResponse, _>(
-                    req,
-                    path,
-                    tonic_prost::ProstCodec::default(),
-                )
-                .await?
-                .into_inner();
-            self.connected();
-            loop {
-                tokio::select! {
-                    msg = inbound.message() => {
-                        let Some(resp) = msg? else { return Ok(()) };
-                        self.got_response = true;
-                        let ack = self.on_sotw(resp);
-                        self.send_sotw(&tx, ack).await?;
-                    }
-                    changed = interest_rx.changed() => {
-                        if changed.is_err() { return Ok(()) }
-                        self.send_subscriptions_sotw(&tx).await?;
+                changed = interest_rx.changed() => {
+                    if changed.is_err() { return Ok(()) }
+                    for r in F::subscriptions(self) {
+                        self.send(&tx, r).await?;
                     }
                 }
             }
         }
+    }
+
+    /// Send one request, within the rate limit.
+    async fn send<R>(&mut self, tx: &mpsc::Sender<R>, req: R) -> Result<(), BoxError> {
+        self.tokens.take(self.stats).await;
+        tx.send(req).await.map_err(|_| "xds stream closed")?;
+        Ok(())
     }
 
     fn connected(&self) {
@@ -319,12 +310,8 @@ impl Stream<'_> {
         req
     }
 
-    /// Fill in names and node, send, and remember what the server was told.
-    async fn send_sotw(
-        &mut self,
-        tx: &mpsc::Sender<DiscoveryRequest>,
-        mut req: DiscoveryRequest,
-    ) -> Result<(), BoxError> {
+    /// Fill in names and node, and remember what the server was told.
+    fn finish_sotw(&mut self, mut req: DiscoveryRequest) -> DiscoveryRequest {
         if let Some(kind) = Kind::from_type_url(&req.type_url)
             && let Some(want) = self.interest(kind)
         {
@@ -332,16 +319,12 @@ impl Stream<'_> {
             self.states.entry(kind).or_default().sent = Some(want);
         }
         req.node = self.node_for_request();
-        self.tokens.take(self.stats).await;
-        tx.send(req).await.map_err(|_| "xds stream closed")?;
-        Ok(())
+        req
     }
 
-    /// Send the first request of each type, or a changed subscription.
-    async fn send_subscriptions_sotw(
-        &mut self,
-        tx: &mpsc::Sender<DiscoveryRequest>,
-    ) -> Result<(), BoxError> {
+    /// The first request of each type, or a changed subscription.
+    fn subscriptions_sotw(&mut self) -> Vec<DiscoveryRequest> {
+        let mut out = Vec::new();
         for &kind in self.kinds {
             let want = self.interest(kind);
             let st = self.states.entry(kind).or_default();
@@ -354,9 +337,9 @@ impl Stream<'_> {
                 response_nonce: st.nonce.clone(),
                 ..Default::default()
             };
-            self.send_sotw(tx, req).await?;
+            out.push(self.finish_sotw(req));
         }
-        Ok(())
+        out
     }
 
     // ---- delta ----
@@ -428,21 +411,9 @@ impl Stream<'_> {
         req
     }
 
-    async fn send_delta(
-        &mut self,
-        tx: &mpsc::Sender<DeltaDiscoveryRequest>,
-        mut req: DeltaDiscoveryRequest,
-    ) -> Result<(), BoxError> {
-        req.node = self.node_for_request();
-        self.tokens.take(self.stats).await;
-        tx.send(req).await.map_err(|_| "xds stream closed")?;
-        Ok(())
-    }
-
-    async fn send_subscriptions_delta(
-        &mut self,
-        tx: &mpsc::Sender<DeltaDiscoveryRequest>,
-    ) -> Result<(), BoxError> {
+    /// The first request of each type, or a changed subscription.
+    fn subscriptions_delta(&mut self) -> Vec<DeltaDiscoveryRequest> {
+        let mut out = Vec::new();
         for &kind in self.kinds {
             let want = self.interest(kind);
             let st = self.states.entry(kind).or_default();
@@ -487,9 +458,51 @@ impl Stream<'_> {
                 continue;
             }
             st.sent = want;
-            self.send_delta(tx, req).await?;
+            req.node = self.node_for_request();
+            out.push(req);
         }
-        Ok(())
+        out
+    }
+}
+
+/// What differs between the two protocols on one stream.
+trait Flavor {
+    type Req: prost::Message + Send + 'static;
+    type Resp: prost::Message + Default + Send + 'static;
+    /// Apply a response; the ACK or NACK to send, ready to go.
+    fn on_response(s: &mut Stream<'_>, resp: Self::Resp) -> Self::Req;
+    /// The subscription requests due now, ready to go.
+    fn subscriptions(s: &mut Stream<'_>) -> Vec<Self::Req>;
+}
+
+/// State of the world.
+struct Sotw;
+
+impl Flavor for Sotw {
+    type Req = DiscoveryRequest;
+    type Resp = DiscoveryResponse;
+    fn on_response(s: &mut Stream<'_>, resp: DiscoveryResponse) -> DiscoveryRequest {
+        let ack = s.on_sotw(resp);
+        s.finish_sotw(ack)
+    }
+    fn subscriptions(s: &mut Stream<'_>) -> Vec<DiscoveryRequest> {
+        s.subscriptions_sotw()
+    }
+}
+
+/// Delta (incremental).
+struct Delta;
+
+impl Flavor for Delta {
+    type Req = DeltaDiscoveryRequest;
+    type Resp = DeltaDiscoveryResponse;
+    fn on_response(s: &mut Stream<'_>, resp: DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+        let mut ack = s.on_delta(resp);
+        ack.node = s.node_for_request();
+        ack
+    }
+    fn subscriptions(s: &mut Stream<'_>) -> Vec<DeltaDiscoveryRequest> {
+        s.subscriptions_delta()
     }
 }
 
