@@ -449,6 +449,12 @@ mod tern_client {
     }
 
     pub fn rds_listener(name: &str, route: &str) -> Listener {
+        rds_listener_with_prefix(name, route, name)
+    }
+
+    /// An RDS listener whose HTTP connection manager has `stat_prefix` (a different prefix is
+    /// a changed filter chain).
+    pub fn rds_listener_with_prefix(name: &str, route: &str, stat_prefix: &str) -> Listener {
         from_yaml(&format!(
             r#"
 name: {name}
@@ -458,7 +464,7 @@ filter_chains:
   - name: envoy.filters.network.http_connection_manager
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: {name}
+      stat_prefix: {stat_prefix}
       rds: {{route_config_name: {route}, config_source: {{ads: {{}}, resource_api_version: V3}}}}
       http_filters:
       - name: envoy.filters.http.router
@@ -935,16 +941,7 @@ filter_chains:
         };
         tokio::time::sleep(Duration::from_millis(150)).await;
         // Same address, different stat prefix: updated in place.
-        let mut changed = rds_listener("l", "r");
-        let hcm = &mut changed.filter_chains[0].filters[0];
-        if let Some(
-            envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any),
-        ) = &mut hcm.config_type
-        {
-            let mut h = envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
-            h.stat_prefix = "l_v2".into();
-            any.value = h.encode_to_vec();
-        }
+        let changed = rds_listener_with_prefix("l", "r", "l_v2");
         let before = ads.request_count();
         ads.set_listener(&changed);
         ads.wait_for_since(before, |r| acked(r, &lds()), WAIT).await;
@@ -1200,15 +1197,7 @@ filter_chains:
         for i in 0..6 {
             // A new filter chain each time (the stat prefix changes): its old connections
             // drain while the clients keep sending on them.
-            let mut l = rds_listener("l", "r");
-            if let Some(
-                envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any),
-            ) = &mut l.filter_chains[0].filters[0].config_type
-            {
-                let mut h = envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
-                h.stat_prefix = format!("l_{i}");
-                any.value = h.encode_to_vec();
-            }
+            let l = rds_listener_with_prefix("l", "r", &format!("l_{i}"));
             ads.set_listener(&l);
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
@@ -1226,31 +1215,7 @@ filter_chains:
         ads.apply(basic(&[a.addr]));
         let server = start(&ads, true, "").await;
         let addr = listener_addr(&server, "l").await;
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut load = Vec::new();
-        for _ in 0..8 {
-            let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
-            load.push(tokio::spawn(async move {
-                let client = support::h1_client();
-                while !stop.load(Ordering::Relaxed) {
-                    let req = http::Request::get(format!("http://{addr}/x"))
-                        .header("host", "example.com")
-                        .body(http_body_util::Full::new(bytes::Bytes::new()))
-                        .unwrap();
-                    match client.request(req).await {
-                        Ok(r) if r.status() == 200 => {
-                            let _ = http_body_util::BodyExt::collect(r.into_body()).await;
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }));
-        }
+        let load = Load::start(addr, 8);
         for i in 0..20 {
             let set: &[SocketAddr] = match i % 3 {
                 0 => &[b.addr],
@@ -1260,12 +1225,9 @@ filter_chains:
             ads.set_endpoints(&endpoints("svc-c", set));
             tokio::time::sleep(Duration::from_millis(60)).await;
         }
-        stop.store(true, Ordering::Relaxed);
-        for t in load {
-            t.await.unwrap();
-        }
-        assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
-        assert!(ok.load(Ordering::Relaxed) > 100);
+        let (ok, failed) = load.finish().await;
+        assert_eq!(failed, 0, "failed requests");
+        assert!(ok > 100);
         assert!(a.requests() > 0 && b.requests() > 0);
         assert!(ads.nacks().is_empty());
     }
