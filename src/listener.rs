@@ -340,7 +340,10 @@ async fn accept_loop(
             transport_protocol: "raw_buffer",
             ..Default::default()
         };
-        let Some(chain) = l.select_chain(&meta) else {
+        let Some((index, chain)) = l
+            .select_chain_index(&meta)
+            .and_then(|i| l.chains.get(i).or(l.default_chain.as_ref()).map(|c| (i, c)))
+        else {
             debug!(listener = %l.name, conn = id, "no filter chain match");
             l.stats.no_filter_chain_match.inc();
             continue;
@@ -361,11 +364,6 @@ async fn accept_loop(
         let span = tracing::debug_span!("conn", listener = %l.name, id, peer = ?remote);
         let network = chain.network.clone();
         let world = world.clone();
-        let index = l
-            .chains
-            .iter()
-            .position(|c| Arc::ptr_eq(c, chain))
-            .unwrap_or(l.chains.len());
         let Some(drain) = generation.drains.get(index).cloned() else {
             continue;
         };

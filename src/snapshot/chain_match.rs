@@ -179,26 +179,42 @@ fn is_local(remote: Option<SocketAddr>, local: Option<SocketAddr>) -> bool {
     }
 }
 
+/// Something a filter chain's match can be read from: a compiled chain, or the match itself.
+pub trait HasMatch {
+    /// The chain's match.
+    fn chain_match(&self) -> &ChainMatch;
+}
+
+impl HasMatch for &ChainMatch {
+    fn chain_match(&self) -> &ChainMatch {
+        self
+    }
+}
+
 /// Index of the chain Envoy would choose, if any.
-pub fn select(chains: &[&ChainMatch], meta: &ConnMeta<'_>) -> Option<usize> {
+pub fn select<T: HasMatch>(chains: &[T], meta: &ConnMeta<'_>) -> Option<usize> {
     let mut c: Vec<usize> = (0..chains.len()).collect();
     let local_ip = meta.local.map(|a| a.ip());
     let remote_ip = meta.remote.map(|a| a.ip());
     let direct_ip = meta.direct_remote.or(meta.remote).map(|a| a.ip());
-    narrow(&mut c, |i| match chains[i].destination_port {
+    narrow(&mut c, |i| match chains[i].chain_match().destination_port {
         None => Some(0),
         Some(p) => (meta.local.map(|a| a.port()) == Some(p)).then_some(1),
     });
-    narrow(&mut c, |i| cidr_score(&chains[i].prefix_ranges, local_ip));
     narrow(&mut c, |i| {
-        server_name_score(&chains[i].server_names, meta.server_name)
-    });
-    narrow(&mut c, |i| match &chains[i].transport_protocol {
-        None => Some(0),
-        Some(t) => (t == meta.transport_protocol).then_some(1),
+        cidr_score(&chains[i].chain_match().prefix_ranges, local_ip)
     });
     narrow(&mut c, |i| {
-        let a = &chains[i].application_protocols;
+        server_name_score(&chains[i].chain_match().server_names, meta.server_name)
+    });
+    narrow(&mut c, |i| {
+        match &chains[i].chain_match().transport_protocol {
+            None => Some(0),
+            Some(t) => (t == meta.transport_protocol).then_some(1),
+        }
+    });
+    narrow(&mut c, |i| {
+        let a = &chains[i].chain_match().application_protocols;
         if a.is_empty() {
             Some(0)
         } else {
@@ -208,18 +224,21 @@ pub fn select(chains: &[&ChainMatch], meta: &ConnMeta<'_>) -> Option<usize> {
         }
     });
     narrow(&mut c, |i| {
-        cidr_score(&chains[i].direct_source_prefix_ranges, direct_ip)
+        cidr_score(
+            &chains[i].chain_match().direct_source_prefix_ranges,
+            direct_ip,
+        )
     });
-    narrow(&mut c, |i| match chains[i].source_type {
+    narrow(&mut c, |i| match chains[i].chain_match().source_type {
         SourceType::Any => Some(0),
         SourceType::Local => is_local(meta.remote, meta.local).then_some(1),
         SourceType::External => (!is_local(meta.remote, meta.local)).then_some(1),
     });
     narrow(&mut c, |i| {
-        cidr_score(&chains[i].source_prefix_ranges, remote_ip)
+        cidr_score(&chains[i].chain_match().source_prefix_ranges, remote_ip)
     });
     narrow(&mut c, |i| {
-        let p = &chains[i].source_ports;
+        let p = &chains[i].chain_match().source_ports;
         if p.is_empty() {
             Some(0)
         } else {

@@ -144,6 +144,12 @@ impl HttpConnectionManager {
     }
 }
 
+impl super::chain_match::HasMatch for Arc<FilterChain> {
+    fn chain_match(&self) -> &ChainMatch {
+        &self.matcher
+    }
+}
+
 /// One filter chain.
 #[derive(Debug)]
 pub struct FilterChain {
@@ -235,10 +241,16 @@ impl Listener {
     /// The filter chain for a connection, by Envoy's match order; `default_filter_chain` when
     /// none matches.
     pub fn select_chain(&self, meta: &ConnMeta<'_>) -> Option<&Arc<FilterChain>> {
-        let matchers: Vec<&ChainMatch> = self.chains.iter().map(|c| &c.matcher).collect();
-        match super::chain_match::select(&matchers, meta) {
-            Some(i) => self.chains.get(i),
-            None => self.default_chain.as_ref(),
+        self.select_chain_index(meta)
+            .and_then(|i| self.chains.get(i).or(self.default_chain.as_ref()))
+    }
+
+    /// The index of the chain for a connection: into `chains`, or `chains.len()` for the
+    /// default chain.
+    pub fn select_chain_index(&self, meta: &ConnMeta<'_>) -> Option<usize> {
+        match super::chain_match::select(&self.chains, meta) {
+            Some(i) => Some(i),
+            None => self.default_chain.as_ref().map(|_| self.chains.len()),
         }
     }
 }
