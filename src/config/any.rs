@@ -1,9 +1,10 @@
 use super::ConfigError;
+use super::bootstrap::{deserialize_json, to_wire_as};
 use super::descriptor::pool_for;
 use super::istio::typed_struct::{UdpaTypedStruct, XdsTypedStruct};
 use envoy_types::pb::google::protobuf::{self, Any};
 use prost::{Message, Name};
-use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor};
+use prost_reflect::MessageDescriptor;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -140,13 +141,9 @@ pub fn from_json<T: Message + Name + Default>(json: serde_json::Value) -> Result
     let name = T::full_name();
     let desc = descriptor_of(&name)
         .ok_or_else(|| ConfigError::new("", format!("no schema for {name}")))?;
-    let opts = DeserializeOptions::new().deny_unknown_fields(false);
-    let mut track = serde_path_to_error::Track::new();
-    let de = serde_path_to_error::Deserializer::new(json, &mut track);
-    let msg = DynamicMessage::deserialize_with_options(desc, de, &opts).map_err(|e| {
-        let path = track.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        ConfigError::new(path, format!("{name}: {e}"))
+    let msg = deserialize_json(desc, json, true).map_err(|mut e| {
+        e.reason = format!("{name}: {}", e.reason);
+        e
     })?;
     T::decode(msg.encode_to_vec().as_slice())
         .map_err(|e| ConfigError::new("", format!("cannot decode {name}: {e}")))
@@ -154,46 +151,19 @@ pub fn from_json<T: Message + Name + Default>(json: serde_json::Value) -> Result
 
 /// A resource (a `Listener`, a `Cluster`...) from its proto3 JSON form, as `/config_dump` and
 /// istiod's debug output print it: snake_case or lowerCamelCase names, `@type` in every `Any`
-/// (and on the resource itself, which is ignored). The descriptor pool holds the resource's
-/// type and every `@type` the text names. Unknown fields are an error when `deny_unknown`.
+/// (and on the resource itself, which is ignored). Unknown fields are an error when
+/// `deny_unknown`.
 pub fn resource_from_json<T: Message + Name + Default>(
     json: &serde_json::Value,
     deny_unknown: bool,
 ) -> Result<T, ConfigError> {
-    fn type_urls<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    match (k.as_str(), v) {
-                        ("@type", serde_json::Value::String(t)) => out.push(t),
-                        _ => type_urls(v, out),
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|v| type_urls(v, out)),
-            _ => {}
-        }
-    }
     let mut json = json.clone();
     if let Some(m) = json.as_object_mut() {
         m.remove("@type");
     }
     let name = T::full_name();
-    let mut types = vec![name.as_str()];
-    type_urls(&json, &mut types);
-    let pool = pool_for(types.iter().copied());
-    let desc = pool
-        .get_message_by_name(&name)
-        .ok_or_else(|| ConfigError::new("", format!("no schema for {name}")))?;
-    let opts = DeserializeOptions::new().deny_unknown_fields(deny_unknown);
-    let mut track = serde_path_to_error::Track::new();
-    let de = serde_path_to_error::Deserializer::new(json, &mut track);
-    let msg = DynamicMessage::deserialize_with_options(desc, de, &opts).map_err(|e| {
-        let path = track.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        ConfigError::new(path, e.to_string())
-    })?;
-    T::decode(msg.encode_to_vec().as_slice())
+    let wire = to_wire_as(json, &name, !deny_unknown)?;
+    T::decode(wire.as_slice())
         .map_err(|e| ConfigError::new("", format!("cannot decode {name}: {e}")))
 }
 

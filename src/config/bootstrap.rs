@@ -139,7 +139,9 @@ pub fn decode_message_file<M: Message + Name + Default>(
         .map_err(|e| ConfigError::new("", format!("{} does not decode: {e}", M::full_name())))
 }
 
-fn to_wire_as(
+/// A message of type `full_name` from its proto3 JSON form, in wire form. The descriptor pool
+/// holds the message and every `@type` the value names.
+pub(super) fn to_wire_as(
     value: serde_json::Value,
     full_name: &str,
     allow_unknown: bool,
@@ -153,15 +155,23 @@ fn to_wire_as(
     let desc = pool
         .get_message_by_name(full_name)
         .ok_or_else(|| ConfigError::new("", format!("{full_name} is not in the descriptor set")))?;
+    Ok(deserialize_json(desc, value, allow_unknown)?.encode_to_vec())
+}
+
+/// Proto3 JSON into a message of `desc`, with the field path of the first error.
+pub(super) fn deserialize_json(
+    desc: prost_reflect::MessageDescriptor,
+    value: serde_json::Value,
+    allow_unknown: bool,
+) -> Result<DynamicMessage, ConfigError> {
     let opts = DeserializeOptions::new().deny_unknown_fields(!allow_unknown);
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(value, &mut track);
-    let msg = DynamicMessage::deserialize_with_options(desc, de, &opts).map_err(|e| {
+    DynamicMessage::deserialize_with_options(desc, de, &opts).map_err(|e| {
         let path = track.path().to_string();
         let path = if path == "." { String::new() } else { path };
         ConfigError::new(path, e.to_string())
-    })?;
-    Ok(msg.encode_to_vec())
+    })
 }
 
 /// Protobuf `MergeFrom`: singular fields replaced, messages merged, repeated fields appended.
