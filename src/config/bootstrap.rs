@@ -68,9 +68,19 @@ enum Format {
 
 /// The bootstrap of one file in protobuf wire form.
 fn decode_file(path: &Path, bytes: &[u8], allow_unknown: bool) -> Result<Vec<u8>, ConfigError> {
+    file_to_wire::<Bootstrap>(path, bytes, allow_unknown)
+}
+
+/// A message of type `M` from a file: binary proto for `.pb` (checked to decode), else JSON
+/// (`.json`) or YAML in the proto3 JSON mapping; in wire form.
+fn file_to_wire<M: Message + Name + Default>(
+    path: &Path,
+    bytes: &[u8],
+    allow_unknown: bool,
+) -> Result<Vec<u8>, ConfigError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext == "pb" {
-        Bootstrap::decode(bytes)
+        M::decode(bytes)
             .map_err(|e| ConfigError::new("", format!("binary proto does not decode: {e}")))?;
         return Ok(bytes.to_vec());
     }
@@ -81,7 +91,7 @@ fn decode_file(path: &Path, bytes: &[u8], allow_unknown: bool) -> Result<Vec<u8>
     } else {
         Format::Yaml
     };
-    to_wire(parse_text(text, fmt)?, allow_unknown)
+    to_wire_as(parse_text(text, fmt)?, &M::full_name(), allow_unknown)
 }
 
 fn parse_text(text: &str, fmt: Format) -> Result<serde_json::Value, ConfigError> {
@@ -122,19 +132,7 @@ pub fn decode_message_file<M: Message + Name + Default>(
     path: &Path,
     bytes: &[u8],
 ) -> Result<M, ConfigError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let wire = if ext == "pb" {
-        bytes.to_vec()
-    } else {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| ConfigError::new("", format!("not UTF-8: {e}")))?;
-        let fmt = if ext == "json" {
-            Format::Json
-        } else {
-            Format::Yaml
-        };
-        to_wire_as(parse_text(text, fmt)?, &M::full_name(), false)?
-    };
+    let wire = file_to_wire::<M>(path, bytes, false)?;
     M::decode(wire.as_slice())
         .map_err(|e| ConfigError::new("", format!("{} does not decode: {e}", M::full_name())))
 }
