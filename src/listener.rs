@@ -29,7 +29,13 @@ pub enum Socket {
 
 /// Bind a listener's address with its socket options.
 pub fn bind(l: &Listener) -> io::Result<Socket> {
-    match &l.address {
+    bind_address(&l.address, l.reuse_port, l.backlog)
+}
+
+/// Bind `address` (TCP or Unix socket) and listen. Must run inside a tokio runtime (the socket
+/// is registered with its reactor).
+pub fn bind_address(address: &Address, reuse_port: bool, backlog: u32) -> io::Result<Socket> {
+    match address {
         Address::Tcp(addr) => {
             use socket2::{Domain, Protocol, Socket as S, Type};
             let sock = S::new(
@@ -38,7 +44,7 @@ pub fn bind(l: &Listener) -> io::Result<Socket> {
                 Some(Protocol::TCP),
             )?;
             sock.set_reuse_address(true)?;
-            if l.reuse_port {
+            if reuse_port {
                 sock.set_reuse_port(true)?;
             }
             if addr.is_ipv6() {
@@ -46,7 +52,7 @@ pub fn bind(l: &Listener) -> io::Result<Socket> {
             }
             sock.set_nonblocking(true)?;
             sock.bind(&(*addr).into())?;
-            sock.listen(l.backlog.min(i32::MAX as u32) as i32)?;
+            sock.listen(backlog.min(i32::MAX as u32) as i32)?;
             Ok(Socket::Tcp(TcpListener::from_std(sock.into())?))
         }
         Address::Pipe(path) => {
@@ -124,6 +130,8 @@ pub struct ListenerManager {
     running: Mutex<HashMap<String, Running>>,
     drain_time: Duration,
     runtime: tokio::runtime::Handle,
+    /// `listener_manager.listener_stopped`.
+    stopped: crate::stats::Counter,
 }
 
 /// A listener that could not be bound.
@@ -145,10 +153,11 @@ impl ListenerManager {
     /// update.
     pub fn new(world: Arc<World>, drain_time: Duration) -> Arc<Self> {
         Arc::new(Self {
-            world,
             running: Mutex::new(HashMap::new()),
             drain_time,
             runtime: tokio::runtime::Handle::current(),
+            stopped: world.stats.counter("listener_manager.listener_stopped"),
+            world,
         })
     }
 
@@ -302,6 +311,45 @@ impl ListenerManager {
                 let _ = d.trigger.send(DrainMode::Now);
             }
         }
+    }
+
+    /// The admin's `/drain_listeners`: on every listener (with `inbound_only`, those whose
+    /// `traffic_direction` is INBOUND), stop accepting at once; or, `graceful`, tell their
+    /// connections to drain (HTTP/1 responses get `Connection: close`, HTTP/2 a GOAWAY) while
+    /// still accepting, and stop accepting after `--drain-time-s` unless `skip_exit`.
+    pub fn drain_listeners(&self, inbound_only: bool, graceful: bool, skip_exit: bool) {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let inbound = envoy_types::pb::envoy::config::core::v3::TrafficDirection::Inbound as i32;
+        let mut stops = Vec::new();
+        for (name, r) in running.iter() {
+            if inbound_only && r.config.load().listener.source.traffic_direction != inbound {
+                continue;
+            }
+            info!(listener = %name, graceful, "draining listener (admin)");
+            if graceful {
+                for d in &r.drains {
+                    let _ = d.trigger.send(DrainMode::Graceful);
+                }
+                if !skip_exit {
+                    stops.push(r.stop.clone());
+                }
+            } else {
+                let _ = r.stop.send(true);
+                self.stopped.inc();
+            }
+        }
+        if stops.is_empty() {
+            return;
+        }
+        let drain_time = self.drain_time;
+        let stopped = self.stopped.clone();
+        self.runtime.spawn(async move {
+            tokio::time::sleep(drain_time).await;
+            for s in stops {
+                let _ = s.send(true);
+                stopped.inc();
+            }
+        });
     }
 
     /// `--drain-time-s`.

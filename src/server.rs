@@ -1,11 +1,15 @@
 //! Process wiring: command line, logging, runtime, start order, signals and drain.
 
+pub mod logging;
 pub(crate) mod memory;
 pub mod options;
 
+pub use logging::init_logging;
+
 pub use options::Options;
 
-use crate::config::{self, BootstrapSource, ConfigError};
+use crate::admin::{self, Admin, AdminCtx, ServerStatus};
+use crate::config::{self, BootstrapSource, ConfigError, Within};
 use crate::listener::{BindError, ListenerManager};
 use crate::snapshot::World;
 use crate::stats::Store;
@@ -65,6 +69,10 @@ pub struct Server {
     pub options: Options,
     /// The xDS client, when the bootstrap has `dynamic_resources`.
     pub xds: Option<crate::xds::Xds>,
+    /// Lifecycle (what `/ready` and `/server_info` report) and the admin's switches.
+    pub status: Arc<ServerStatus>,
+    /// The admin server, when the bootstrap has an `admin.address`.
+    pub admin: Option<Admin>,
 }
 
 impl Server {
@@ -73,9 +81,39 @@ impl Server {
         let bootstrap = load_bootstrap(&options)?;
         crate::proxy::hcm::set_local_address_ipv6(options.local_address_ip_version == "v6");
         let world = World::new(Store::new());
+        let concurrency = worker_threads(&options);
+        let status = Arc::new(ServerStatus::new(
+            &world.stats,
+            concurrency,
+            options.restart_epoch,
+        ));
         world.load_static(&bootstrap)?;
         let listeners =
             ListenerManager::new(world.clone(), Duration::from_secs(options.drain_time_s));
+        let admin_ctx = Arc::new(AdminCtx {
+            world: world.clone(),
+            listeners: listeners.clone(),
+            bootstrap: Arc::new(bootstrap.clone()),
+            options: options.clone(),
+            concurrency,
+            status: status.clone(),
+            xds: Default::default(),
+        });
+        // The admin answers (503 on /ready) while the rest starts.
+        let admin = match bootstrap.admin.as_ref().and_then(|a| a.address.as_ref()) {
+            Some(a) => {
+                let address = config::Address::from_proto(a).within("admin.address")?;
+                Some(
+                    admin::start(&address, admin_ctx.clone()).map_err(|source| BindError {
+                        name: "admin".into(),
+                        address: address.to_string(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        status.set_initializing();
         listeners.apply(&world.listeners.load())?;
         let xds = match &bootstrap.dynamic_resources {
             Some(_) => Some(crate::xds::Xds::start(
@@ -85,6 +123,17 @@ impl Server {
             )?),
             None => None,
         };
+        match &xds {
+            Some(x) => {
+                let _ = admin_ctx.xds.set(x.clone());
+                let (x, status) = (x.clone(), status.clone());
+                tokio::spawn(async move {
+                    x.wait_initialized().await;
+                    status.set_live();
+                });
+            }
+            None => status.set_live(),
+        }
         memory::release_free_memory();
         info!(version = env!("CARGO_PKG_VERSION"), "tern started");
         Ok(Server {
@@ -93,7 +142,14 @@ impl Server {
             bootstrap,
             options,
             xds,
+            status,
+            admin,
         })
+    }
+
+    /// The admin's bound TCP address (the real port when the bootstrap said 0).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(Admin::local_addr)
     }
 
     /// Wait until the first dynamic configuration is in (at once without xDS).
@@ -129,47 +185,12 @@ impl Server {
     }
 }
 
-/// Set up logging from `-l`, `--component-log-level`, `--log-format` and `--log-path`.
-pub fn init_logging(opts: &Options) -> Result<(), ServerError> {
-    let directives = options::log_directives(opts).map_err(ServerError::Usage)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
-        .map_err(|e| ServerError::Usage(e.to_string()))?;
-    let json = opts
-        .log_format
-        .as_deref()
-        .is_some_and(|f| f.trim_start().starts_with('{'));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_target(true);
-    let writer: Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync> = match &opts.log_path {
-        Some(p) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)?;
-            let file = Arc::new(std::sync::Mutex::new(file));
-            Box::new(move || Box::new(SharedFile(file.clone())) as Box<dyn std::io::Write>)
-        }
-        None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn std::io::Write>),
-    };
-    let res = if json {
-        builder.json().with_writer(writer).try_init()
-    } else {
-        builder.with_writer(writer).try_init()
-    };
-    res.map_err(|e| ServerError::Usage(format!("logging: {e}")))
-}
-
-struct SharedFile(Arc<std::sync::Mutex<std::fs::File>>);
-
-impl std::io::Write for SharedFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
-    }
+/// `--concurrency`, or one worker per CPU.
+fn worker_threads(options: &Options) -> usize {
+    options
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 /// Run tern as a process: `--mode validate` checks the configuration and returns; `serve`
@@ -183,10 +204,7 @@ pub fn run(options: Options) -> Result<(), ServerError> {
         crate::xds::source::Plan::from_bootstrap(&b, &world)?;
         return Ok(());
     }
-    let threads = options
-        .concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let threads = worker_threads(&options);
     // One worker: a current-thread runtime (no work-stealing, no cross-thread wake-ups), as
     // Envoy's `--concurrency 1` runs one worker thread.
     let rt = if threads == 1 {
@@ -214,6 +232,7 @@ pub fn run(options: Options) -> Result<(), ServerError> {
                 server.drain(Duration::from_secs(server.options.drain_time_s)).await;
             }
             _ = int.recv() => info!("SIGINT: exiting"),
+            _ = server.status.quit.notified() => info!("quitquitquit: exiting"),
         }
         Ok(())
     })

@@ -183,6 +183,7 @@ fn config_on(port: u16) -> String {
         .unwrap()
         .replace("port_value: 10000", &format!("port_value: {port}"))
         .replace("port_value: 10001", &format!("port_value: {}", free_port()))
+        .replace("port_value: 9901", &format!("port_value: {}", free_port()))
 }
 
 fn wait_listening(port: u16) {
