@@ -395,3 +395,154 @@ fn binary_changes_log_levels_and_quits() {
     assert!(code.success(), "{code:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[path = "support/envoy.rs"]
+mod envoy_support;
+
+/// Every path of a JSON value with the kind of value there (`a.b[]`: an array's elements).
+fn shape(v: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                shape(v, &p, out);
+            }
+        }
+        Value::Array(a) => {
+            for v in a {
+                shape(v, &format!("{prefix}[]"), out);
+            }
+            if a.is_empty() {
+                out.insert(format!("{prefix}: []"));
+            }
+        }
+        Value::String(_) => {
+            out.insert(format!("{prefix}: string"));
+        }
+        Value::Number(_) => {
+            out.insert(format!("{prefix}: number"));
+        }
+        Value::Bool(_) => {
+            out.insert(format!("{prefix}: bool"));
+        }
+        Value::Null => {
+            out.insert(format!("{prefix}: null"));
+        }
+    }
+}
+
+/// Compare the shapes of two JSON documents; paths that start with one of `allowed` (each
+/// listed with the reason in the caller) may differ.
+fn same_shape(what: &str, envoy: &Value, tern: &Value, allowed: &[&str]) -> Vec<String> {
+    let (mut e, mut t) = (Default::default(), Default::default());
+    shape(envoy, "", &mut e);
+    shape(tern, "", &mut t);
+    let ok = |p: &String| allowed.iter().any(|a| p.starts_with(a));
+    let mut diffs = Vec::new();
+    for p in e.difference(&t).filter(|p| !ok(p)) {
+        diffs.push(format!("{what}: only Envoy has {p}"));
+    }
+    for p in t.difference(&e).filter(|p| !ok(p)) {
+        diffs.push(format!("{what}: only tern has {p}"));
+    }
+    diffs
+}
+
+/// Envoy 1.40 and tern on the same bootstrap: the admin's JSON answers have the same shape.
+#[tokio::test]
+async fn differential_admin_output_matches_envoy() {
+    let template = format!(
+        "node: {{ id: sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local, cluster: pod.ns, locality: {{ zone: z1 }} }}\n{}",
+        envoy_support::bootstrap(
+            &[envoy_support::listener(
+                "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: / }\n                direct_response: { status: 200, body: { inline_string: hello } }\n",
+                "",
+                "",
+            )],
+            &[],
+        )
+    );
+    let Some(pair) = envoy_support::start_pair("admin-differential", &template).await else {
+        return;
+    };
+    let mut diffs = Vec::new();
+
+    let e = json(&admin_get(pair.envoy_admin, "/server_info").await);
+    let t = json(&admin_get(pair.tern_admin, "/server_info").await);
+    diffs.extend(same_shape(
+        "/server_info",
+        &e,
+        &t,
+        &[
+            // Envoy lists its compiled-in extensions and its build in the node; tern sends
+            // its own node (user agent tern, its version, client features).
+            "node.extensions",
+            "node.user_agent_build_version",
+            "node.client_features",
+        ],
+    ));
+    for k in ["state", "hot_restart_version"] {
+        if e[k] != t[k] {
+            diffs.push(format!("/server_info {k}: envoy {} tern {}", e[k], t[k]));
+        }
+    }
+    for k in [
+        "concurrency",
+        "drain_time",
+        "mode",
+        "log_level",
+        "restart_epoch",
+    ] {
+        let (ev, tv) = (&e["command_line_options"][k], &t["command_line_options"][k]);
+        if ev != tv {
+            diffs.push(format!(
+                "/server_info command_line_options.{k}: envoy {ev} tern {tv}"
+            ));
+        }
+    }
+    if e["node"]["id"] != t["node"]["id"] || e["node"]["locality"] != t["node"]["locality"] {
+        diffs.push(format!(
+            "/server_info node: envoy {} tern {}",
+            e["node"], t["node"]
+        ));
+    }
+
+    let e = json(&admin_get(pair.envoy_admin, "/listeners?format=json").await);
+    let t = json(&admin_get(pair.tern_admin, "/listeners?format=json").await);
+    diffs.extend(same_shape("/listeners?format=json", &e, &t, &[]));
+    let e_text = admin_get(pair.envoy_admin, "/listeners").await.body;
+    let t_text = admin_get(pair.tern_admin, "/listeners").await.body;
+    let strip = |s: &str, port: u16| s.replace(&port.to_string(), "PORT");
+    if strip(&e_text, pair.envoy.port()) != strip(&t_text, pair.tern.port()) {
+        diffs.push(format!("/listeners: envoy {e_text:?} tern {t_text:?}"));
+    }
+
+    for p in ["/ready", "/certs", "/nope"] {
+        let e = admin_get(pair.envoy_admin, p).await;
+        let t = admin_get(pair.tern_admin, p).await;
+        if (e.status, &e.headers["content-type"]) != (t.status, &t.headers["content-type"]) {
+            diffs.push(format!(
+                "{p}: envoy {} {:?} tern {} {:?}",
+                e.status, e.headers["content-type"], t.status, t.headers["content-type"]
+            ));
+        }
+    }
+    let e = admin_get(pair.envoy_admin, "/ready").await.body;
+    let t = admin_get(pair.tern_admin, "/ready").await.body;
+    if e != t {
+        diffs.push(format!("/ready body: envoy {e:?} tern {t:?}"));
+    }
+    let e = json(&admin_get(pair.envoy_admin, "/memory").await);
+    let t = json(&admin_get(pair.tern_admin, "/memory").await);
+    diffs.extend(same_shape("/memory", &e, &t, &[]));
+
+    assert!(
+        diffs.is_empty(),
+        "tern differs from Envoy:\n{}",
+        diffs.join("\n")
+    );
+}

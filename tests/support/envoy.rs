@@ -103,6 +103,9 @@ impl Drop for Proc {
 pub struct Pair {
     pub envoy: SocketAddr,
     pub tern: SocketAddr,
+    /// The admin addresses (`@ADMIN_PORT@`).
+    pub envoy_admin: SocketAddr,
+    pub tern_admin: SocketAddr,
     // Dropped last: the processes are killed when the pair goes.
     _procs: Vec<Proc>,
 }
@@ -151,9 +154,12 @@ pub async fn start_pair(test: &str, template: &str) -> Option<Pair> {
     for (proc, addr) in procs.iter_mut().zip(addrs) {
         wait_accepting(proc, addr, Duration::from_secs(30)).await;
     }
+    let loopback = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
     Some(Pair {
         envoy: addrs[0],
         tern: addrs[1],
+        envoy_admin: loopback(envoy_admin),
+        tern_admin: loopback(tern_admin),
         _procs: procs,
     })
 }
