@@ -4,6 +4,7 @@
 //!
 //! Envoy is found through `ENVOY_BIN`, else under `target/envoy-venv` (where `.ci/run`
 //! installs it). Without Envoy a test is skipped with a notice, except in CI where it fails.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
