@@ -3,6 +3,8 @@
 //! A stat is looked up by name once, when the configuration that uses it is compiled; the
 //! request path only touches the returned handle (an atomic). This module is a leaf.
 
+pub mod istio;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

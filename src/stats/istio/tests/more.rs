@@ -1,0 +1,207 @@
+//! Recording paths beyond the plain HTTP request: gRPC, TCP, limits, buckets, rotation.
+
+use super::*;
+
+#[test]
+fn grpc_status_comes_from_trailers_headers_or_the_http_status() {
+    let store = Store::new();
+    let m = metrics(server_node_metadata(), &store);
+    let stats = m.filter(&Settings::new(false, ListenerDirection::Inbound), &store);
+    let mut req = HeaderMap::new();
+    req.insert(
+        "content-type",
+        HeaderValue::from_static("application/grpc+proto"),
+    );
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("14"));
+    let base = HttpObservation {
+        request_headers: Some(&req),
+        response_code: Some(200),
+        ..Default::default()
+    };
+    stats.record_http(&HttpObservation {
+        response_trailers: Some(&trailers),
+        ..base
+    });
+    stats.record_http(&base);
+    stats.record_http(&HttpObservation {
+        response_code: Some(503),
+        ..base
+    });
+    let mut text = String::new();
+    m.render_prometheus_counters(&mut text);
+    let (_, samples) = parse(&text);
+    let mut got: Vec<(String, String, String)> = samples
+        .iter()
+        .map(|s| {
+            let get = |n: &str| s.1.iter().find(|(k, _)| k == n).unwrap().1.clone();
+            (
+                get("request_protocol"),
+                get("response_code"),
+                get("grpc_response_status"),
+            )
+        })
+        .collect();
+    got.sort();
+    let want = [
+        ("grpc", "200", "14"),
+        ("grpc", "200", "2"),
+        ("grpc", "503", "14"),
+    ];
+    assert_eq!(got, want.map(|(a, b, c)| (a.into(), b.into(), c.into())));
+    assert!(!is_grpc(None));
+    let mut web = HeaderMap::new();
+    web.insert(
+        "content-type",
+        HeaderValue::from_static("application/grpc-web"),
+    );
+    assert!(!is_grpc(Some(&web)));
+}
+
+#[test]
+fn tcp_connections_report_opened_bytes_and_closed() {
+    let store = Store::new();
+    let m = metrics(server_node_metadata(), &store);
+    let stats = m.filter(&Settings::new(false, ListenerDirection::Inbound), &store);
+    assert_eq!(stats.tcp_reporting_duration(), Duration::from_secs(5));
+    let mut conn = stats.tcp_connection();
+    let mut obs = TcpObservation::default();
+    conn.report(&obs);
+    obs.sent_bytes = 100;
+    obs.received_bytes = 40;
+    conn.report(&obs);
+    obs.sent_bytes = 120;
+    obs.received_bytes = 60;
+    // Flags seen at close do not change the labels fixed at the first report.
+    obs.response_flags = "UF";
+    conn.close(&obs);
+    let mut text = String::new();
+    m.render_prometheus(&mut text);
+    let (_, samples) = parse(&text);
+    let value = |n: &str| sample(&samples, n)[0].2.clone();
+    assert_eq!(value("istio_tcp_connections_opened_total"), "1");
+    assert_eq!(value("istio_tcp_connections_closed_total"), "1");
+    assert_eq!(value("istio_tcp_sent_bytes_total"), "120");
+    assert_eq!(value("istio_tcp_received_bytes_total"), "60");
+    let labels = &sample(&samples, "istio_tcp_sent_bytes_total")[0].1;
+    assert_eq!(labels.len(), 23);
+    assert_eq!(
+        labels[19..],
+        expected(&[
+            ("destination_cluster", "server-cluster"),
+            ("request_protocol", "tcp"),
+            ("response_flags", "-"),
+            ("connection_security_policy", "none"),
+        ])
+    );
+    // A connection that reports only at close still counts as opened.
+    let mut late = stats.tcp_connection();
+    late.report(&TcpObservation::default());
+    stats.tcp_connection().close(&TcpObservation {
+        response_flags: "UF",
+        ..Default::default()
+    });
+    drop(late);
+    let mut text = String::new();
+    m.render_prometheus_counters(&mut text);
+    assert!(text.contains(",response_flags=\"UF\",connection_security_policy=\"none\"} 1\n"));
+}
+
+#[test]
+fn the_series_cap_holds_and_counts() {
+    let store = Store::new();
+    let opts = Options {
+        max_series: 5,
+        max_label_value_len: 16,
+        ..Default::default()
+    };
+    let m = IstioMetrics::new(node(server_node_metadata()), opts, &store);
+    let stats = m.filter(&Settings::new(false, ListenerDirection::Inbound), &store);
+    for i in 0..50 {
+        let host = format!("host-{i}");
+        stats.record_http(&HttpObservation {
+            authority: Some(&host),
+            ..Default::default()
+        });
+    }
+    assert_eq!(m.series_count(), 5);
+    assert_eq!(
+        store.counter_value("tern.istio_stats.series_overflow"),
+        Some(46)
+    );
+    // Long values are cut at a character boundary.
+    let m = IstioMetrics::new(
+        node(server_node_metadata()),
+        Options {
+            max_label_value_len: 10,
+            ..Default::default()
+        },
+        &store,
+    );
+    let stats = m.filter(&Settings::new(false, ListenerDirection::Inbound), &store);
+    stats.record_http(&HttpObservation {
+        authority: Some("ééééééééé.example"),
+        ..Default::default()
+    });
+    let mut text = String::new();
+    m.render_prometheus_counters(&mut text);
+    assert!(text.contains("destination_service=\"ééééé\""), "{text}");
+    assert!(
+        store
+            .counter_value("tern.istio_stats.label_truncated")
+            .unwrap()
+            >= 2
+    );
+}
+
+#[test]
+fn histogram_buckets_follow_the_bootstrap_settings() {
+    let store = Store::new();
+    let opts = Options {
+        histogram_buckets: vec![(
+            "istiocustom.istio_request_duration".into(),
+            vec![100.0, 1.0, 10.0, f64::NAN],
+        )],
+        ..Default::default()
+    };
+    let m = IstioMetrics::new(node(server_node_metadata()), opts, &store);
+    let stats = m.filter(&Settings::new(false, ListenerDirection::Inbound), &store);
+    stats.record_http(&HttpObservation {
+        duration: Some(Duration::from_millis(5)),
+        wire_bytes: Some((1, 1)),
+        ..Default::default()
+    });
+    let mut text = String::new();
+    m.render_prometheus_histograms(&mut text);
+    let (_, samples) = parse(&text);
+    let les: Vec<String> = sample(&samples, "istio_request_duration_milliseconds_bucket")
+        .iter()
+        .map(|s| s.1.last().unwrap().1.clone())
+        .collect();
+    assert_eq!(les, ["1", "10", "100", "+Inf"]);
+    assert_eq!(
+        sample(&samples, "istio_request_bytes_bucket").len(),
+        DEFAULT_BUCKETS.len() + 1
+    );
+}
+
+#[test]
+fn rotation_expires_idle_label_sets() {
+    let store = Store::new();
+    let m = metrics(server_node_metadata(), &store);
+    let stats = m.filter(&Settings::new(false, ListenerDirection::Inbound), &store);
+    let obs = |host: &'static str| HttpObservation {
+        authority: Some(host),
+        ..Default::default()
+    };
+    stats.record_http(&obs("old"));
+    stats.record_http(&obs("kept"));
+    let generation = m.rotate();
+    stats.record_http(&obs("kept"));
+    assert_eq!(m.delete_generations_before(generation), 1);
+    let flat = m.flat();
+    assert_eq!(flat.counters.len(), 1);
+    assert!(flat.counters[0].0.contains("destination_service.kept."));
+    assert_eq!(flat.counters[0].1, 2);
+    assert_eq!(flat.gauges.len(), 1, "istio_build stays");
+}
