@@ -7,6 +7,7 @@
 
 pub mod hcm;
 pub mod http;
+pub mod istio_metrics;
 pub mod tcp_proxy;
 pub mod wasm;
 

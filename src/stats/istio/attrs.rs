@@ -7,6 +7,7 @@
 use super::expr::{Attributes, EvalError, Seg, Value};
 use super::peer::WorkloadMetadata;
 use super::record::{ConnectionInfo, HttpObservation, UpstreamInfo};
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::{Struct, value::Kind as PbKind};
 use http::HeaderMap;
 use std::borrow::Cow;
@@ -25,6 +26,20 @@ pub struct NodeInfo {
     pub region: String,
     /// `node.locality.zone`.
     pub zone: String,
+}
+
+impl NodeInfo {
+    /// The bootstrap's `node`.
+    pub fn from_node(node: &Node) -> Self {
+        let locality = node.locality.as_ref();
+        NodeInfo {
+            id: node.id.clone(),
+            cluster: node.cluster.clone(),
+            metadata: node.metadata.clone().unwrap_or_default(),
+            region: locality.map(|l| l.region.clone()).unwrap_or_default(),
+            zone: locality.map(|l| l.zone.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 pub(crate) struct Ctx<'a> {

@@ -91,6 +91,11 @@ pub struct Settings {
     pub metrics: Vec<MetricOverride>,
     /// `definitions`.
     pub definitions: Vec<MetricDefinition>,
+    /// `rotation_interval` and `graceful_deletion_interval` (default 5m, kept below the
+    /// rotation), when rotation is on: series not recorded for that long are dropped. The
+    /// store is process-wide, so the server runs one [`super::IstioMetrics::run_rotation`]
+    /// with the shortest rotation any filter asks for.
+    pub rotation: Option<(Duration, Duration)>,
 }
 
 impl Settings {
@@ -104,6 +109,7 @@ impl Settings {
             tcp_reporting_duration: Duration::from_secs(5),
             metrics: Vec::new(),
             definitions: Vec::new(),
+            rotation: None,
         }
     }
 }
