@@ -214,6 +214,7 @@ impl Registry {
         }
         let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = map.get(key) {
+            s.last_generation.store(generation, Ordering::Relaxed);
             return Some(s.clone());
         }
         if self.series.fetch_add(1, Ordering::Relaxed) >= self.max_series {

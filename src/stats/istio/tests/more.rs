@@ -205,3 +205,63 @@ fn rotation_expires_idle_label_sets() {
     assert_eq!(flat.counters[0].1, 2);
     assert_eq!(flat.gauges.len(), 1, "istio_build stays");
 }
+
+#[test]
+fn expressions_read_the_observation() {
+    let store = Store::new();
+    let m = metrics(server_node_metadata(), &store);
+    let mut settings = Settings::new(false, ListenerDirection::Inbound);
+    let dims = [
+        ("user", "request.headers['X-User']"),
+        ("bad", "request.headers['bad name\\n']"),
+        ("method", "request.method + ' ' + request.url_path"),
+        ("port", "string(destination.port)"),
+        ("peer_app", "filter_state.downstream_peer.app"),
+        ("direction", "xds.listener_direction"),
+        ("code_class", "response.code >= 500 ? '5xx' : 'other'"),
+    ];
+    settings.metrics = vec![MetricOverride {
+        name: "requests_total".into(),
+        dimensions: dims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }];
+    let stats = m.filter(&settings, &store);
+    let mut req = HeaderMap::new();
+    req.insert("x-user", HeaderValue::from_static("jason"));
+    req.append("x-user", HeaderValue::from_static("again"));
+    let peer = WorkloadMetadata {
+        app_name: "productpage".into(),
+        ..Default::default()
+    };
+    stats.record_http(&HttpObservation {
+        request_headers: Some(&req),
+        method: Some("GET"),
+        path: Some("/reviews/1?x=y"),
+        response_code: Some(503),
+        downstream_peer: Some(&peer),
+        connection: ConnectionInfo {
+            destination: Some("10.0.0.1:9080".parse().unwrap()),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let mut text = String::new();
+    m.render_prometheus_counters(&mut text);
+    let (_, samples) = parse(&text);
+    let added: Vec<(String, String)> = samples[0].1[25..].to_vec();
+    assert_eq!(
+        added,
+        expected(&[
+            ("bad", "unknown"),
+            ("code_class", "5xx"),
+            ("direction", "1"),
+            ("method", "GET /reviews/1"),
+            ("peer_app", "productpage"),
+            ("port", "9080"),
+            ("user", "jason,again"),
+        ])
+    );
+}
