@@ -369,6 +369,7 @@ async fn accept_loop(
         };
         let stats = l.stats.clone();
         stats.downstream_cx_active.inc();
+        let accepted_at = std::time::Instant::now();
         tokio::spawn(
             async move {
                 match io {
@@ -381,6 +382,9 @@ async fn accept_loop(
                 }
                 stats.downstream_cx_active.dec();
                 stats.downstream_cx_destroy.inc();
+                stats
+                    .downstream_cx_length_ms
+                    .record_duration(accepted_at.elapsed());
             }
             .instrument(span),
         );
