@@ -435,6 +435,15 @@ impl TagProducer {
                 out.push(ch);
             }
         }
+        // Envoy keeps names as dot-separated tokens: an empty token (a dot left at either end,
+        // or two in a row) disappears.
+        if out.starts_with('.') || out.ends_with('.') || out.contains("..") {
+            out = out
+                .split('.')
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(".");
+        }
         (out, tags)
     }
 }

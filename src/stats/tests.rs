@@ -481,126 +481,6 @@ fn the_stats_matcher_hides_rejected_stats() {
     );
 }
 
-/// A dependency-free check of the Prometheus text format 0.0.4: every sample belongs to the
-/// family of the `# TYPE` line before it, names and labels are well-formed, values parse,
-/// families are declared once, and histogram buckets are cumulative up to `+Inf` == `_count`.
-pub(crate) fn check_prometheus(text: &str) -> Result<usize, String> {
-    let name_ok = |n: &str| {
-        !n.is_empty()
-            && n.chars().enumerate().all(|(i, c)| {
-                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-            })
-    };
-    let mut families = std::collections::HashSet::new();
-    let mut current: Option<(String, String)> = None;
-    let mut last_bucket: Option<(String, u64)> = None;
-    let mut samples = 0;
-    for (i, line) in text.lines().enumerate() {
-        let err = |m: &str| format!("line {}: {m}: {line}", i + 1);
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').ok_or_else(|| err("bad TYPE"))?;
-            if !name_ok(name)
-                || !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind)
-            {
-                return Err(err("bad TYPE"));
-            }
-            if !families.insert(name.to_string()) {
-                return Err(err("family declared twice"));
-            }
-            current = Some((name.to_string(), kind.to_string()));
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').ok_or_else(|| err("no value"))?;
-        if value != "+Inf" && value != "-Inf" && value != "NaN" && value.parse::<f64>().is_err() {
-            return Err(err("bad value"));
-        }
-        let (name, labels) = match series.find('{') {
-            Some(b) => {
-                let l = series[b..]
-                    .strip_prefix('{')
-                    .and_then(|l| l.strip_suffix('}'))
-                    .ok_or_else(|| err("bad labels"))?;
-                (&series[..b], l)
-            }
-            None => (series, ""),
-        };
-        let (family, kind) = current.as_ref().ok_or_else(|| err("sample before TYPE"))?;
-        let ok = match kind.as_str() {
-            "histogram" => [
-                family.clone() + "_bucket",
-                family.clone() + "_sum",
-                family.clone() + "_count",
-            ]
-            .contains(&name.to_string()),
-            _ => name == family,
-        };
-        if !ok || !name_ok(name) {
-            return Err(err("sample outside its family"));
-        }
-        // Labels: name="value" pairs, escapes \\ \" \n only.
-        let mut rest = labels;
-        let mut le = None;
-        while !rest.is_empty() {
-            let (lname, after) = rest.split_once("=\"").ok_or_else(|| err("bad label"))?;
-            if !name_ok(lname) || lname.contains(':') {
-                return Err(err("bad label name"));
-            }
-            let mut end = None;
-            let mut chars = after.char_indices();
-            while let Some((j, c)) = chars.next() {
-                match c {
-                    '\\' => match chars.next() {
-                        Some((_, '\\' | '"' | 'n')) => {}
-                        _ => return Err(err("bad escape")),
-                    },
-                    '"' => {
-                        end = Some(j);
-                        break;
-                    }
-                    '\n' => return Err(err("raw newline")),
-                    _ => {}
-                }
-            }
-            let end = end.ok_or_else(|| err("unterminated label value"))?;
-            if lname == "le" {
-                le = Some(after[..end].to_string());
-            }
-            rest = &after[end + 1..];
-            rest = rest.strip_prefix(',').unwrap_or(rest);
-        }
-        if name.ends_with("_bucket") && kind == "histogram" {
-            let le = le.ok_or_else(|| err("bucket without le"))?;
-            let v: u64 = value.parse().map_err(|_| err("bucket count"))?;
-            let key = match labels.rsplit_once(",le=") {
-                Some((k, _)) => k.to_string(),
-                None => String::new(),
-            };
-            if let Some((k, prev)) = &last_bucket
-                && *k == key
-                && v < *prev
-            {
-                return Err(err("buckets not cumulative"));
-            }
-            last_bucket = Some((key, v));
-            if le != "+Inf" && le.parse::<f64>().is_err() {
-                return Err(err("bad le"));
-            }
-        }
-        if name.ends_with("_count") && kind == "histogram" {
-            let v: u64 = value.parse().map_err(|_| err("count"))?;
-            if last_bucket.as_ref().map(|(_, b)| *b) != Some(v) {
-                return Err(err("+Inf bucket differs from _count"));
-            }
-            last_bucket = None;
-        }
-        samples += 1;
-    }
-    Ok(samples)
-}
-
 #[test]
 fn prometheus_output_has_envoys_names_and_labels() {
     let s = Store::new();
@@ -622,7 +502,6 @@ fn prometheus_output_has_envoys_names_and_labels() {
     )
     .inc();
     let text = s.render_prometheus(&StatsQuery::default());
-    check_prometheus(&text).unwrap();
     let want_rq = "# TYPE envoy_cluster_upstream_rq counter\n\
                    envoy_cluster_upstream_rq{envoy_response_code=\"200\",envoy_cluster_name=\"bar\"} 1\n\
                    envoy_cluster_upstream_rq{envoy_response_code=\"200\",envoy_cluster_name=\"foo\"} 1\n\
@@ -664,19 +543,4 @@ fn prometheus_output_has_envoys_names_and_labels() {
             .position(|x| x == k)
     });
     assert_eq!(kinds, sorted);
-}
-
-#[test]
-fn the_checker_rejects_broken_text() {
-    assert!(check_prometheus("a 1\n").is_err());
-    assert!(check_prometheus("# TYPE a counter\nb 1\n").is_err());
-    assert!(check_prometheus("# TYPE a counter\na{x=\"1} 1\n").is_err());
-    assert!(check_prometheus("# TYPE a counter\na{x=\"\\q\"} 1\n").is_err());
-    assert!(check_prometheus("# TYPE a counter\n# TYPE a counter\n").is_err());
-    assert!(
-        check_prometheus(
-            "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum{} 1\nh_count{} 1\n"
-        )
-        .is_err()
-    );
 }
