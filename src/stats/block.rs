@@ -99,7 +99,8 @@ pub(crate) struct BlockCells {
     pub(crate) counters: Box<[AtomicU64]>,
     pub(crate) gauges: Box<[GaugeCell]>,
     pub(crate) histograms: Box<[HistogramCell]>,
-    pub(crate) codes: Option<Box<StatusCodeCells>>,
+    /// Present when the spec has status codes; allocated on the first response.
+    pub(crate) codes: Option<OnceLock<Box<StatusCodeCells>>>,
 }
 
 impl BlockCells {
@@ -108,7 +109,7 @@ impl BlockCells {
             counters: (0..counters).map(|_| AtomicU64::new(0)).collect(),
             gauges: (0..gauges).map(|_| GaugeCell::default()).collect(),
             histograms: histograms.iter().map(|u| HistogramCell::new(*u)).collect(),
-            codes: codes.then(Box::default),
+            codes: codes.then(OnceLock::new),
         }
     }
 
@@ -149,7 +150,7 @@ impl BlockStats {
     }
     /// The status-code counters (none if the spec has no `status_codes`).
     pub fn status_codes(&self) -> StatusCodes<'_> {
-        StatusCodes(self.cells.codes.as_deref())
+        StatusCodes(self.cells.codes.as_ref())
     }
 }
 
@@ -216,13 +217,13 @@ impl HistogramRef<'_> {
 
 /// The per-status-code counters of a block.
 #[derive(Debug, Clone, Copy)]
-pub struct StatusCodes<'a>(Option<&'a StatusCodeCells>);
+pub struct StatusCodes<'a>(Option<&'a OnceLock<Box<StatusCodeCells>>>);
 
 impl StatusCodes<'_> {
     /// Count a response with this status: `<stem><code>` and `<stem><N>xx`.
     pub fn record(self, code: u16) {
         if let Some(c) = self.0 {
-            c.record(code);
+            c.get_or_init(Box::default).record(code);
         }
     }
 }

@@ -260,8 +260,10 @@ impl Registry {
                 if let Some(index) = b.spec.counters().iter().position(|n| *n == rest) {
                     return Some(counter_read(&b.cells.counters[index]).0);
                 }
-                if let (Some(stem), Some(codes)) = (b.spec.status_codes(), &b.cells.codes)
-                    && let Some(v) = rest.strip_prefix(stem).and_then(|s| codes.value(s))
+                if let (Some(stem), Some(codes)) = (
+                    b.spec.status_codes(),
+                    b.cells.codes.as_ref().and_then(|c| c.get()),
+                ) && let Some(v) = rest.strip_prefix(stem).and_then(|s| codes.value(s))
                 {
                     return Some(v);
                 }
@@ -386,7 +388,10 @@ impl Registry {
                     });
                 }
             }
-            if let (Some(stem), Some(codes)) = (b.spec.status_codes(), &b.cells.codes) {
+            if let (Some(stem), Some(codes)) = (
+                b.spec.status_codes(),
+                b.cells.codes.as_ref().and_then(|c| c.get()),
+            ) {
                 for (suffix, value) in codes.list() {
                     let name = format!("{prefix}{stem}{suffix}");
                     if matcher.is_none_or(|m| m.accepts(&name)) && keep(&name, true) {
