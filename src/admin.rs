@@ -6,6 +6,7 @@
 //! only; its few writes go through the [`ListenerManager`] (drain), the [`ServerStatus`]
 //! (health check, quit) and the logging setup.
 
+mod clusters;
 mod endpoints;
 pub mod json;
 pub mod status;

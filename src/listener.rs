@@ -417,6 +417,7 @@ async fn accept_loop(
         };
         let stats = l.stats.clone();
         stats.downstream_cx_active.inc();
+        let accepted_at = std::time::Instant::now();
         tokio::spawn(
             async move {
                 match io {
@@ -429,6 +430,9 @@ async fn accept_loop(
                 }
                 stats.downstream_cx_active.dec();
                 stats.downstream_cx_destroy.inc();
+                stats
+                    .downstream_cx_length_ms
+                    .record_duration(accepted_at.elapsed());
             }
             .instrument(span),
         );

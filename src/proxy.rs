@@ -3,8 +3,11 @@
 //! phases decode → route → choose host → forward (await the upstream) → encode. Reads
 //! snapshots; never writes them.
 
+mod counted;
 pub mod hcm;
 pub mod tcp_proxy;
+
+pub use counted::CountedIo;
 
 use crate::snapshot::{NetworkFilter, World};
 use std::net::SocketAddr;

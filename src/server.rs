@@ -12,7 +12,7 @@ use crate::admin::{self, Admin, AdminCtx, ServerStatus};
 use crate::config::{self, BootstrapSource, ConfigError, Within};
 use crate::listener::{BindError, ListenerManager};
 use crate::snapshot::World;
-use crate::stats::Store;
+use crate::stats::{StatsSettings, Store};
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +57,37 @@ pub fn load_bootstrap(opts: &Options) -> Result<Bootstrap, ServerError> {
     Ok(b)
 }
 
+/// The stats store of a bootstrap: its `stats_config` (tag extraction, stats matcher).
+pub fn stats_store(b: &Bootstrap) -> Result<Arc<Store>, ServerError> {
+    let settings = match &b.stats_config {
+        Some(c) => StatsSettings::from_proto(c)
+            .map_err(|e| ConfigError::new(format!("stats_config.{}", e.field), e.message))?,
+        None => StatsSettings::default(),
+    };
+    Ok(Store::with_settings(settings))
+}
+
+/// End a stats flush interval every `stats_flush_interval` (default 5 s) for as long as the
+/// store lives: the interval quantiles of `/stats` cover the last complete interval.
+fn start_stats_flush(b: &Bootstrap, store: &Arc<Store>) {
+    let every = b
+        .stats_flush_interval
+        .as_ref()
+        .and_then(|d| config::duration(Some(d)))
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(5));
+    let store = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(s) = store.upgrade() else { return };
+            s.flush();
+        }
+    });
+}
+
 /// A running server.
 pub struct Server {
     /// The compiled world.
@@ -80,7 +111,9 @@ impl Server {
     pub async fn start(options: Options) -> Result<Server, ServerError> {
         let bootstrap = load_bootstrap(&options)?;
         crate::proxy::hcm::set_local_address_ipv6(options.local_address_ip_version == "v6");
-        let world = World::new(Store::new());
+        let stats = stats_store(&bootstrap)?;
+        start_stats_flush(&bootstrap, &stats);
+        let world = World::new(stats);
         let concurrency = worker_threads(&options);
         let status = Arc::new(ServerStatus::new(
             &world.stats,
@@ -198,7 +231,7 @@ fn worker_threads(options: &Options) -> usize {
 pub fn run(options: Options) -> Result<(), ServerError> {
     if options.mode == "validate" {
         let b = load_bootstrap(&options)?;
-        let world = World::new(Store::new());
+        let world = World::new(stats_store(&b)?);
         let (clusters, _) = world.compile_static(&b)?;
         world.clusters.store(Arc::new(clusters));
         crate::xds::source::Plan::from_bootstrap(&b, &world)?;

@@ -35,6 +35,50 @@ async fn admin_get(addr: SocketAddr, path: &str) -> Got {
     send(&h1_client(), req).await
 }
 
+/// pilot-agent's filters, sent as its Go client sends them (the regex unescaped in the query).
+const READY_STATS: &str = r"^(server\.state|listener_manager\.workers_started)";
+const UPDATE_STATS: &str =
+    r"^(cluster_manager\.cds|listener_manager\.lds)\.(update_success|update_rejected)$";
+
+/// `GET /stats?usedonly&filter=<filter>` on a raw connection; the body.
+async fn raw_stats(admin: SocketAddr, filter: &str) -> String {
+    let resp = support::raw(
+        admin,
+        format!(
+            "GET /stats?usedonly&filter={filter} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    }
+}
+
+/// The payload of a chunked body.
+fn dechunk(body: &str) -> String {
+    let mut text = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        text.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    text
+}
+
 async fn admin_post(addr: SocketAddr, path: &str) -> Got {
     let req = http::Request::post(format!("http://{addr}{path}"))
         .body(Full::new(Bytes::new()))
@@ -196,6 +240,9 @@ async fn readiness_follows_xds_and_drain_follows_pilot_agent() {
     // No answer from the control plane yet: not ready.
     let got = admin_get(admin, "/ready").await;
     assert_eq!((got.status, got.body.as_str()), (503, "INITIALIZING\n"));
+    // pilot-agent's readiness probe reads these two with usedonly (state 3: INITIALIZING).
+    let ready = raw_stats(admin, READY_STATS).await;
+    assert!(ready.contains("server.state: 3\n"), "{ready}");
     assert_eq!(
         json(&admin_get(admin, "/server_info").await)["state"],
         "INITIALIZING"
@@ -230,6 +277,17 @@ async fn readiness_follows_xds_and_drain_follows_pilot_agent() {
     );
     let got = admin_get(admin, "/ready").await;
     assert_eq!((got.status, got.body.as_str()), (200, "LIVE\n"));
+    let ready = raw_stats(admin, READY_STATS).await;
+    assert_eq!(
+        ready, "listener_manager.workers_started: 1\nserver.state: 0\n",
+        "pilot-agent reads exactly these lines"
+    );
+    let updates = raw_stats(admin, UPDATE_STATS).await;
+    assert!(
+        updates.contains("cluster_manager.cds.update_success: 1\n")
+            && updates.contains("listener_manager.lds.update_success: 1\n"),
+        "{updates}"
+    );
 
     // Shutdown as pilot-agent does it for a sidecar.
     let inbound = server.listener_addr("inbound").expect("bound");
@@ -246,6 +304,13 @@ async fn readiness_follows_xds_and_drain_follows_pilot_agent() {
     .await
     .expect("response");
     assert!(first.headers().get("connection").is_none());
+    // pilot-agent counts the active downstream connections of the listeners.
+    let active = raw_stats(admin, "downstream_cx_active$").await;
+    // (The listeners were configured with port 0; the stat prefix is the configured address.)
+    assert!(
+        active.contains("listener.127.0.0.1_0.downstream_cx_active: 1\n"),
+        "{active}"
+    );
     let got = admin_post(admin, "/drain_listeners?inboundonly&graceful").await;
     assert_eq!((got.status, got.body.as_str()), (200, "OK\n"));
     let got = admin_get(admin, "/ready").await;
@@ -463,7 +528,11 @@ async fn differential_admin_output_matches_envoy() {
                 "",
                 "",
             )],
-            &[],
+            &[support::static_cluster(
+                "backend",
+                &[support::dead_addr()],
+                "    circuit_breakers: { thresholds: [{ max_requests: 77 }] }\n",
+            )],
         )
     );
     let Some(pair) = envoy_support::start_pair("admin-differential", &template).await else {
@@ -536,6 +605,35 @@ async fn differential_admin_output_matches_envoy() {
     if e != t {
         diffs.push(format!("/ready body: envoy {e:?} tern {t:?}"));
     }
+    let e = json(&admin_get(pair.envoy_admin, "/clusters?format=json").await);
+    let t = json(&admin_get(pair.tern_admin, "/clusters?format=json").await);
+    diffs.extend(same_shape("/clusters?format=json", &e, &t, &[]));
+    if e["cluster_statuses"][0]["circuit_breakers"] != t["cluster_statuses"][0]["circuit_breakers"]
+    {
+        diffs.push(format!("/clusters circuit_breakers: envoy {e} tern {t}"));
+    }
+    // Text: the same lines, except the host stat Envoy has and tern does not track
+    // (rq_pending_active: tern has no per-host pending queue).
+    let lines = |s: String| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.contains("::rq_pending_active::"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let e = lines(admin_get(pair.envoy_admin, "/clusters").await.body);
+    let t = lines(admin_get(pair.tern_admin, "/clusters").await.body);
+    if e != t {
+        diffs.push(format!("/clusters text:\n envoy {e:?}\n tern  {t:?}"));
+    }
+    let e = admin_get(pair.envoy_admin, "/stats/prometheus").await;
+    let t = admin_get(pair.tern_admin, "/stats/prometheus").await;
+    if e.headers["content-type"] != t.headers["content-type"] {
+        diffs.push(format!(
+            "/stats/prometheus content-type: envoy {:?} tern {:?}",
+            e.headers["content-type"], t.headers["content-type"]
+        ));
+    }
+
     let e = json(&admin_get(pair.envoy_admin, "/memory").await);
     let t = json(&admin_get(pair.tern_admin, "/memory").await);
     diffs.extend(same_shape("/memory", &e, &t, &[]));

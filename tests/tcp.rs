@@ -79,14 +79,14 @@ async fn weighted_clusters_spread_connections() {
         .cluster("a")
         .unwrap()
         .stats
-        .upstream_rq_total
+        .upstream_cx_total()
         .value();
     let cb = tern
         .world
         .cluster("b")
         .unwrap()
         .stats
-        .upstream_rq_total
+        .upstream_cx_total()
         .value();
     assert_eq!(ca + cb, 40);
     assert!(ca >= 8 && cb >= 8, "a={ca} b={cb}");
@@ -114,7 +114,7 @@ async fn connect_failure_closes_downstream_and_attempts_other_hosts() {
             .cluster("c")
             .unwrap()
             .stats
-            .upstream_cx_connect_fail
+            .upstream_cx_connect_fail()
             .value(),
         1
     );
@@ -203,7 +203,7 @@ async fn istio_passthrough_cluster_is_accepted() {
             .cluster("PassthroughCluster")
             .unwrap()
             .stats
-            .upstream_cx_none_healthy
+            .upstream_cx_none_healthy()
             .value(),
         1
     );

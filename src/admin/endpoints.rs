@@ -36,6 +36,16 @@ const ENDPOINTS: &[Endpoint] = &[
         handler: certs,
     },
     Endpoint {
+        path: "/clusters",
+        help: "upstream clusters: circuit breakers and, per host, stats and health",
+        mutates: false,
+        params: &[
+            ("format", "text (default) or json"),
+            ("filter", "regular expression on cluster names"),
+        ],
+        handler: super::clusters::clusters,
+    },
+    Endpoint {
         path: "/drain_listeners",
         help: "stop the listeners (or drain them first)",
         mutates: true,
@@ -121,6 +131,32 @@ const ENDPOINTS: &[Endpoint] = &[
         mutates: false,
         params: &[],
         handler: runtime,
+    },
+    Endpoint {
+        path: "/stats",
+        help: "counters, gauges and histograms",
+        mutates: false,
+        params: &[
+            ("usedonly", "only stats that have been written"),
+            ("filter", "regular expression on stat names"),
+            ("format", "text (default), json or prometheus"),
+            ("type", "All, Counters, Gauges, Histograms or TextReadouts"),
+            (
+                "histogram_buckets",
+                "cumulative, disjoint, detailed or none",
+            ),
+        ],
+        handler: stats,
+    },
+    Endpoint {
+        path: "/stats/prometheus",
+        help: "the stats in Prometheus text format 0.0.4",
+        mutates: false,
+        params: &[
+            ("usedonly", "only stats that have been written"),
+            ("filter", "regular expression on stat names"),
+        ],
+        handler: stats_prometheus,
     },
     Endpoint {
         path: "/server_info",
@@ -279,6 +315,35 @@ fn server_info(_: &AdminRequest, ctx: &AdminCtx) -> Reply {
         Ok(v) => Reply::json(pretty(&v)),
         Err(e) => Reply::with(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
     }
+}
+
+fn stats(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
+    use crate::stats::Format;
+    let q = match crate::stats::StatsQuery::parse(r.query.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return Reply::bad_request(e),
+    };
+    ctx.status.refresh(&ctx.world.stats);
+    let store = &ctx.world.stats;
+    match q.format {
+        Format::Json => Reply::json(store.render_json(&q)),
+        Format::Prometheus => prometheus_reply(store.render_prometheus(&q)),
+        _ => Reply::text(store.render_text(&q)),
+    }
+}
+
+fn stats_prometheus(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
+    let q = match crate::stats::StatsQuery::parse(r.query.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return Reply::bad_request(e),
+    };
+    ctx.status.refresh(&ctx.world.stats);
+    prometheus_reply(ctx.world.stats.render_prometheus(&q))
+}
+
+/// Prometheus' classic text format (0.0.4), labelled plain text as Envoy labels it.
+fn prometheus_reply(body: String) -> Reply {
+    Reply::text(body)
 }
 
 fn healthcheck_fail(_: &AdminRequest, ctx: &AdminCtx) -> Reply {

@@ -2,7 +2,7 @@
 
 use super::http::HttpFilterConfig;
 use crate::config::{self, ConfigError, Within};
-use crate::stats::{Counter, Gauge, Store};
+use crate::stats::{Counter, Gauge, Histogram, Store, Unit};
 use envoy_types::pb::envoy::config::route::v3 as route_pb;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
 use envoy_types::pb::google::protobuf::Any;
@@ -95,6 +95,18 @@ pub struct HcmStats {
     pub downstream_rq_ws_on_non_ws_route: Counter,
     /// `downstream_rq_too_many_premature_resets` (rapid reset).
     pub downstream_rq_too_many_premature_resets: Counter,
+    /// `downstream_rq_completed`: requests that got a response.
+    pub downstream_rq_completed: Counter,
+    /// `downstream_cx_destroy`.
+    pub downstream_cx_destroy: Counter,
+    /// `downstream_cx_rx_bytes_total`.
+    pub downstream_cx_rx_bytes_total: Counter,
+    /// `downstream_cx_tx_bytes_total`.
+    pub downstream_cx_tx_bytes_total: Counter,
+    /// `downstream_cx_length_ms`.
+    pub downstream_cx_length_ms: Histogram,
+    /// `downstream_rq_time`: request start to the end of the response.
+    pub downstream_rq_time: Histogram,
 }
 
 impl HcmStats {
@@ -122,6 +134,18 @@ impl HcmStats {
             downstream_rq_idle_timeout: c("downstream_rq_idle_timeout"),
             downstream_rq_ws_on_non_ws_route: c("downstream_rq_ws_on_non_ws_route"),
             downstream_rq_too_many_premature_resets: c("downstream_rq_too_many_premature_resets"),
+            downstream_rq_completed: c("downstream_rq_completed"),
+            downstream_cx_destroy: c("downstream_cx_destroy"),
+            downstream_cx_rx_bytes_total: c("downstream_cx_rx_bytes_total"),
+            downstream_cx_tx_bytes_total: c("downstream_cx_tx_bytes_total"),
+            downstream_cx_length_ms: store.histogram(
+                format!("http.{prefix}.downstream_cx_length_ms"),
+                Unit::Milliseconds,
+            ),
+            downstream_rq_time: store.histogram(
+                format!("http.{prefix}.downstream_rq_time"),
+                Unit::Milliseconds,
+            ),
         }
     }
 }

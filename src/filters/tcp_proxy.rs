@@ -44,6 +44,8 @@ pub struct TcpProxyStats {
     pub downstream_cx_tx_bytes_total: Counter,
     /// `idle_timeout`.
     pub idle_timeout: Counter,
+    /// `max_downstream_connection_duration`: connections closed at that limit.
+    pub max_downstream_connection_duration: Counter,
     /// Connections being proxied now.
     pub downstream_cx_active: Gauge,
 }
@@ -125,6 +127,7 @@ impl TcpProxyConfig {
                 downstream_cx_rx_bytes_total: c("downstream_cx_rx_bytes_total"),
                 downstream_cx_tx_bytes_total: c("downstream_cx_tx_bytes_total"),
                 idle_timeout: c("idle_timeout"),
+                max_downstream_connection_duration: c("max_downstream_connection_duration"),
                 downstream_cx_active: store
                     .gauge(format!("tcp.{}.downstream_cx_active", p.stat_prefix)),
             },

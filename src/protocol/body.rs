@@ -135,3 +135,62 @@ where
         self.inner.size_hint()
     }
 }
+
+pin_project_lite::pin_project! {
+    /// A body that runs `done` once, when it ends (the last frame was read, or it was empty)
+    /// or when it is dropped before that (the peer went away): for stats taken at the end of
+    /// a response.
+    pub struct OnEnd<B, F: FnOnce()> {
+        #[pin]
+        inner: B,
+        done: Option<F>,
+    }
+    impl<B, F: FnOnce()> PinnedDrop for OnEnd<B, F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(f) = this.project().done.take() {
+                f();
+            }
+        }
+    }
+}
+
+impl<B, F: FnOnce()> OnEnd<B, F> {
+    /// Run `done` at the end of `inner`.
+    pub fn new(inner: B, done: F) -> Self {
+        Self {
+            inner,
+            done: Some(done),
+        }
+    }
+}
+
+impl<B, F> http_body::Body for OnEnd<B, F>
+where
+    B: http_body::Body<Data = Bytes>,
+    F: FnOnce(),
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let res = this.inner.poll_frame(cx);
+        if let std::task::Poll::Ready(None) = res
+            && let Some(f) = this.done.take()
+        {
+            f();
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -9,6 +9,7 @@ pub(crate) mod request;
 mod stream;
 mod upgrade;
 mod upstream_request;
+mod upstream_stats;
 
 pub use local_reply::local_reply;
 pub use request::set_local_address_ipv6;
@@ -64,6 +65,11 @@ pub async fn serve<IO>(
     let cfg = &hcm.config;
     cfg.stats.downstream_cx_total.inc();
     cfg.stats.downstream_cx_active.inc();
+    let io = super::CountedIo::new(
+        io,
+        cfg.stats.downstream_cx_rx_bytes_total.clone(),
+        cfg.stats.downstream_cx_tx_bytes_total.clone(),
+    );
     let mut builder = auto::Builder::new(TokioExecutor::new());
     match cfg.codec {
         Codec::Auto => {}
@@ -194,4 +200,8 @@ pub async fn serve<IO>(
         }
     }
     cfg.stats.downstream_cx_active.dec();
+    cfg.stats.downstream_cx_destroy.inc();
+    cfg.stats
+        .downstream_cx_length_ms
+        .record_duration(ctx.started.elapsed());
 }

@@ -38,23 +38,21 @@ where
             hash: None,
             excluded: &tried,
         }) else {
-            cluster.stats.upstream_cx_none_healthy.inc();
+            cluster.stats.upstream_cx_none_healthy().inc();
             break;
         };
-        match pool::connect(&host.address, cluster.pool.connect_timeout).await {
+        match pool::connect_host(&host, &cluster.stats, cluster.pool.connect_timeout).await {
             Ok(io) => {
                 upstream = Some((io, host));
                 break;
             }
             Err(e) => {
                 debug!(host = %host.address, error = %e, "tcp_proxy: connect failed");
-                cluster.stats.upstream_cx_connect_fail.inc();
                 tried.push(host);
             }
         }
     }
     let Some((up, host)) = upstream else { return };
-    cluster.stats.upstream_rq_total.inc();
     let _req = host.start_request();
     let span = tracing::debug_span!("tcp_proxy", upstream = %host.address);
     let deadline = cfg.max_downstream_connection_duration;
@@ -66,9 +64,10 @@ where
         &cfg.stats.downstream_cx_tx_bytes_total,
     );
     let outcome = match deadline {
-        Some(d) => tokio::time::timeout(d, fut)
-            .await
-            .unwrap_or(PipeEnd::Closed),
+        Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+            cfg.stats.max_downstream_connection_duration.inc();
+            PipeEnd::Closed
+        }),
         None => fut.await,
     };
     if outcome == PipeEnd::Idle {

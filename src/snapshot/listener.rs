@@ -9,7 +9,7 @@ use crate::filters::{
     self, HcmConfig, NetworkFilterConfig, NonTerminalFilterConfig, TcpProxyConfig, hcm::RouteSpec,
 };
 use crate::router::RouteTable;
-use crate::stats::{Counter, Gauge, Store};
+use crate::stats::{Counter, Gauge, Histogram, Store, Unit};
 use crate::tls::{SdsSecretConfig, Side, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3 as http_inspector_pb;
@@ -189,6 +189,8 @@ pub struct ListenerStats {
     /// `tls_not_supported`: connections closed because their filter chain needs TLS, which
     /// tern does not terminate yet (issue #6).
     pub tls_not_supported: Counter,
+    /// `downstream_cx_length_ms`.
+    pub downstream_cx_length_ms: Histogram,
 }
 
 /// A compiled listener.
@@ -349,8 +351,9 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
             "a listener needs a filter chain or a default_filter_chain",
         ));
     }
+    // Envoy's stat names have no colons: `listener.127.0.0.1_15001`, `listener.[__]_15001`.
     let prefix = match &address {
-        Address::Tcp(a) => a.to_string(),
+        Address::Tcp(a) => a.to_string().replace(':', "_"),
         Address::Pipe(p) => p.display().to_string(),
         Address::Internal(n) => n.clone(),
     };
@@ -386,6 +389,10 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
             downstream_cx_destroy: c("downstream_cx_destroy"),
             no_filter_chain_match: c("no_filter_chain_match"),
             tls_not_supported: c("tls_not_supported"),
+            downstream_cx_length_ms: store.histogram(
+                format!("listener.{prefix}.downstream_cx_length_ms"),
+                Unit::Milliseconds,
+            ),
         },
         source: l.clone(),
     }))

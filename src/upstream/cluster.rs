@@ -10,7 +10,7 @@ use super::lb::{self, LbContext, LbSettings, LoadBalancer};
 use super::load_assignment;
 use super::pool::{PoolSettings, UpstreamProtocol};
 use crate::config::{self, Address, ConfigError, Within};
-use crate::stats::{Counter, Store};
+use crate::stats::Store;
 use crate::tls::{SdsSecretConfig, Side, TransportSocket};
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::cluster::v3 as cluster_pb;
@@ -90,58 +90,101 @@ pub struct CircuitBreakers {
     pub max_retries: u64,
 }
 
-/// Per-cluster stats, resolved when the cluster is compiled.
-#[derive(Debug, Clone)]
-pub struct ClusterStats {
-    /// `upstream_rq_total`.
-    pub upstream_rq_total: Counter,
-    /// `upstream_rq_retry`.
-    pub upstream_rq_retry: Counter,
-    /// `upstream_rq_timeout`.
-    pub upstream_rq_timeout: Counter,
-    /// `upstream_cx_connect_fail`.
-    pub upstream_cx_connect_fail: Counter,
-    /// `upstream_rq_pending_overflow`.
-    pub upstream_rq_pending_overflow: Counter,
-    /// `upstream_rq_retry_overflow`.
-    pub upstream_rq_retry_overflow: Counter,
-    /// `upstream_cx_none_healthy`.
-    pub upstream_cx_none_healthy: Counter,
-    /// `cluster.<name or alt_stat_name>.`
-    prefix: Box<str>,
+crate::stats::block_stats! {
+    /// Per-cluster stats `cluster.<name or alt_stat_name>.*`, resolved when the cluster is
+    /// compiled: one block (one allocation, one pointer here) per cluster.
+    pub struct ClusterStats: CLUSTER_STATS {
+        counters {
+            /// Requests sent upstream (each attempt).
+            upstream_rq_total,
+            /// Upstream responses completed.
+            upstream_rq_completed,
+            /// Retries.
+            upstream_rq_retry,
+            /// Global route timeouts.
+            upstream_rq_timeout,
+            /// Per-try timeouts.
+            upstream_rq_per_try_timeout,
+            /// Requests that waited for a new connection.
+            upstream_rq_pending_total,
+            /// Requests refused by the `max_requests` circuit breaker.
+            upstream_rq_pending_overflow,
+            /// Retries refused by the `max_retries` circuit breaker.
+            upstream_rq_retry_overflow,
+            /// Connections opened.
+            upstream_cx_total,
+            /// HTTP/1.1 connections opened.
+            upstream_cx_http1_total,
+            /// HTTP/2 connections opened.
+            upstream_cx_http2_total,
+            /// Connections closed.
+            upstream_cx_destroy,
+            /// Connect failures (timeouts included).
+            upstream_cx_connect_fail,
+            /// Connect timeouts.
+            upstream_cx_connect_timeout,
+            /// Bytes received from upstream connections.
+            upstream_cx_rx_bytes_total,
+            /// Bytes sent on upstream connections.
+            upstream_cx_tx_bytes_total,
+            /// No healthy host to connect to.
+            upstream_cx_none_healthy,
+            /// Hosts chosen in panic mode (too few healthy hosts).
+            lb_healthy_panic,
+            /// Host set changes.
+            membership_change,
+        }
+        gauges {
+            /// Open connections.
+            upstream_cx_active,
+            /// Requests in flight (until their response completes).
+            upstream_rq_active,
+            /// Requests waiting for a connection.
+            upstream_rq_pending_active,
+            /// Healthy hosts.
+            membership_healthy,
+            /// Degraded hosts.
+            membership_degraded,
+            /// All hosts.
+            membership_total,
+        }
+        histograms {
+            /// Time from the request going upstream to the end of the response.
+            upstream_rq_time: crate::stats::Unit::Milliseconds,
+            /// Connect time.
+            upstream_cx_connect_ms: crate::stats::Unit::Milliseconds,
+            /// Connection lifetime.
+            upstream_cx_length_ms: crate::stats::Unit::Milliseconds,
+        }
+        status_codes: Some("upstream_rq_"),
+    }
 }
 
-/// The names of a cluster's counter block.
-const CLUSTER_STAT_NAMES: &[&str] = &[
-    "upstream_rq_total",
-    "upstream_rq_retry",
-    "upstream_rq_timeout",
-    "upstream_cx_connect_fail",
-    "upstream_rq_pending_overflow",
-    "upstream_rq_retry_overflow",
-    "upstream_cx_none_healthy",
-];
-
 impl ClusterStats {
-    fn new(store: &Store, name: &str) -> Self {
-        let prefix = format!("cluster.{name}.");
-        let mut c = store.counter_block(&prefix, CLUSTER_STAT_NAMES).into_iter();
-        let mut next = || c.next().unwrap_or_default();
-        Self {
-            upstream_rq_total: next(),
-            upstream_rq_retry: next(),
-            upstream_rq_timeout: next(),
-            upstream_cx_connect_fail: next(),
-            upstream_rq_pending_overflow: next(),
-            upstream_rq_retry_overflow: next(),
-            upstream_cx_none_healthy: next(),
-            prefix: prefix.into_boxed_str(),
-        }
+    fn for_cluster(store: &Store, name: &str) -> Self {
+        Self::new(store, &format!("cluster.{name}."))
     }
 
     /// Stop listing these stats (the cluster is gone).
-    pub fn remove(&self, store: &Store) {
-        store.remove_block(&self.prefix, CLUSTER_STAT_NAMES, &[]);
+    pub fn remove(&self, store: &Store, name: &str) {
+        store.remove_spec_block(&format!("cluster.{name}."), &CLUSTER_STATS);
+    }
+
+    /// Set the `membership_*` gauges from a host set.
+    fn set_membership(&self, set: &PrioritySet) {
+        let (mut healthy, mut degraded) = (0, 0);
+        for h in set.all_hosts() {
+            if h.is_healthy() {
+                if h.is_degraded() {
+                    degraded += 1;
+                } else {
+                    healthy += 1;
+                }
+            }
+        }
+        self.membership_total().set(set.len() as i64);
+        self.membership_healthy().set(healthy);
+        self.membership_degraded().set(degraded);
     }
 }
 
@@ -174,6 +217,8 @@ pub struct Cluster {
     pub filters: Vec<UpstreamFilter>,
     /// Stats, named after `alt_stat_name` when it is set (as Envoy does), else the name.
     pub stats: ClusterStats,
+    /// `alt_stat_name`, else the name: the `<name>` of `cluster.<name>.*`.
+    pub stat_name: String,
     /// Requests in flight (for `max_requests`).
     pub active_requests: std::sync::atomic::AtomicU64,
     /// Retries in flight (for `max_retries`).
@@ -317,6 +362,8 @@ impl Cluster {
         };
         let set = Arc::new(set);
         let lb = lb::build(&lb_settings, &set);
+        let stats = ClusterStats::for_cluster(store, stat_name);
+        stats.set_membership(&set);
         Ok(Arc::new(Cluster {
             name: c.name.clone(),
             discovery,
@@ -331,7 +378,8 @@ impl Cluster {
             transport_socket,
             transport_socket_matches,
             filters,
-            stats: ClusterStats::new(store, stat_name),
+            stats,
+            stat_name: stat_name.clone(),
             active_requests: Default::default(),
             active_retries: Default::default(),
             source: Arc::from(prost::Message::encode_to_vec(c)),
@@ -365,7 +413,11 @@ impl Cluster {
 
     /// Pick a host for a request.
     pub fn choose_host(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
-        self.hosts.load().lb.choose(ctx)
+        let (host, panic) = self.hosts.load().lb.choose_with_panic(ctx)?;
+        if panic {
+            self.stats.lb_healthy_panic().inc();
+        }
+        Some(host)
     }
 
     /// The current host set.
@@ -406,6 +458,8 @@ impl Cluster {
             .cloned()
             .collect();
         drop(old);
+        self.stats.set_membership(&set);
+        self.stats.membership_change().inc();
         self.hosts.store(Arc::new(HostState { set, lb }));
         for h in removed {
             if let Some(p) = h.pools_if_any() {

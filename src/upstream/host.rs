@@ -28,6 +28,8 @@ pub struct Host {
     pub active_requests: AtomicU64,
     /// Requests ever sent to this host.
     pub total_requests: AtomicU64,
+    /// Connection and request outcome counters (the admin `/clusters` page).
+    pub counters: HostCounters,
     /// Connection pools, made on first use (most hosts of a large mesh are never used);
     /// shared with the host of the same address in the next host set, so pooled connections
     /// survive an EDS or DNS update.
@@ -46,6 +48,7 @@ impl Host {
             degraded: AtomicBool::new(false),
             active_requests: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
+            counters: HostCounters::default(),
             pools: std::sync::OnceLock::new(),
         }
     }
@@ -77,12 +80,66 @@ impl Host {
         self.degraded.load(Ordering::Relaxed)
     }
 
+    /// The host's stats as the admin `/clusters` page lists them (`<cluster>::<address>::cx_total::3`).
+    pub fn stats(&self) -> HostStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HostStats {
+            cx_active: get(&c.cx_active),
+            cx_connect_fail: get(&c.cx_connect_fail),
+            cx_total: get(&c.cx_total),
+            rq_active: get(&self.active_requests),
+            rq_error: get(&c.rq_error),
+            rq_success: get(&c.rq_success),
+            rq_timeout: get(&c.rq_timeout),
+            rq_total: get(&self.total_requests),
+        }
+    }
+
     /// Count a request to this host; the guard decrements `active_requests` when dropped.
     pub fn start_request(self: &Arc<Self>) -> ActiveRequest {
         self.active_requests.fetch_add(1, Ordering::Relaxed);
         self.total_requests.fetch_add(1, Ordering::Relaxed);
         ActiveRequest(self.clone())
     }
+}
+
+/// Per-host counters that the connection pools and the router write.
+#[derive(Debug, Default)]
+pub struct HostCounters {
+    /// Connections opened.
+    pub cx_total: AtomicU64,
+    /// Connections open now.
+    pub cx_active: AtomicU64,
+    /// Connect failures.
+    pub cx_connect_fail: AtomicU64,
+    /// Requests answered with a 5xx, reset, or never sent (connect failure).
+    pub rq_error: AtomicU64,
+    /// Requests answered without a 5xx.
+    pub rq_success: AtomicU64,
+    /// Requests that timed out.
+    pub rq_timeout: AtomicU64,
+}
+
+/// A snapshot of a host's stats, in Envoy's `/clusters` names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// `cx_active`.
+    pub cx_active: u64,
+    /// `cx_connect_fail`.
+    pub cx_connect_fail: u64,
+    /// `cx_total`.
+    pub cx_total: u64,
+    /// `rq_active`.
+    pub rq_active: u64,
+    /// `rq_error`.
+    pub rq_error: u64,
+    /// `rq_success`.
+    pub rq_success: u64,
+    /// `rq_timeout`.
+    pub rq_timeout: u64,
+    /// `rq_total`.
+    pub rq_total: u64,
 }
 
 /// A request in flight to a host (see [`Host::start_request`]).

@@ -120,7 +120,12 @@ pub struct LbContext<'a> {
 /// A load balancer over one snapshot of a cluster's hosts.
 pub trait LoadBalancer: Send + Sync + std::fmt::Debug {
     /// Pick a host, or `None` when there is none to pick (no host, or all priorities empty).
-    fn choose(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>>;
+    fn choose(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
+        self.choose_with_panic(ctx).map(|(h, _)| h)
+    }
+    /// Pick a host, and whether it was picked in panic mode (among all hosts of a priority
+    /// with too few healthy ones: the cluster's `lb_healthy_panic`).
+    fn choose_with_panic(&self, ctx: &LbContext<'_>) -> Option<(Arc<Host>, bool)>;
 }
 
 /// How many picks a load balancer makes before giving up on avoiding excluded hosts.

@@ -9,12 +9,14 @@ pub use http2::Http2Pool;
 
 use crate::config::Address;
 use crate::protocol::body::{Body, BoxError};
+use crate::upstream::cluster::ClusterStats;
 use crate::upstream::host::Host;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -155,6 +157,126 @@ pub async fn connect(addr: &Address, timeout: Duration) -> Result<UpstreamIo, Up
     }
 }
 
+/// Connect to a host, counting the connection in the cluster's and the host's stats
+/// (`upstream_cx_total`, `upstream_cx_active`, `upstream_cx_connect_ms`, or
+/// `upstream_cx_connect_fail` / `upstream_cx_connect_timeout`). The returned connection counts
+/// its bytes and, when dropped, `upstream_cx_destroy` and `upstream_cx_length_ms`.
+pub async fn connect_host(
+    host: &Arc<Host>,
+    stats: &ClusterStats,
+    timeout: Duration,
+) -> Result<UpstreamConn, UpstreamError> {
+    let start = Instant::now();
+    match connect(&host.address, timeout).await {
+        Ok(io) => {
+            stats
+                .upstream_cx_connect_ms()
+                .record_duration(start.elapsed());
+            stats.upstream_cx_total().inc();
+            stats.upstream_cx_active().inc();
+            host.counters.cx_total.fetch_add(1, Ordering::Relaxed);
+            host.counters.cx_active.fetch_add(1, Ordering::Relaxed);
+            Ok(UpstreamConn {
+                io,
+                host: host.clone(),
+                stats: stats.clone(),
+                start: Instant::now(),
+            })
+        }
+        Err(e) => {
+            if matches!(e, UpstreamError::ConnectTimeout) {
+                stats.upstream_cx_connect_timeout().inc();
+            }
+            stats.upstream_cx_connect_fail().inc();
+            host.counters
+                .cx_connect_fail
+                .fetch_add(1, Ordering::Relaxed);
+            Err(e)
+        }
+    }
+}
+
+/// An upstream connection counted in its cluster's and host's stats (see [`connect_host`]).
+#[derive(Debug)]
+pub struct UpstreamConn {
+    io: UpstreamIo,
+    host: Arc<Host>,
+    stats: ClusterStats,
+    start: Instant,
+}
+
+impl UpstreamConn {
+    /// The peer address as Envoy prints it (`%UPSTREAM_REMOTE_ADDRESS%`).
+    pub fn peer(&self) -> String {
+        self.io.peer()
+    }
+}
+
+impl Drop for UpstreamConn {
+    fn drop(&mut self) {
+        self.stats.upstream_cx_active().dec();
+        self.stats.upstream_cx_destroy().inc();
+        self.stats
+            .upstream_cx_length_ms()
+            .record_duration(self.start.elapsed());
+        self.host.counters.cx_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for UpstreamConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.stats.upstream_cx_rx_bytes_total().add(n as u64);
+        }
+        res
+    }
+}
+
+impl AsyncWrite for UpstreamConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &res
+            && *n > 0
+        {
+            self.stats.upstream_cx_tx_bytes_total().add(*n as u64);
+        }
+        res
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &res
+            && *n > 0
+        {
+            self.stats.upstream_cx_tx_bytes_total().add(*n as u64);
+        }
+        res
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 impl AsyncRead for UpstreamIo {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -215,17 +337,37 @@ pub struct PooledResponse {
     pub upstream_addr: String,
 }
 
-/// Send `req` to `host` over `protocol`, reusing a pooled connection where one is free.
-/// `req` must be in the form the protocol needs (see `proxy`): origin-form URI and `Host` for
-/// HTTP/1.1; scheme and authority in the URI for HTTP/2.
+/// Send `req` to `host` over `protocol`, reusing a pooled connection where one is free; new
+/// connections are counted in `stats`. `req` must be in the form the protocol needs (see
+/// `proxy`): origin-form URI and `Host` for HTTP/1.1; scheme and authority in the URI for
+/// HTTP/2.
 pub async fn send(
     host: &Arc<Host>,
+    stats: &ClusterStats,
     settings: &PoolSettings,
     protocol: UpstreamProtocol,
     req: http::Request<Body>,
 ) -> Result<PooledResponse, UpstreamError> {
     match protocol {
-        UpstreamProtocol::Http1 => http1::send(host, settings, req).await,
-        UpstreamProtocol::Http2 => http2::send(host, settings, req).await,
+        UpstreamProtocol::Http1 => http1::send(host, stats, settings, req).await,
+        UpstreamProtocol::Http2 => http2::send(host, stats, settings, req).await,
+    }
+}
+
+/// A request waiting for a new connection: `upstream_rq_pending_total` and, while it waits,
+/// `upstream_rq_pending_active`.
+struct Pending<'a>(&'a ClusterStats);
+
+impl<'a> Pending<'a> {
+    fn start(stats: &'a ClusterStats) -> Self {
+        stats.upstream_rq_pending_total().inc();
+        stats.upstream_rq_pending_active().inc();
+        Pending(stats)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.upstream_rq_pending_active().dec();
     }
 }

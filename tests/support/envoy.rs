@@ -165,6 +165,24 @@ pub async fn start_pair(test: &str, template: &str) -> Option<Pair> {
     })
 }
 
+/// Start Envoy alone on `config` (already rendered) and wait until `addr` accepts
+/// connections. `None` when there is no Envoy (see [`envoy_bin`]).
+#[allow(dead_code)] // used by tests/stats.rs only
+pub async fn start_envoy(test: &str, config: &str, addr: SocketAddr) -> Option<Proc> {
+    let envoy_bin = envoy_bin()?;
+    let dir = work_dir(test);
+    let cfg = dir.join("envoy.yaml");
+    std::fs::write(&cfg, config).expect("write envoy.yaml");
+    let mut cmd = Command::new(&envoy_bin);
+    cmd.arg("-c")
+        .arg(&cfg)
+        .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
+        .args(["--base-id", &rand::random::<u16>().to_string()]);
+    let mut proc = Proc::spawn("envoy", cmd, dir.join("envoy.log"));
+    wait_accepting(&mut proc, addr, Duration::from_secs(30)).await;
+    Some(proc)
+}
+
 /// Poll until `addr` accepts a connection; panic (with the process output) if the process
 /// exits or the deadline passes.
 async fn wait_accepting(proc: &mut Proc, addr: SocketAddr, limit: Duration) {

@@ -7,6 +7,7 @@ use super::ConnCtx;
 use super::local_reply::{reply_for, reset_reason, upstream_reset_text};
 use super::upgrade;
 use super::upstream_request::{RequestBody, buffer_for_retry, build_request};
+use super::upstream_stats::Attempt;
 use crate::protocol::body::{self, Body};
 use crate::protocol::headers::{strip_hop_by_hop, upgrade_type};
 use crate::router::{ClusterWeight, FormatContext, Matched, RequestInfo, RouteAction};
@@ -131,7 +132,7 @@ pub(crate) async fn forward(
     let active = cluster.active_requests.fetch_add(1, Ordering::Relaxed);
     let _active = ActiveGuard(&cluster);
     if active >= cluster.circuit_breakers.max_requests {
-        cluster.stats.upstream_rq_pending_overflow.inc();
+        cluster.stats.upstream_rq_pending_overflow().inc();
         return local(
             reply_for(
                 s.grpc,
@@ -271,8 +272,7 @@ pub(crate) async fn forward(
         if matched.virtual_host.include_attempt_count_in_request {
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
-        cluster.stats.upstream_rq_total.inc();
-        let _inflight = host.start_request();
+        let try_stats = Attempt::start(&cluster.stats, &host);
         let sent = Instant::now();
         let per_try = policy.and_then(|p| p.per_try_timeout);
         let limit = [
@@ -285,7 +285,11 @@ pub(crate) async fn forward(
         .min();
         let result = match limit {
             Some(l) => {
-                match tokio::time::timeout(l, pool::send(&host, &cluster.pool, protocol, req)).await
+                match tokio::time::timeout(
+                    l,
+                    pool::send(&host, &cluster.stats, &cluster.pool, protocol, req),
+                )
+                .await
                 {
                     Ok(r) => Outcome::Done(r),
                     Err(_) if global_deadline.is_some_and(|d| Instant::now() >= d) => {
@@ -297,24 +301,33 @@ pub(crate) async fn forward(
                     Err(_) => Outcome::Timeout { global: false },
                 }
             }
-            None => Outcome::Done(pool::send(&host, &cluster.pool, protocol, req).await),
+            None => {
+                Outcome::Done(pool::send(&host, &cluster.stats, &cluster.pool, protocol, req).await)
+            }
         };
         let more = attempt < max_attempts && replayable;
         let retry = match &result {
             Outcome::Done(Ok(r)) => {
+                try_stats.headers(r.response.status());
                 more && policy.is_some_and(|p| {
                     p.retriable_response(r.response.status(), r.response.headers())
                 })
             }
             Outcome::Done(Err(e)) => {
-                if e.is_connect_failure() {
-                    cluster.stats.upstream_cx_connect_fail.inc();
-                }
+                try_stats.failed();
                 more && policy.is_some_and(|p| p.retriable_reset(e.is_connect_failure()))
             }
-            Outcome::Idle => false,
+            Outcome::Idle => {
+                try_stats.timed_out();
+                false
+            }
             Outcome::Timeout { global } => {
-                cluster.stats.upstream_rq_timeout.inc();
+                try_stats.timed_out();
+                if *global {
+                    cluster.stats.upstream_rq_timeout().inc();
+                } else {
+                    cluster.stats.upstream_rq_per_try_timeout().inc();
+                }
                 !global
                     && more
                     && policy.is_some_and(|p| {
@@ -327,9 +340,9 @@ pub(crate) async fn forward(
             if cluster.active_retries.load(Ordering::Relaxed)
                 >= cluster.circuit_breakers.max_retries
             {
-                cluster.stats.upstream_rq_retry_overflow.inc();
+                cluster.stats.upstream_rq_retry_overflow().inc();
             } else {
-                cluster.stats.upstream_rq_retry.inc();
+                cluster.stats.upstream_rq_retry().inc();
                 tried.push(host.clone());
                 cluster.active_retries.fetch_add(1, Ordering::Relaxed);
                 let backoff = p.backoff(attempt, rand::random());
@@ -340,7 +353,7 @@ pub(crate) async fn forward(
                 tokio::time::sleep(wait).await;
                 cluster.active_retries.fetch_sub(1, Ordering::Relaxed);
                 if global_deadline.is_some_and(|d| Instant::now() >= d) {
-                    cluster.stats.upstream_rq_timeout.inc();
+                    cluster.stats.upstream_rq_timeout().inc();
                     cfg.stats.downstream_rq_timeout.inc();
                     return local(
                         reply_for(
@@ -376,7 +389,7 @@ pub(crate) async fn forward(
                     attempt,
                     suppress,
                 );
-                resp
+                try_stats.wrap(resp)
             }
             Outcome::Done(Err(_))
                 if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc) =>
@@ -438,7 +451,7 @@ fn with_attempt_count(mut resp: Response<Body>, on: bool, attempt: u32) -> Respo
 }
 
 fn no_healthy(cluster: &Cluster, grpc: bool) -> Response<Body> {
-    cluster.stats.upstream_cx_none_healthy.inc();
+    cluster.stats.upstream_cx_none_healthy().inc();
     reply_for(grpc, StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
 }
 

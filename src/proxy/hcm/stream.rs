@@ -109,6 +109,13 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
     if let Some(c) = cfg.stats.downstream_rq_xx.get(class.wrapping_sub(1)) {
         c.inc();
     }
+    cfg.stats.downstream_rq_completed.inc();
+    let rq_time = cfg.stats.downstream_rq_time.clone();
+    let resp = resp.map(|b| {
+        body::boxed(body::OnEnd::new(b, move || {
+            rq_time.record_duration(start.elapsed())
+        }))
+    });
     guard.answered = true;
     resp
 }

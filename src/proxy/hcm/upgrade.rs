@@ -26,10 +26,9 @@ pub(crate) async fn proxy(
         // HTTP/2 streams have no HTTP/1.1 upgrade.
         return local_reply(StatusCode::FORBIDDEN, "");
     };
-    let io = match pool::connect(&host.address, cluster.pool.connect_timeout).await {
+    let io = match pool::connect_host(&host, &cluster.stats, cluster.pool.connect_timeout).await {
         Ok(io) => io,
         Err(e) => {
-            cluster.stats.upstream_cx_connect_fail.inc();
             debug!(error = %e, "upgrade: upstream connect failed");
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -37,7 +36,7 @@ pub(crate) async fn proxy(
             );
         }
     };
-    cluster.stats.upstream_rq_total.inc();
+    cluster.stats.upstream_rq_total().inc();
     if upgrade_type == "connect" {
         tokio::spawn(async move {
             let _inflight = host.start_request();

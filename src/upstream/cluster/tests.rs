@@ -324,7 +324,7 @@ fn istio_sidecar_clusters_compile() {
     let sds = &outbound.sds_secrets()[0];
     assert!(format!("{sds:?}").contains("sds-grpc"));
     // Stats are named after alt_stat_name, as in Envoy.
-    outbound.stats.upstream_rq_total.inc();
+    outbound.stats.upstream_rq_total().inc();
     assert_eq!(
         store.counter_value(
             "cluster.outbound|8000||httpbin.default.svc.cluster.local;.upstream_rq_total"

@@ -93,7 +93,7 @@ fn normalize(hs: &HostSet, hosts: &[Arc<Host>], locality_weighted: bool) -> Norm
 }
 
 impl<T: HashTable> LoadBalancer for HashedLb<T> {
-    fn choose(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
+    fn choose_with_panic(&self, ctx: &LbContext<'_>) -> Option<(Arc<Host>, bool)> {
         let hash = ctx.hash.unwrap_or_else(rng::next_u64);
         let (priority, source) = self.plan.choose(hash)?;
         let table = self.tables.get(priority)?.as_ref()?;
@@ -102,10 +102,10 @@ impl<T: HashTable> LoadBalancer for HashedLb<T> {
         for attempt in 0..SELECTION_ATTEMPTS {
             let h = table.pick(hash, attempt)?;
             if !avoid(h, ctx, panic) {
-                return Some(h.clone());
+                return Some((h.clone(), panic));
             }
             last = Some(h);
         }
-        last.cloned()
+        last.map(|h| (h.clone(), panic))
     }
 }

@@ -114,14 +114,14 @@ impl PickerLb {
 }
 
 impl LoadBalancer for PickerLb {
-    fn choose(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
+    fn choose_with_panic(&self, ctx: &LbContext<'_>) -> Option<(Arc<Host>, bool)> {
         let (priority, source) = self.plan.choose(rng::next_u64())?;
         let panic = source == Source::All;
         let mut last = None;
         for _ in 0..SELECTION_ATTEMPTS {
             let h = self.pick_once(priority, source)?;
             if !avoid(h, ctx, panic) {
-                return Some(h.clone());
+                return Some((h.clone(), panic));
             }
             last = Some(h);
         }
@@ -138,6 +138,6 @@ impl LoadBalancer for PickerLb {
             .filter_map(|k| list.hosts.get((start + k) % n))
             .find(|h| !avoid(h, ctx, panic))
             .or(last)
-            .cloned()
+            .map(|h| (h.clone(), panic))
     }
 }

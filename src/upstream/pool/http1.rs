@@ -1,7 +1,8 @@
 //! HTTP/1.1 keep-alive pool: idle connections per host, one request at a time on each.
 
-use super::{PoolSettings, PooledResponse, UpstreamError, connect};
+use super::{Pending, PoolSettings, PooledResponse, UpstreamError, connect_host};
 use crate::protocol::body::{Body, boxed};
+use crate::upstream::cluster::ClusterStats;
 use crate::upstream::host::Host;
 use bytes::Bytes;
 use http_body::Body as _;
@@ -73,6 +74,7 @@ impl Http1Pool {
 
 pub(super) async fn send(
     host: &Arc<Host>,
+    stats: &ClusterStats,
     settings: &PoolSettings,
     mut req: http::Request<Body>,
 ) -> Result<PooledResponse, UpstreamError> {
@@ -92,7 +94,9 @@ pub(super) async fn send(
         }
     }
 
-    let io = connect(&host.address, settings.connect_timeout).await?;
+    let pending = Pending::start(stats);
+    let io = connect_host(host, stats, settings.connect_timeout).await?;
+    stats.upstream_cx_http1_total().inc();
     let peer: Arc<str> = io.peer().into();
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_headers(settings.max_headers_count.max(1))
@@ -100,6 +104,7 @@ pub(super) async fn send(
         .handshake(TokioIo::new(io))
         .await
         .map_err(UpstreamError::Handshake)?;
+    drop(pending);
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "upstream http/1.1 connection closed with an error");

@@ -1,7 +1,8 @@
 //! HTTP/2 pool: one multiplexed connection per host, shared by every stream routed there.
 
-use super::{PoolSettings, PooledResponse, UpstreamError, connect};
+use super::{Pending, PoolSettings, PooledResponse, UpstreamError, connect_host};
 use crate::protocol::body::{Body, boxed};
+use crate::upstream::cluster::ClusterStats;
 use crate::upstream::host::Host;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -54,13 +55,16 @@ impl Http2Pool {
 
 pub(super) async fn send(
     host: &Arc<Host>,
+    stats: &ClusterStats,
     settings: &PoolSettings,
     req: http::Request<Body>,
 ) -> Result<PooledResponse, UpstreamError> {
     let shared = match host.pools().http2.get(settings) {
         Some(s) => s,
         None => {
-            let s = handshake(host, settings).await?;
+            let pending = Pending::start(stats);
+            let s = handshake(host, stats, settings).await?;
+            drop(pending);
             if let Ok(mut guard) = host.pools().http2.conn.lock() {
                 *guard = Some(s.clone());
             }
@@ -85,8 +89,13 @@ pub(super) async fn send(
     })
 }
 
-async fn handshake(host: &Arc<Host>, settings: &PoolSettings) -> Result<Shared, UpstreamError> {
-    let io = connect(&host.address, settings.connect_timeout).await?;
+async fn handshake(
+    host: &Arc<Host>,
+    stats: &ClusterStats,
+    settings: &PoolSettings,
+) -> Result<Shared, UpstreamError> {
+    let io = connect_host(host, stats, settings.connect_timeout).await?;
+    stats.upstream_cx_http2_total().inc();
     let peer: Arc<str> = io.peer().into();
     let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new());

@@ -39,7 +39,9 @@ impl Store {
         if let Some(e) = was_active.as_ref().or(was_warming.as_ref()) {
             // A removed cluster's stats go with it, as in Envoy (churn must not grow the
             // registry for ever).
-            e.cluster.stats.remove(&self.world.stats);
+            e.cluster
+                .stats
+                .remove(&self.world.stats, &e.cluster.stat_name);
         }
         if let Some(e) = &was_active {
             // Pools of its hosts close once idle; in-flight requests hold their own handles.
