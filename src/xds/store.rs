@@ -198,6 +198,9 @@ pub struct ErrorState {
     pub details: String,
     /// When.
     pub at: SystemTime,
+    /// The rejected resource as it arrived (possibly in a `Resource` wrapper), for
+    /// `error_state.failed_configuration`.
+    pub failed: Option<Any>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,6 +331,19 @@ impl Store {
     /// The plan the store was made with.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The SDS secret names some source is asked for (held or not yet received), for
+    /// `/config_dump`'s warming secrets.
+    pub fn wanted_secrets(&self) -> BTreeSet<String> {
+        self.interest
+            .iter()
+            .filter(|((_, k), _)| *k == Kind::Secret)
+            .flat_map(|(_, i)| match i {
+                Interest::Names(n) => n.iter().cloned().collect::<Vec<_>>(),
+                Interest::Wildcard => Vec::new(),
+            })
+            .collect()
     }
 
     /// The stats store.
