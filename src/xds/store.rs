@@ -243,7 +243,9 @@ pub struct Store {
     pub secrets: HashMap<String, SecretEntry>,
     /// The last rejection of each resource that has one.
     pub errors: BTreeMap<(Kind, String), ErrorState>,
-    /// Last accepted `version_info` per type.
+    /// `version_info` per type: for LDS and CDS, of the last update that added, changed or
+    /// removed something (Envoy's `system_version_info`); for the others, of the last update
+    /// accepted. Shown by `/config_dump`.
     pub versions: HashMap<Kind, String>,
     interest: BTreeMap<(SourceKey, Kind), Interest>,
     /// The interest must be recomputed.

@@ -158,6 +158,39 @@ pub async fn start_pair(test: &str, template: &str) -> Option<Pair> {
     })
 }
 
+/// Envoy alone, for tests that compare something other than a listener's traffic (its admin
+/// API): `@ADMIN_PORT@` in `template` becomes its admin port.
+pub struct Envoy {
+    pub admin: SocketAddr,
+    /// The configuration as Envoy got it.
+    pub config: String,
+    _proc: Proc,
+}
+
+/// Start Envoy on `template` and wait until its admin port accepts connections. Returns `None`
+/// when there is no Envoy (see [`envoy_bin`]).
+pub async fn start_envoy(test: &str, template: &str) -> Option<Envoy> {
+    let envoy_bin = envoy_bin()?;
+    let dir = work_dir(test);
+    let admin = free_port();
+    let cfg = dir.join("envoy.yaml");
+    let config = template.replace("@ADMIN_PORT@", &admin.to_string());
+    std::fs::write(&cfg, &config).expect("write envoy.yaml");
+    let mut cmd = Command::new(&envoy_bin);
+    cmd.arg("-c")
+        .arg(&cfg)
+        .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
+        .args(["--base-id", &rand::random::<u16>().to_string()]);
+    let mut proc = Proc::spawn("envoy", cmd, dir.join("envoy.log"));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
+    wait_accepting(&mut proc, admin, Duration::from_secs(30)).await;
+    Some(Envoy {
+        admin,
+        config,
+        _proc: proc,
+    })
+}
+
 /// Poll until `addr` accepts a connection; panic (with the process output) if the process
 /// exits or the deadline passes.
 async fn wait_accepting(proc: &mut Proc, addr: SocketAddr, limit: Duration) {

@@ -114,12 +114,17 @@ fn clusters(i: &Inputs<'_>) -> admin_pb::ClustersConfigDump {
     use admin_pb::clusters_config_dump::{DynamicCluster, StaticCluster};
     let q = i.query;
     let d = &i.dynamic;
-    let statics = i
+    // By name, as Envoy's cluster manager keeps them.
+    let mut statics: Vec<_> = i
         .bootstrap
         .static_resources
         .iter()
         .flat_map(|s| &s.clusters)
         .filter(|c| q.name_matches(&c.name))
+        .collect();
+    statics.sort_by(|a, b| a.name.cmp(&b.name));
+    let statics = statics
+        .into_iter()
         .map(|c| StaticCluster {
             cluster: Some(any(c)),
             last_updated: Some(timestamp(i.world.created)),

@@ -99,10 +99,14 @@ impl Store {
                 deadline,
             };
         }
+        // As Envoy's `system_version_info`: the version of the last update that applied
+        // something, even if it rejected some resources (`/config_dump` shows it).
+        if changed {
+            self.versions.insert(w.kind, u.version_info.clone());
+        }
         if errors.is_empty() {
             stats.success.inc();
             stats.version.set(version_hash(&u.version_info));
-            self.versions.insert(w.kind, u.version_info);
             Outcome {
                 accepted,
                 error: None,
