@@ -59,6 +59,7 @@ fn main() {
     // see every package and mis-resolve names such as `common.dynamic_forward_proxy.v3.X`.
     let mut seen = std::collections::HashSet::new();
     let mut set = prost_types::FileDescriptorSet::default();
+    let mut sensitive: Vec<String> = Vec::new();
     for file in &files {
         let mut compiler = protox::Compiler::new(&includes).expect("protox include paths");
         compiler.include_imports(true).include_source_info(false);
@@ -68,6 +69,25 @@ fn main() {
             // out of the pool, and the build says which.
             println!("cargo:warning=proto left out of the descriptor pool: {e}");
             continue;
+        }
+        // `prost_types` drops custom options, so the fields marked `udpa.annotations.sensitive`
+        // (which `/config_dump` redacts) are listed here, from protox's own pool.
+        let pool = compiler.descriptor_pool();
+        if let Some(ext) = pool.get_extension_by_name("udpa.annotations.sensitive") {
+            for f in pool.files().filter(|f| !seen.contains(f.name())) {
+                let mut stack: Vec<_> = f.messages().collect();
+                while let Some(m) = stack.pop() {
+                    stack.extend(m.child_messages());
+                    for field in m.fields() {
+                        let opts = field.options();
+                        if opts.has_extension(&ext)
+                            && opts.get_extension(&ext).as_bool() == Some(true)
+                        {
+                            sensitive.push(field.full_name().to_string());
+                        }
+                    }
+                }
+            }
         }
         for fd in compiler.file_descriptor_set().file {
             if seen.insert(fd.name().to_string()) {
@@ -79,6 +99,11 @@ fn main() {
     let out =
         PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("descriptor.bin");
     std::fs::write(&out, bytes).expect("writing the descriptor set");
+    sensitive.sort();
+    sensitive.dedup();
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("sensitive_fields.txt");
+    std::fs::write(&out, sensitive.join("\n")).expect("writing the sensitive field list");
 }
 
 /// Every `.proto` below `dir`, as paths relative to `base` (protox resolves them against the

@@ -7,6 +7,7 @@
 //! (health check, quit) and the logging setup.
 
 mod clusters;
+pub mod config_dump;
 mod endpoints;
 pub mod json;
 pub mod status;

@@ -22,7 +22,7 @@ pub use any::{
 };
 pub use bootstrap::{BootstrapSource, decode_message_file, load_bootstrap, parse_bootstrap};
 pub use cidr::Cidr;
-pub use descriptor::{pool, pool_for};
+pub use descriptor::{is_sensitive, pool, pool_for};
 pub use error::{ConfigError, Within};
 
 use envoy_types::pb::google::protobuf;

@@ -21,6 +21,7 @@ use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Clusters by name.
 pub type ClusterMap = HashMap<String, Arc<Cluster>>;
@@ -44,6 +45,9 @@ pub struct World {
     pub listeners: ArcSwap<ListenerMap>,
     /// SDS secrets.
     pub secrets: ArcSwap<SecretMap>,
+    /// When the world was made: the `last_updated` of the bootstrap and its static resources
+    /// in `/config_dump`.
+    pub created: SystemTime,
 }
 
 impl World {
@@ -55,6 +59,7 @@ impl World {
             routes: ArcSwap::from_pointee(RouteMap::new()),
             listeners: ArcSwap::from_pointee(ListenerMap::new()),
             secrets: ArcSwap::from_pointee(SecretMap::new()),
+            created: SystemTime::now(),
         })
     }
 

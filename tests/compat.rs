@@ -11,6 +11,8 @@
 //! Without Envoy the tests print a notice and pass, except under `CI` (see
 //! `support/envoy.rs`). Locally: `ENVOY_BIN=/path/to/envoy cargo test --test compat`.
 
+#[path = "compat/config_dump.rs"]
+mod config_dump;
 #[path = "support/envoy.rs"]
 mod envoy_support;
 mod support;

@@ -1,6 +1,8 @@
 //! xDS: tern's ADS client against a real gRPC ADS server (`support::ads`). The first tests
 //! check that server itself with a plain tonic client.
 
+#[path = "xds/istio_dump.rs"]
+mod istio_dump;
 mod support;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -1374,13 +1376,13 @@ mod istio {
     use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
     use std::path::Path;
 
-    const DUMP: &str = concat!(
+    pub(crate) const DUMP: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/testdata/istio/sidecar_config_dump_listeners.json"
     );
 
     /// Every listener of the real Istio sidecar dump (static and dynamic), as istiod sent them.
-    fn istio_listeners() -> Vec<Listener> {
+    pub(crate) fn istio_listeners() -> Vec<Listener> {
         let bytes = std::fs::read(DUMP).expect("testdata");
         let dump: ConfigDump = tern::config::decode_message_file(Path::new(DUMP), &bytes)
             .expect("the Istio config dump decodes");
@@ -1406,7 +1408,7 @@ mod istio {
 
     /// Listeners that bind get 127.0.0.1 and a port chosen by the kernel: the sidecar's ports
     /// (15001, 15006, 0.0.0.0) are not ours to take in a test. Nothing else changes.
-    fn on_loopback(mut l: Listener) -> Listener {
+    pub(crate) fn on_loopback(mut l: Listener) -> Listener {
         let binds = l.bind_to_port.as_ref().is_none_or(|b| b.value);
         if binds
             && let Some(address::Address::SocketAddress(sa)) =

@@ -46,6 +46,27 @@ const ENDPOINTS: &[Endpoint] = &[
         handler: super::clusters::clusters,
     },
     Endpoint {
+        path: "/config_dump",
+        help: "the configuration in force (Envoy's ConfigDump JSON)",
+        mutates: false,
+        params: &[
+            (
+                "resource",
+                "only this repeated field of the dump, one element per resource",
+            ),
+            (
+                "mask",
+                "a FieldMask applied to each resource (or to each section)",
+            ),
+            (
+                "name_regex",
+                "only resources whose name matches this regular expression",
+            ),
+            ("include_eds", "add the endpoints of every cluster"),
+        ],
+        handler: config_dump,
+    },
+    Endpoint {
         path: "/drain_listeners",
         help: "stop the listeners (or drain them first)",
         mutates: true,
@@ -314,6 +335,22 @@ fn server_info(_: &AdminRequest, ctx: &AdminCtx) -> Reply {
     match to_json(&info, true) {
         Ok(v) => Reply::json(pretty(&v)),
         Err(e) => Reply::with(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
+    }
+}
+
+fn config_dump(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
+    use super::config_dump::{DumpQuery, render};
+    let q = match DumpQuery::parse(r.query.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return Reply::bad_request(e),
+    };
+    match render(&ctx.bootstrap, &ctx.world, ctx.xds.get(), &q) {
+        Ok(body) => Reply::json(body),
+        Err(e) => Reply::with(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            TEXT,
+            e.message,
+        ),
     }
 }
 

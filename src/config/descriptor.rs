@@ -4,6 +4,18 @@ use std::collections::{HashMap, HashSet};
 
 static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 
+/// Full names of the fields marked `(udpa.annotations.sensitive) = true`, one a line; listed
+/// by `build.rs` (the descriptor set itself does not keep custom options).
+static SENSITIVE_FIELDS: &str = include_str!(concat!(env!("OUT_DIR"), "/sensitive_fields.txt"));
+
+/// Whether the field with this full name (`package.Message.field`) is marked
+/// `udpa.annotations.sensitive`: `/config_dump` redacts it, as Envoy does.
+pub fn is_sensitive(full_field_name: &str) -> bool {
+    static SET: std::sync::OnceLock<HashSet<&'static str>> = std::sync::OnceLock::new();
+    SET.get_or_init(|| SENSITIVE_FIELDS.lines().collect())
+        .contains(full_field_name)
+}
+
 /// The descriptor pool of every Envoy API message tern knows (and Istio's extension messages
 /// from `proto/`), compiled by `build.rs`. It is decoded on each call and not kept: it is large,
 /// and the proxy needs it only to read configuration text and to render `/config_dump`.
@@ -132,6 +144,21 @@ mod tests {
         ] {
             assert!(pool.get_message_by_name(name).is_some(), "{name} missing");
         }
+    }
+
+    #[test]
+    fn sensitive_fields_are_listed() {
+        for f in [
+            "envoy.extensions.transport_sockets.tls.v3.TlsCertificate.private_key",
+            "envoy.extensions.transport_sockets.tls.v3.TlsCertificate.password",
+            "envoy.extensions.transport_sockets.tls.v3.GenericSecret.secret",
+            "envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys.keys",
+        ] {
+            assert!(is_sensitive(f), "{f}");
+        }
+        assert!(!is_sensitive(
+            "envoy.extensions.transport_sockets.tls.v3.TlsCertificate.certificate_chain"
+        ));
     }
 
     #[test]

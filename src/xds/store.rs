@@ -198,6 +198,9 @@ pub struct ErrorState {
     pub details: String,
     /// When.
     pub at: SystemTime,
+    /// The rejected resource as it arrived (possibly in a `Resource` wrapper), for
+    /// `error_state.failed_configuration`.
+    pub failed: Option<Any>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +243,9 @@ pub struct Store {
     pub secrets: HashMap<String, SecretEntry>,
     /// The last rejection of each resource that has one.
     pub errors: BTreeMap<(Kind, String), ErrorState>,
-    /// Last accepted `version_info` per type.
+    /// `version_info` per type: for LDS and CDS, of the last update that added, changed or
+    /// removed something (Envoy's `system_version_info`); for the others, of the last update
+    /// accepted. Shown by `/config_dump`.
     pub versions: HashMap<Kind, String>,
     interest: BTreeMap<(SourceKey, Kind), Interest>,
     /// The interest must be recomputed.
@@ -328,6 +333,19 @@ impl Store {
     /// The plan the store was made with.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The SDS secret names some source is asked for (held or not yet received), for
+    /// `/config_dump`'s warming secrets.
+    pub fn wanted_secrets(&self) -> BTreeSet<String> {
+        self.interest
+            .iter()
+            .filter(|((_, k), _)| *k == Kind::Secret)
+            .flat_map(|(_, i)| match i {
+                Interest::Names(n) => n.iter().cloned().collect::<Vec<_>>(),
+                Interest::Wildcard => Vec::new(),
+            })
+            .collect()
     }
 
     /// The stats store.

@@ -165,9 +165,30 @@ pub async fn start_pair(test: &str, template: &str) -> Option<Pair> {
     })
 }
 
+/// Envoy alone, for tests that compare something other than a listener's traffic (its admin
+/// API): `@ADMIN_PORT@` in the template becomes its admin port.
+pub struct Envoy {
+    pub admin: SocketAddr,
+    /// The configuration as Envoy got it.
+    pub config: String,
+    _proc: Proc,
+}
+
+/// Start Envoy on `template` and wait until its admin port accepts connections.
+pub async fn start_envoy_admin(test: &str, template: &str) -> Option<Envoy> {
+    let port = free_port();
+    let config = template.replace("@ADMIN_PORT@", &port.to_string());
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    let proc = start_envoy(test, &config, admin).await?;
+    Some(Envoy {
+        admin,
+        config,
+        _proc: proc,
+    })
+}
+
 /// Start Envoy alone on `config` (already rendered) and wait until `addr` accepts
 /// connections. `None` when there is no Envoy (see [`envoy_bin`]).
-#[allow(dead_code)] // used by tests/stats.rs only
 pub async fn start_envoy(test: &str, config: &str, addr: SocketAddr) -> Option<Proc> {
     let envoy_bin = envoy_bin()?;
     let dir = work_dir(test);

@@ -153,6 +153,10 @@ impl Store {
                         version: e.meta.version.clone(),
                         details: err,
                         at: SystemTime::now(),
+                        failed: Some(Any {
+                            type_url: Kind::Listener.type_url().to_string(),
+                            value: e.listener.source.encode_to_vec(),
+                        }),
                     },
                 );
             }

@@ -41,7 +41,7 @@ impl Store {
         let mut decoded = Vec::with_capacity(u.resources.len());
         for inc in &u.resources {
             match decode::<M>(w.kind, inc) {
-                Ok(r) => decoded.push((r, &inc.version)),
+                Ok(r) => decoded.push((r, &inc.version, &inc.any)),
                 Err(e) => {
                     stats.rejected.inc();
                     return Outcome {
@@ -55,7 +55,7 @@ impl Store {
         let mut seen = HashSet::new();
         let mut accepted = Vec::new();
         let mut changed = false;
-        for (r, version) in decoded {
+        for (r, version, any) in decoded {
             let name = (w.name)(&r).to_string();
             if !seen.insert(name.clone()) {
                 errors.push(format!("{} {name}: duplicate in the response", w.what));
@@ -74,6 +74,7 @@ impl Store {
                             version: u.version_info.clone(),
                             details: e.clone(),
                             at: SystemTime::now(),
+                            failed: Some(any.clone()),
                         },
                     );
                     errors.push(e);
@@ -98,10 +99,14 @@ impl Store {
                 deadline,
             };
         }
+        // As Envoy's `system_version_info`: the version of the last update that applied
+        // something, even if it rejected some resources (`/config_dump` shows it).
+        if changed {
+            self.versions.insert(w.kind, u.version_info.clone());
+        }
         if errors.is_empty() {
             stats.success.inc();
             stats.version.set(version_hash(&u.version_info));
-            self.versions.insert(w.kind, u.version_info);
             Outcome {
                 accepted,
                 error: None,
