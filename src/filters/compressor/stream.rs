@@ -241,7 +241,9 @@ impl StreamCompression<'_> {
                 && etag_ok
                 && !encoded
                 && code_ok
-                && !self.connect;
+                // A tunnel (CONNECT) or a protocol switch (101) is never compressed.
+                && !self.connect
+                && !status.is_informational();
             let accept_ok = !end_stream
                 && length_ok
                 && match self.accept_for(i) {

@@ -115,12 +115,19 @@ fn small_head_empty_and_no_accept_are_left_alone() {
     // 304 has no body.
     let mut resp = response(304, &[("content-type", "text/plain")], "");
     assert!(run(&chain, &mut request("GET", Some("gzip")), &mut resp).is_none());
+    // A protocol switch and a CONNECT tunnel are never touched, not even with Vary.
+    let mut resp = response(101, &[("upgrade", "websocket")], "");
+    assert!(run(&chain, &mut request("GET", Some("gzip")), &mut resp).is_none());
+    assert_eq!(h(&resp, "vary"), None);
+    let mut resp = response(200, &[], "tunnel bytes, more than thirty of them");
+    assert!(run(&chain, &mut request("CONNECT", Some("gzip")), &mut resp).is_none());
+    assert_eq!(h(&resp, "vary"), None);
     // No Accept-Encoding: counted, Vary added.
     let mut resp = json_response();
     assert!(run(&chain, &mut request("GET", None), &mut resp).is_none());
     assert_eq!(h(&resp, "vary"), Some("Accept-Encoding"));
     assert_eq!(stat(&store, "g.gzip.no_accept_header"), 1);
-    assert_eq!(stat(&store, "g.gzip.not_compressed"), 4);
+    assert_eq!(stat(&store, "g.gzip.not_compressed"), 6);
 }
 
 #[test]
