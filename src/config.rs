@@ -14,6 +14,7 @@ mod cidr;
 mod descriptor;
 mod error;
 pub mod istio;
+mod string_match;
 
 pub use address::{Address, socket_address_of};
 pub use any::{
@@ -24,6 +25,8 @@ pub use bootstrap::{BootstrapSource, decode_message_file, load_bootstrap, parse_
 pub use cidr::Cidr;
 pub use descriptor::{is_sensitive, pool, pool_for};
 pub use error::{ConfigError, Within};
+pub use string_match::StringMatch;
+pub(crate) use string_match::{full_regex, starts_with_ignore_case};
 
 use envoy_types::pb::google::protobuf;
 use std::time::Duration;

@@ -17,6 +17,9 @@ mod config_dump;
 mod envoy_support;
 mod support;
 
+#[path = "compat/compressor.rs"]
+mod compressor;
+
 use bytes::Bytes;
 use envoy_support::{Pair, Seen, echo_view, listener, raw_view, start_pair};
 use http_body_util::Full;

@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "http/compressor.rs"]
+mod compressor;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::collections::HashMap;

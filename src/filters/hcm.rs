@@ -281,7 +281,8 @@ impl HcmConfig {
             }
         };
         let (http_filters, router) =
-            super::http::compile_http_filters(&h.http_filters, store).within("http_filters")?;
+            super::http::compile_http_filters(&h.http_filters, &h.stat_prefix, store)
+                .within("http_filters")?;
         let common = h.common_http_protocol_options.unwrap_or_default();
         let h2 = h.http2_protocol_options.clone().unwrap_or_default();
         let mut upgrade_configs = Vec::new();

@@ -1,11 +1,13 @@
 //! The HTTP filter registry of the connection manager: `http_filters` → [`HttpFilterConfig`],
-//! by type URL (looking through `TypedStruct`). The router is enforced; the other filters
-//! Istio puts in every listener are decoded (a malformed one is an error) and counted as
+//! by type URL (looking through `TypedStruct`). The router and the compressor are enforced;
+//! the other filters Istio puts in every listener are decoded (a malformed one is an error)
+//! and counted as
 //! `tern.config.not_enforced.<kind>` until their runtime arrives (README.md, "Accepted, not
 //! yet enforced"). Any other type is an error naming the filter and the type URL, unless the
 //! filter `is_optional` (skipped, `tern.config.skipped.<filter name>`); `disabled` filters are
 //! skipped.
 
+use super::compressor::CompressorConfig;
 use super::hcm::RouterConfig;
 use super::wasm::{self, NullVmPlugin};
 use crate::config::istio::{alpn, connect_authority, connect_baggage, peer_metadata, stats};
@@ -44,9 +46,9 @@ pub enum HttpFilterConfig {
     ConnectBaggage(connect_baggage::Config),
     /// `envoy.filters.http.cors`. Not enforced.
     Cors(cors_pb::Cors),
-    /// `envoy.filters.http.compressor` (Istio's 15090 Prometheus listener). Not enforced yet:
-    /// responses go out uncompressed, which every client accepts.
-    Compressor(Box<compressor_pb::Compressor>),
+    /// `envoy.filters.http.compressor` (Istio's 15090 Prometheus listener): response
+    /// compression (request compression is not enforced).
+    Compressor(Box<CompressorConfig>),
     /// `envoy.filters.http.fault`. Not enforced.
     Fault(Box<fault_pb::HttpFault>),
     /// `envoy.filters.http.grpc_stats`. Not enforced.
@@ -61,6 +63,7 @@ pub enum HttpFilterConfig {
 /// the last filter.
 pub(crate) fn compile_http_filters(
     filters: &[hcm_pb::HttpFilter],
+    stat_prefix: &str,
     store: &Store,
 ) -> Result<(Vec<HttpFilterConfig>, RouterConfig), ConfigError> {
     let mut out = Vec::new();
@@ -104,7 +107,7 @@ pub(crate) fn compile_http_filters(
             }
         };
         let tc = typed_config(any).within(&path)?;
-        let compiled = compile_one(f, &tc, store)
+        let compiled = compile_one(f, &tc, stat_prefix, store)
             .map_err(|e| super::naming(e, "HTTP filter", &f.name, tc.type_url()))
             .within(&path)?;
         match compiled {
@@ -150,6 +153,7 @@ enum Compiled {
 fn compile_one(
     f: &hcm_pb::HttpFilter,
     tc: &TypedConfig<'_>,
+    stat_prefix: &str,
     store: &Store,
 ) -> Result<Compiled, ConfigError> {
     let url = tc.type_url();
@@ -211,28 +215,7 @@ fn compile_one(
         HttpFilterConfig::ConnectBaggage(c)
     } else if url == compressor_pb::Compressor::type_url() {
         let c: compressor_pb::Compressor = tc.decode()?;
-        let library = c
-            .compressor_library
-            .as_ref()
-            .and_then(|l| l.typed_config.as_ref())
-            .map(|a| a.type_url.as_str())
-            .unwrap_or_default();
-        const LIBRARIES: &[&str] = &[
-            "type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip",
-            "type.googleapis.com/envoy.extensions.compression.brotli.compressor.v3.Brotli",
-            "type.googleapis.com/envoy.extensions.compression.zstd.compressor.v3.Zstd",
-        ];
-        if !LIBRARIES.contains(&library) {
-            return Err(ConfigError::new(
-                "typed_config.compressor_library",
-                format!("unknown compressor library {library:?} (gzip, brotli or zstd)"),
-            ));
-        }
-        store.not_enforced(
-            "envoy.filters.http.compressor",
-            "response compression (issue #5): responses are sent uncompressed",
-        );
-        HttpFilterConfig::Compressor(Box::new(c))
+        HttpFilterConfig::Compressor(Box::new(CompressorConfig::compile(&c, stat_prefix, store)?))
     } else if url == cors_pb::Cors::type_url() {
         let c = tc.decode()?;
         store.not_enforced(

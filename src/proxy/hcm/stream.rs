@@ -6,6 +6,7 @@ use super::ConnCtx;
 use super::forward::{self, StreamCtx};
 use super::local_reply::{grpc_local_reply, local_reply, reply_for};
 use super::request;
+use crate::filters::compressor::stream as compressor;
 use crate::filters::hcm::ServerHeader;
 use crate::protocol::body::{self, Body};
 use crate::router::{Action, FormatContext, RequestInfo, is_grpc};
@@ -96,7 +97,12 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
         encode(&mut r, &ctx, Version::HTTP_11);
         r
     } else {
+        let mut req = req;
+        let compression = compressor::decode(&cfg.http_filters, &mut req);
         let mut r = decode(req, &ctx, start).instrument(span).await;
+        if let Some(c) = compression.as_ref().and_then(|c| c.encode(&mut r)) {
+            r = r.map(|b| body::boxed(c.wrap(b)));
+        }
         encode(&mut r, &ctx, version);
         if version < Version::HTTP_2 && ctx.draining.load(Ordering::Relaxed) {
             // Draining: this response is the connection's last (Envoy's HTTP/1 drain).
