@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod filters;
+pub mod format;
 #[doc(hidden)]
 pub mod fuzz_api;
 pub mod listener;
@@ -17,6 +18,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod stream_info;
 pub mod tls;
 pub mod upstream;
 pub mod xds;
