@@ -6,6 +6,7 @@
 //! path reads lock-free. See `ARCHITECTURE.md` in the shared folder for the module graph.
 #![warn(clippy::unwrap_used)]
 
+pub mod access_log;
 pub mod config;
 pub mod filters;
 pub mod format;

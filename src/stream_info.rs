@@ -180,6 +180,8 @@ pub struct StreamInfo {
     pub timing: Timing,
     /// `%TRACE_ID%`: the trace id tern propagated, when tracing is configured.
     pub trace_id: Option<String>,
+    /// The tracing decision: the stream is traced (`traceable_filter`).
+    pub traced: bool,
 }
 
 impl StreamInfo {
@@ -223,6 +225,7 @@ impl StreamInfo {
             bytes_sent: 0,
             timing: Timing::default(),
             trace_id: None,
+            traced: false,
         }
     }
 
