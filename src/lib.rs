@@ -21,5 +21,6 @@ pub mod snapshot;
 pub mod stats;
 pub mod stream_info;
 pub mod tls;
+pub mod trace_context;
 pub mod upstream;
 pub mod xds;

@@ -353,6 +353,13 @@ pub fn grpc_status_of(headers: &HeaderMap) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The first eight hex digits of a UUID request id as a number: what Envoy's UUID request id
+/// extension samples traces and access logs by.
+pub fn request_id_integer(id: &[u8]) -> Option<u64> {
+    let head = std::str::from_utf8(id.get(..8)?).ok()?;
+    u64::from_str_radix(head, 16).ok()
+}
+
 /// A random version-4 UUID in its 36-character text form, as Envoy generates `x-request-id`
 /// (and `%UNIQUE_ID%`).
 pub fn uuid4() -> [u8; 36] {

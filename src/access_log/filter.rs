@@ -279,7 +279,7 @@ impl Filter {
                 let from_id = (!independent)
                     .then(|| info.request_header("x-request-id"))
                     .flatten()
-                    .and_then(|v| request_id_integer(v.as_bytes()));
+                    .and_then(|v| crate::stream_info::request_id_integer(v.as_bytes()));
                 let r = from_id.unwrap_or_else(rand::random);
                 r % denominator < *numerator
             }
@@ -305,13 +305,6 @@ impl Filter {
             Filter::LogType { types, exclude } => types.contains(&info.log_type) != *exclude,
         }
     }
-}
-
-/// The first eight hex digits of a UUID request id as a number, as Envoy's UUID request id
-/// extension derives its sampling value.
-pub(crate) fn request_id_integer(id: &[u8]) -> Option<u64> {
-    let head = std::str::from_utf8(id.get(..8)?).ok()?;
-    u64::from_str_radix(head, 16).ok()
 }
 
 fn extension(e: &al_pb::ExtensionFilter, store: &Store) -> Result<Filter, ConfigError> {
