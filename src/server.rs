@@ -72,6 +72,11 @@ impl Server {
     pub async fn start(options: Options) -> Result<Server, ServerError> {
         let bootstrap = load_bootstrap(&options)?;
         crate::proxy::hcm::set_local_address_ipv6(options.local_address_ip_version == "v6");
+        if options.file_flush_interval_msec > 0 {
+            crate::access_log::set_flush_interval(Duration::from_millis(
+                options.file_flush_interval_msec,
+            ));
+        }
         let world = World::new(Store::new());
         world.load_static(&bootstrap)?;
         let listeners =
@@ -215,6 +220,7 @@ pub fn run(options: Options) -> Result<(), ServerError> {
             }
             _ = int.recv() => info!("SIGINT: exiting"),
         }
+        crate::access_log::flush_all();
         Ok(())
     })
 }

@@ -5,11 +5,13 @@
 
 use super::ConnCtx;
 use super::local_reply::{reply_for, reset_reason, upstream_reset_text};
+use super::record::{Recorder, details};
 use super::upgrade;
 use super::upstream_request::{RequestBody, buffer_for_retry, build_request};
 use crate::protocol::body::{self, Body};
 use crate::protocol::headers::{strip_hop_by_hop, upgrade_type};
 use crate::router::{ClusterWeight, FormatContext, Matched, RequestInfo, RouteAction};
+use crate::stream_info::ResponseFlag;
 use crate::upstream::cluster::Cluster;
 use crate::upstream::host::Host;
 use crate::upstream::lb::LbContext;
@@ -31,7 +33,10 @@ pub(crate) struct StreamCtx<'a> {
     pub downstream_h2: bool,
     pub authority: String,
     pub path: String,
+    /// The `x-request-id` to echo in the response, if the response carries it.
     pub request_id: Option<HeaderValue>,
+    /// The stream's record.
+    pub rec: &'a mut Recorder,
 }
 
 /// Request headers Envoy's router removes before the upstream request.
@@ -72,13 +77,26 @@ pub(crate) async fn forward(
     let Some(cluster_name) = cluster_name else {
         // cluster_header absent or not a valid name: Envoy answers 404.
         cfg.stats.no_cluster.inc();
+        s.rec
+            .request(&parts.method, &s.path, &s.authority, &parts.headers);
+        s.rec.local(
+            Some(ResponseFlag::NoClusterFound),
+            details::CLUSTER_NOT_FOUND,
+        );
         return reply_for(s.grpc, StatusCode::NOT_FOUND, "");
     };
     let Some(cluster) = ctx.world.cluster(cluster_name) else {
         debug!(cluster = cluster_name, "cluster not found");
         cfg.stats.no_cluster.inc();
+        s.rec
+            .request(&parts.method, &s.path, &s.authority, &parts.headers);
+        s.rec.local(
+            Some(ResponseFlag::NoClusterFound),
+            details::CLUSTER_NOT_FOUND,
+        );
         return reply_for(s.grpc, action.cluster_not_found_response_code, "");
     };
+    s.rec.cluster(&cluster.name);
     let hash = action.hash(&RequestInfo {
         authority: &s.authority,
         path: &s.path,
@@ -127,11 +145,16 @@ pub(crate) async fn forward(
         authority = v.to_owned();
     }
 
+    s.rec
+        .request(&parts.method, &path, &authority, &parts.headers);
+
     // Circuit breaker: max_requests.
     let active = cluster.active_requests.fetch_add(1, Ordering::Relaxed);
     let _active = ActiveGuard(&cluster);
     if active >= cluster.circuit_breakers.max_requests {
         cluster.stats.upstream_rq_pending_overflow.inc();
+        s.rec
+            .local(Some(ResponseFlag::UpstreamOverflow), details::OVERFLOW);
         return local(
             reply_for(
                 s.grpc,
@@ -156,6 +179,7 @@ pub(crate) async fn forward(
             .map(|(_, e)| *e);
         if !cfg.upgrade_allowed(&t, route_override) {
             cfg.stats.downstream_rq_ws_on_non_ws_route.inc();
+            s.rec.details(details::UPGRADE_FAILED);
             return reply_for(s.grpc, StatusCode::FORBIDDEN, "");
         }
         let host = match cluster.choose_host(&LbContext {
@@ -163,8 +187,9 @@ pub(crate) async fn forward(
             excluded: &[],
         }) {
             Some(h) => h,
-            None => return local(no_healthy(&cluster, s.grpc), 1),
+            None => return local(no_healthy(&cluster, s.grpc, s.rec, 1), 1),
         };
+        s.rec.host(&host, 1);
         let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         if action.auto_host_rewrite && !host.hostname.is_empty() {
             authority = host.hostname.clone();
@@ -177,7 +202,7 @@ pub(crate) async fn forward(
             path,
             true,
         );
-        return upgrade::proxy(req, downstream, &t, host, &cluster).await;
+        return upgrade::proxy(req, downstream, &t, host, &cluster, s.rec).await;
     }
 
     // The stream idle timeout: the route's `idle_timeout` (zero disables it), else the
@@ -207,6 +232,7 @@ pub(crate) async fn forward(
         .boxed_unsync(),
         _ => body,
     };
+    let body = s.rec.count_request_body(body);
     let policy = action.retry_policy.as_ref();
     let max_attempts = 1 + policy.map_or(0, |p| p.num_retries);
     let mut req_body = if max_attempts > 1 {
@@ -228,8 +254,9 @@ pub(crate) async fn forward(
             &[]
         };
         let Some(host) = cluster.choose_host(&LbContext { hash, excluded }) else {
-            return local(no_healthy(&cluster, s.grpc), attempt);
+            return local(no_healthy(&cluster, s.grpc, s.rec, attempt), attempt);
         };
+        s.rec.host(&host, attempt);
         let auto_host = (action.auto_host_rewrite && !host.hostname.is_empty())
             .then_some(host.hostname.as_str());
         // The last possible attempt takes the request head; earlier ones send a copy. Both
@@ -240,7 +267,7 @@ pub(crate) async fn forward(
             parts_slot.take()
         };
         let (Some(b), Some(head)) = (req_body.take(), head) else {
-            if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc) {
+            if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc, s.rec) {
                 return r;
             }
             return local(
@@ -300,29 +327,30 @@ pub(crate) async fn forward(
             None => Outcome::Done(pool::send(&host, &cluster.pool, protocol, req).await),
         };
         let more = attempt < max_attempts && replayable;
-        let retry = match &result {
-            Outcome::Done(Ok(r)) => {
-                more && policy.is_some_and(|p| {
-                    p.retriable_response(r.response.status(), r.response.headers())
-                })
-            }
+        let retriable = match &result {
+            Outcome::Done(Ok(r)) => policy
+                .is_some_and(|p| p.retriable_response(r.response.status(), r.response.headers())),
             Outcome::Done(Err(e)) => {
                 if e.is_connect_failure() {
                     cluster.stats.upstream_cx_connect_fail.inc();
                 }
-                more && policy.is_some_and(|p| p.retriable_reset(e.is_connect_failure()))
+                policy.is_some_and(|p| p.retriable_reset(e.is_connect_failure()))
             }
             Outcome::Idle => false,
             Outcome::Timeout { global } => {
                 cluster.stats.upstream_rq_timeout.inc();
                 !global
-                    && more
                     && policy.is_some_and(|p| {
                         p.retriable_reset(false)
                             || p.retriable_response(StatusCode::GATEWAY_TIMEOUT, &HeaderMap::new())
                     })
             }
         };
+        let retry = more && retriable;
+        if retriable && !more && replayable && max_attempts > 1 {
+            // Envoy's `URX`: the attempt would have been retried, but retries ran out.
+            s.rec.flag(ResponseFlag::UpstreamRetryLimitExceeded);
+        }
         if retry && let Some(p) = policy {
             if cluster.active_retries.load(Ordering::Relaxed)
                 >= cluster.circuit_breakers.max_retries
@@ -342,6 +370,10 @@ pub(crate) async fn forward(
                 if global_deadline.is_some_and(|d| Instant::now() >= d) {
                     cluster.stats.upstream_rq_timeout.inc();
                     cfg.stats.downstream_rq_timeout.inc();
+                    s.rec.local(
+                        Some(ResponseFlag::UpstreamRequestTimeout),
+                        details::RESPONSE_TIMEOUT,
+                    );
                     return local(
                         reply_for(
                             s.grpc,
@@ -356,6 +388,7 @@ pub(crate) async fn forward(
         }
         return match result {
             Outcome::Done(Ok(r)) => {
+                s.rec.upstream_response(r.upstream_local);
                 let upstream = r.upstream_addr;
                 let mut resp = r.response;
                 if let Some(i) = stream_idle
@@ -379,20 +412,30 @@ pub(crate) async fn forward(
                 resp
             }
             Outcome::Done(Err(_))
-                if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc) =>
+                if let Some(r) =
+                    request_timed_out(&body_expired, &body_idle, cfg, s.grpc, s.rec) =>
             {
                 r
             }
             Outcome::Done(Err(e)) => {
                 debug!(host = %host.address, error = %e, "upstream request failed");
+                s.rec.upstream_failure(&e);
                 let text = upstream_reset_text(attempt > 1, reset_reason(&e));
                 local(
                     reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, &text),
                     attempt,
                 )
             }
-            Outcome::Timeout { .. } => {
+            Outcome::Timeout { global } => {
                 cfg.stats.downstream_rq_timeout.inc();
+                s.rec.local(
+                    Some(ResponseFlag::UpstreamRequestTimeout),
+                    if global {
+                        details::RESPONSE_TIMEOUT
+                    } else {
+                        details::PER_TRY_TIMEOUT
+                    },
+                );
                 local(
                     reply_for(
                         s.grpc,
@@ -404,6 +447,10 @@ pub(crate) async fn forward(
             }
             Outcome::Idle => {
                 cfg.stats.downstream_rq_idle_timeout.inc();
+                s.rec.local(
+                    Some(ResponseFlag::StreamIdleTimeout),
+                    details::STREAM_IDLE_TIMEOUT,
+                );
                 reply_for(s.grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
             }
         };
@@ -437,8 +484,13 @@ fn with_attempt_count(mut resp: Response<Body>, on: bool, attempt: u32) -> Respo
     resp
 }
 
-fn no_healthy(cluster: &Cluster, grpc: bool) -> Response<Body> {
+fn no_healthy(cluster: &Cluster, grpc: bool, rec: &mut Recorder, attempt: u32) -> Response<Body> {
     cluster.stats.upstream_cx_none_healthy.inc();
+    rec.with(|i| i.attempt_count = attempt);
+    rec.local(
+        Some(ResponseFlag::NoHealthyUpstream),
+        details::NO_HEALTHY_UPSTREAM,
+    );
     reply_for(grpc, StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
 }
 
@@ -449,9 +501,11 @@ fn request_timed_out(
     idle: &std::sync::atomic::AtomicBool,
     cfg: &crate::filters::HcmConfig,
     grpc: bool,
+    rec: &mut Recorder,
 ) -> Option<Response<Body>> {
     if expired.load(Ordering::Relaxed) {
         cfg.stats.downstream_rq_timeout.inc();
+        rec.details(details::REQUEST_OVERALL_TIMEOUT);
         return Some(reply_for(
             grpc,
             StatusCode::REQUEST_TIMEOUT,
@@ -460,6 +514,10 @@ fn request_timed_out(
     }
     idle.load(Ordering::Relaxed).then(|| {
         cfg.stats.downstream_rq_idle_timeout.inc();
+        rec.local(
+            Some(ResponseFlag::StreamIdleTimeout),
+            details::STREAM_IDLE_TIMEOUT,
+        );
         reply_for(grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
     })
 }
@@ -492,9 +550,7 @@ fn finish_response(
         ..*fmt
     };
     matched.apply_response_headers_with(weighted_entry, resp.headers_mut(), &fmt);
-    if s.conn.hcm.config.always_set_request_id_in_response
-        && let Some(id) = &s.request_id
-    {
+    if let Some(id) = &s.request_id {
         resp.headers_mut().insert("x-request-id", id.clone());
     }
 }

@@ -26,6 +26,7 @@ struct Idle {
     since: Instant,
     used: u32,
     peer: Arc<str>,
+    local: Option<std::net::SocketAddr>,
 }
 
 impl Http1Pool {
@@ -94,6 +95,7 @@ pub(super) async fn send(
 
     let io = connect(&host.address, settings.connect_timeout).await?;
     let peer: Arc<str> = io.peer().into();
+    let local = io.local();
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_headers(settings.max_headers_count.max(1))
         .writev(false)
@@ -111,6 +113,7 @@ pub(super) async fn send(
         since: Instant::now(),
         used: 1,
         peer,
+        local,
     };
     match c.sender.try_send_request(req).await {
         Ok(resp) => Ok(wrap(resp, host, settings, c)),
@@ -125,6 +128,7 @@ fn wrap(
     c: Idle,
 ) -> PooledResponse {
     let upstream_addr = c.peer.to_string();
+    let upstream_local = c.local;
     let reusable = !resp
         .headers()
         .get(http::header::CONNECTION)
@@ -140,6 +144,7 @@ fn wrap(
     PooledResponse {
         response: http::Response::from_parts(parts, body),
         upstream_addr,
+        upstream_local,
     }
 }
 

@@ -17,6 +17,7 @@ pub struct Http2Pool {
 struct Shared {
     sender: SendRequest<Body>,
     peer: Arc<str>,
+    local: Option<std::net::SocketAddr>,
     streams: Arc<std::sync::atomic::AtomicU32>,
 }
 
@@ -82,12 +83,14 @@ pub(super) async fn send(
     Ok(PooledResponse {
         response: resp.map(boxed),
         upstream_addr: shared.peer.to_string(),
+        upstream_local: shared.local,
     })
 }
 
 async fn handshake(host: &Arc<Host>, settings: &PoolSettings) -> Result<Shared, UpstreamError> {
     let io = connect(&host.address, settings.connect_timeout).await?;
     let peer: Arc<str> = io.peer().into();
+    let local = io.local();
     let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new());
     if let Some(w) = settings.h2_initial_stream_window {
@@ -114,6 +117,7 @@ async fn handshake(host: &Arc<Host>, settings: &PoolSettings) -> Result<Shared, 
     Ok(Shared {
         sender,
         peer,
+        local,
         streams: Arc::new(std::sync::atomic::AtomicU32::new(0)),
     })
 }
