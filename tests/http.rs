@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "http/access_log.rs"]
+mod access_log;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::collections::HashMap;
