@@ -6,6 +6,8 @@ mod support;
 
 #[path = "http/access_log.rs"]
 mod access_log;
+#[path = "http/tracing.rs"]
+mod tracing;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

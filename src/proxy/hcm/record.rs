@@ -4,22 +4,22 @@
 //! goes away, or when the upstream resets mid-response. With no observer nothing is
 //! recorded: every method is a no-op on an empty [`Recorder`] and no body is wrapped.
 
+mod body;
+
 use super::ConnCtx;
-use crate::protocol::body::{Body, BodyTimeout, BoxError};
+use crate::protocol::body::Body;
 use crate::stream_info::{
     LogType, Needs, Observers, Protocol, ResponseFlag, StreamInfo, grpc_status_for_http,
     grpc_status_of, is_grpc_content_type,
 };
 use crate::upstream::pool::UpstreamError;
-use bytes::Bytes;
+use body::{CountedBody, LoggedBody};
 use http::{HeaderMap, Response};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use std::borrow::Cow;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Envoy's `ResponseCodeDetails` for the outcomes tern has.
@@ -359,159 +359,4 @@ fn transport_failure(e: &UpstreamError) -> Option<String> {
         None => &text,
     };
     Some(format!("delayed connect error: {text}"))
-}
-
-pin_project_lite::pin_project! {
-    struct CountedBody {
-        #[pin]
-        inner: Body,
-        side: Arc<RequestSide>,
-        start: Instant,
-    }
-}
-
-impl http_body::Body for CountedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        let res = this.inner.as_mut().poll_frame(cx);
-        let ended = match &res {
-            Poll::Ready(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    this.side.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
-                }
-                // The reader may stop at the last frame without polling for the end.
-                f.is_trailers() || this.inner.is_end_stream()
-            }
-            Poll::Ready(None) => true,
-            _ => false,
-        };
-        if ended {
-            let _ = this.side.ended_us.compare_exchange(
-                0,
-                elapsed_us(*this.start),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
-        res
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response body: counts what is sent and ends the record when the body ends, fails,
-    /// or is dropped before its end (the client went away).
-    struct LoggedBody {
-        #[pin]
-        inner: Body,
-        rec: Option<Box<Rec>>,
-    }
-    impl PinnedDrop for LoggedBody {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(r) = this.rec.as_mut()
-                && this.inner.is_end_stream()
-            {
-                r.ended = true;
-            }
-            this.rec.take();
-        }
-    }
-}
-
-/// Record why a response body failed (Envoy's `upstream_reset_after_response_started`).
-fn body_failed(r: &mut Rec, e: &BoxError) {
-    let i = &mut r.info;
-    if e.downcast_ref::<BodyTimeout>().is_some() {
-        i.response_flags.insert(ResponseFlag::StreamIdleTimeout);
-        i.response_code_details = Some(Cow::Borrowed(details::STREAM_IDLE_TIMEOUT));
-        return;
-    }
-    // A body cut short (the upstream closed before its content-length) or malformed is
-    // Envoy's protocol error; anything else is a connection termination.
-    let mut incomplete = e
-        .downcast_ref::<hyper::Error>()
-        .is_some_and(|h| h.is_incomplete_message() || h.is_parse());
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
-    while let Some(c) = cause {
-        if c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
-        {
-            incomplete = true;
-        }
-        cause = c.source();
-    }
-    let (flag, reason) = if incomplete {
-        (ResponseFlag::UpstreamProtocolError, "protocol_error")
-    } else {
-        (
-            ResponseFlag::UpstreamConnectionTermination,
-            "connection_termination",
-        )
-    };
-    i.response_flags.insert(flag);
-    i.response_code_details = Some(Cow::Owned(format!(
-        "upstream_reset_after_response_started{{{reason}}}"
-    )));
-}
-
-impl http_body::Body for LoggedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let res = this.inner.poll_frame(cx);
-        let Some(r) = this.rec.as_mut() else {
-            return res;
-        };
-        match &res {
-            Poll::Ready(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    r.info.bytes_sent += d.len() as u64;
-                } else if let Some(t) = f.trailers_ref() {
-                    if let Some(s) = grpc_status_of(t) {
-                        r.info.grpc_status = Some(s);
-                    }
-                    if r.needs.response_trailers {
-                        r.info.response_trailers = Some(t.clone());
-                    }
-                }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                body_failed(r, e);
-                this.rec.take();
-            }
-            Poll::Ready(None) => {
-                r.ended = true;
-                this.rec.take();
-            }
-            Poll::Pending => {}
-        }
-        res
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
