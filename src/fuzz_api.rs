@@ -1,6 +1,6 @@
 //! Entry points for fuzzing tern's parsers of untrusted input: bootstrap text, the xDS resource
-//! types (`Cluster`, `Listener`, `RouteConfiguration`) and the HTTP connection manager's
-//! request path and header processing. Each takes arbitrary bytes and returns `()`; none may
+//! types (`Cluster`, `Listener`, `RouteConfiguration`), the HTTP connection manager's
+//! request path and header processing, and access log format strings. Each takes arbitrary bytes and returns `()`; none may
 //! panic on any input. The targets in `fuzz/fuzz_targets/` call them, and the tests below run
 //! them over the seed corpora in `fuzz/corpus/` and over random bytes, so `cargo test` covers
 //! the same code on stable Rust.
@@ -311,4 +311,111 @@ fn check_normalize(path_and_query: &str, normalize: bool, merge_slashes: bool) {
         Some(out.as_str()),
         "not idempotent: {path_and_query:?}"
     );
+}
+
+/// Access log formats, as xDS delivers them in `SubstitutionFormatString`: the first byte
+/// chooses text (bit 0 clear) or JSON (set) and `omit_empty_values` (bit 1); the rest, as
+/// UTF-8, is the format string or the JSON object of a `json_format`. A format that parses
+/// is rendered for a full stream record and for an empty one. Checked: a text format without
+/// `%` is its own literal; a JSON format renders one line of valid JSON.
+pub fn access_log_format(data: &[u8]) {
+    use crate::format::{Formatter, JsonFormat, ParseOptions};
+    use crate::stream_info::{LogType, StreamInfo};
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let omit = flags & 2 != 0;
+    let opts = ParseOptions {
+        req_without_query: true,
+        metadata: true,
+        cel: true,
+    };
+    let empty = StreamInfo::new(LogType::NotSet, 0, "l".into());
+    let full = full_record();
+    let mut out = String::new();
+    let mut scratch = String::new();
+    if flags & 1 == 0 {
+        let Ok(f) = Formatter::parse_with(text, opts) else {
+            return;
+        };
+        if !text.contains('%') {
+            assert_eq!(f.literal(), Some(text), "a format without operators");
+        }
+        for info in [&empty, &full] {
+            out.clear();
+            f.write(info, &mut out, if omit { "" } else { "-" });
+        }
+        return;
+    }
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return;
+    };
+    let s = envoy_types::pb::google::protobuf::Struct {
+        fields: obj
+            .into_iter()
+            .map(|(k, v)| (k, to_proto_value(v)))
+            .collect(),
+    };
+    let Ok(j) = JsonFormat::compile(&s, omit, opts) else {
+        return;
+    };
+    for info in [&empty, &full] {
+        out.clear();
+        j.write(info, &mut out, &mut scratch);
+        assert!(out.ends_with('\n'), "{out:?}");
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap_or_else(|e| panic!("invalid JSON line {out:?}: {e}"));
+    }
+}
+
+fn to_proto_value(v: serde_json::Value) -> envoy_types::pb::google::protobuf::Value {
+    use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(a) => Kind::ListValue(ListValue {
+            values: a.into_iter().map(to_proto_value).collect(),
+        }),
+        serde_json::Value::Object(o) => Kind::StructValue(Struct {
+            fields: o.into_iter().map(|(k, v)| (k, to_proto_value(v))).collect(),
+        }),
+    };
+    Value { kind: Some(kind) }
+}
+
+/// A finished HTTP stream with every field set, including values that need escaping.
+fn full_record() -> crate::stream_info::StreamInfo {
+    use crate::stream_info::{LogType, Protocol, ResponseFlag, StreamInfo};
+    let mut i = StreamInfo::new(LogType::DownstreamEnd, 7, "l".into());
+    i.downstream_local = Some(([127, 0, 0, 1], 15001).into());
+    i.downstream_remote = Some(([10, 0, 0, 1], 5555).into());
+    i.protocol = Some(Protocol::Http2);
+    i.method = Some(http::Method::POST);
+    i.path = Some("/a\"b?q=\u{1}".into());
+    i.authority = Some("svc".into());
+    i.scheme = Some("http");
+    let mut h = http::HeaderMap::new();
+    h.insert("x-request-id", http::HeaderValue::from_static("abc"));
+    h.insert(
+        "user-agent",
+        http::HeaderValue::from_bytes(b"ua\xff\"").unwrap_or(http::HeaderValue::from_static("ua")),
+    );
+    i.request_headers = Some(h.clone());
+    i.response_headers = Some(h.clone());
+    i.response_trailers = Some(h);
+    i.response_code = Some(503);
+    i.response_code_details = Some("a b".into());
+    i.response_flags
+        .insert(ResponseFlag::UpstreamConnectionFailure);
+    i.upstream_host = Some("[::1]:80".into());
+    i.upstream_cluster = Some("c".into());
+    i.grpc_status = Some(14);
+    i.route_name = Some("r".into());
+    i.trace_id = Some("t".into());
+    i
 }

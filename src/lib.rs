@@ -6,9 +6,11 @@
 //! path reads lock-free. See `ARCHITECTURE.md` in the shared folder for the module graph.
 #![warn(clippy::unwrap_used)]
 
+pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod filters;
+pub mod format;
 #[doc(hidden)]
 pub mod fuzz_api;
 pub mod listener;
@@ -18,6 +20,8 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod stream_info;
 pub mod tls;
+pub mod trace_context;
 pub mod upstream;
 pub mod xds;

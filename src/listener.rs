@@ -394,6 +394,9 @@ async fn accept_loop(
         else {
             debug!(listener = %l.name, conn = id, "no filter chain match");
             l.stats.no_filter_chain_match.inc();
+            if !l.access_log.is_empty() {
+                log_no_filter_chain(l, id, local, remote);
+            }
             continue;
         };
         if chain.requires_tls() {
@@ -408,6 +411,7 @@ async fn accept_loop(
             remote,
             listener: l.name.as_str().into(),
             buffer_limit: l.per_connection_buffer_limit,
+            direction: l.direction,
         };
         let span = tracing::debug_span!("conn", listener = %l.name, id, peer = ?remote);
         let network = chain.network.clone();
@@ -457,4 +461,24 @@ async fn accept(socket: &Socket) -> io::Result<(Accepted, Option<SocketAddr>, Op
             Ok((Accepted::Unix(s), None, None))
         }
     }
+}
+
+/// The listener's access log for a connection no filter chain took: Envoy's `NR` with
+/// `filter_chain_not_found`, and the connection closes at once.
+fn log_no_filter_chain(
+    l: &Listener,
+    id: u64,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+) {
+    use crate::stream_info::{LogType, ResponseFlag, StreamInfo};
+    let mut info = StreamInfo::new(LogType::NotSet, id, l.name.as_str().into());
+    info.direction = l.direction;
+    info.downstream_local = local;
+    info.downstream_remote = remote;
+    info.downstream_direct_remote = remote;
+    info.response_flags.insert(ResponseFlag::NoRouteFound);
+    info.response_code_details = Some("filter_chain_not_found".into());
+    info.duration = Some(info.elapsed());
+    l.access_log.notify(&info);
 }

@@ -31,6 +31,8 @@ pub struct ConnInfo {
     /// The listener's `per_connection_buffer_limit_bytes`: how much of a request body the
     /// connection manager buffers (for retries) before it streams instead.
     pub buffer_limit: u32,
+    /// The listener's `traffic_direction`.
+    pub direction: crate::stream_info::TrafficDirection,
 }
 
 /// A new connection id.

@@ -111,6 +111,11 @@ impl Server {
     pub async fn start(options: Options) -> Result<Server, ServerError> {
         let bootstrap = load_bootstrap(&options)?;
         crate::proxy::hcm::set_local_address_ipv6(options.local_address_ip_version == "v6");
+        if options.file_flush_interval_msec > 0 {
+            crate::access_log::set_flush_interval(Duration::from_millis(
+                options.file_flush_interval_msec,
+            ));
+        }
         let stats = stats_store(&bootstrap)?;
         start_stats_flush(&bootstrap, &stats);
         let world = World::new(stats);
@@ -267,6 +272,7 @@ pub fn run(options: Options) -> Result<(), ServerError> {
             _ = int.recv() => info!("SIGINT: exiting"),
             _ = server.status.quit.notified() => info!("quitquitquit: exiting"),
         }
+        crate::access_log::flush_all();
         Ok(())
     })
 }

@@ -4,8 +4,12 @@
 
 mod support;
 
+#[path = "http/access_log.rs"]
+mod access_log;
 #[path = "http/compressor.rs"]
 mod compressor;
+#[path = "http/tracing.rs"]
+mod tracing;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

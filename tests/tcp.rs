@@ -257,3 +257,141 @@ async fn tls_filter_chains_close_connections_until_tls_arrives() {
     );
     assert_eq!(stats.counter_value("tcp.tls.downstream_cx_total"), Some(0));
 }
+
+/// A tcp_proxy access log of the fields the test reads, to `path` (YAML at the tcp_proxy's
+/// indentation).
+fn tcp_access_log(path: &std::path::Path) -> String {
+    format!(
+        "          access_log:\n{}",
+        support::logs::file_access_log(
+            path,
+            r#"{ json_format: { code: "%RESPONSE_CODE%", flags: "%RESPONSE_FLAGS%", rx: "%BYTES_RECEIVED%", tx: "%BYTES_SENT%", host: "%UPSTREAM_HOST%", cluster: "%UPSTREAM_CLUSTER%", attempts: "%UPSTREAM_REQUEST_ATTEMPT_COUNT%", protocol: "%PROTOCOL%", failure: "%UPSTREAM_TRANSPORT_FAILURE_REASON%", type: "%ACCESS_LOG_TYPE%", ula: "%UPSTREAM_LOCAL_ADDRESS%" } }"#,
+            "",
+            10
+        )
+    )
+}
+
+#[tokio::test]
+async fn access_log_records_bytes_and_connect_failures() {
+    use support::logs::{json_lines, temp_log};
+    let (echo, _t) = upstream::tcp_echo().await;
+    let (ok_log, dead_log, missing_log, periodic_log) = (
+        temp_log("tcp-ok"),
+        temp_log("tcp-dead"),
+        temp_log("tcp-missing"),
+        temp_log("tcp-periodic"),
+    );
+    let tern = start_tern(&bootstrap(
+        &[
+            tcp_listener("ok", &format!("          cluster: echo\n{}", tcp_access_log(&ok_log))),
+            tcp_listener(
+                "dead",
+                &format!(
+                    "          cluster: dead\n          max_connect_attempts: 2\n{}",
+                    tcp_access_log(&dead_log)
+                ),
+            ),
+            tcp_listener(
+                "missing",
+                &format!("          cluster: missing\n{}", tcp_access_log(&missing_log)),
+            ),
+            tcp_listener(
+                "periodic",
+                &format!(
+                    "          cluster: echo\n          access_log_options: {{ access_log_flush_interval: 0.05s }}\n{}",
+                    tcp_access_log(&periodic_log)
+                ),
+            ),
+        ],
+        &[
+            static_cluster("echo", &[echo], ""),
+            static_cluster("dead", &[support::dead_addr()], ""),
+        ],
+    ))
+    .await;
+
+    let mut s = within(
+        5,
+        tokio::net::TcpStream::connect(tern.listener_addr("ok").unwrap()),
+    )
+    .await
+    .unwrap();
+    s.write_all(b"hello").await.unwrap();
+    let mut buf = [0u8; 5];
+    within(5, s.read_exact(&mut buf)).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    within(5, s.read_to_end(&mut rest)).await.unwrap();
+    let ok = json_lines(&ok_log, 1).await.remove(0);
+    assert_eq!(ok["code"], 0);
+    assert_eq!(ok["flags"], "-");
+    assert_eq!((&ok["rx"], &ok["tx"]), (&5.into(), &8.into()));
+    assert_eq!(ok["host"], echo.to_string().as_str());
+    assert_eq!(ok["cluster"], "echo");
+    assert_eq!(ok["attempts"], 1);
+    assert_eq!(ok["protocol"], serde_json::Value::Null);
+    assert_eq!(ok["type"], "TcpConnectionEnd");
+    assert!(
+        ok["ula"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
+
+    for name in ["dead", "missing"] {
+        let mut s = within(
+            5,
+            tokio::net::TcpStream::connect(tern.listener_addr(name).unwrap()),
+        )
+        .await
+        .unwrap();
+        let mut rest = Vec::new();
+        let _ = within(5, s.read_to_end(&mut rest)).await;
+    }
+    let dead = json_lines(&dead_log, 1).await.remove(0);
+    assert_eq!(dead["flags"], "UF,URX", "{dead}");
+    assert_eq!(dead["attempts"], 2);
+    assert_eq!(dead["failure"], "delayed_connect_error:_Connection_refused");
+    assert_eq!(dead["host"], support::dead_addr().to_string().as_str());
+    assert_eq!((&dead["rx"], &dead["tx"]), (&0.into(), &0.into()));
+    let missing = json_lines(&missing_log, 1).await.remove(0);
+    assert_eq!(missing["flags"], "NC");
+    assert_eq!(missing["attempts"], 0);
+    assert_eq!(missing["cluster"], serde_json::Value::Null);
+
+    // access_log_flush_interval: records while the connection is open, then its end.
+    let mut s = within(
+        5,
+        tokio::net::TcpStream::connect(tern.listener_addr("periodic").unwrap()),
+    )
+    .await
+    .unwrap();
+    s.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    within(5, s.read_exact(&mut one)).await.unwrap();
+    let periodic = |v: &Vec<serde_json::Value>| {
+        v.iter()
+            .any(|l| l["type"] == "TcpPeriodic" && l["rx"] == 1 && l["tx"] == 1)
+    };
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = json_lines(&periodic_log, 1).await;
+        if periodic(&got) {
+            break;
+        }
+    }
+    assert!(periodic(&got), "{got:?}");
+    drop(s);
+    assert!(
+        support::eventually(10, || {
+            tern::access_log::flush_all();
+            std::fs::read_to_string(&periodic_log)
+                .unwrap_or_default()
+                .contains("TcpConnectionEnd")
+        })
+        .await
+    );
+    for p in [ok_log, dead_log, missing_log, periodic_log] {
+        let _ = std::fs::remove_file(p);
+    }
+}

@@ -3,6 +3,8 @@
 use super::http::HttpFilterConfig;
 use crate::config::{self, ConfigError, Within};
 use crate::stats::{Counter, Gauge, Histogram, Store, Unit};
+use crate::stream_info::Observers;
+use crate::trace_context::TracingConfig;
 use envoy_types::pb::envoy::config::route::v3 as route_pb;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
 use envoy_types::pb::google::protobuf::Any;
@@ -231,6 +233,11 @@ pub struct HcmConfig {
     pub accept_http_10: bool,
     /// `http_protocol_options.default_host_for_http_10`.
     pub default_host_for_http_10: Option<String>,
+    /// Who is told about every stream that ends: the `access_log` entries, then any other
+    /// observer added after compilation (Istio's standard metrics).
+    pub observers: Observers,
+    /// `tracing` (with `request_id_extension`): the sampling decision and trace headers.
+    pub tracing: Option<TracingConfig>,
     /// Stats.
     pub stats: HcmStats,
 }
@@ -325,6 +332,27 @@ impl HcmConfig {
             h.strip_port_mode,
             Some(StripPortMode::StripAnyHostPort(true))
         );
+        let observers = crate::access_log::compile(&h.access_log, store)?;
+        #[allow(deprecated)]
+        if h.access_log_flush_interval.is_some()
+            || h.access_log_options.as_ref().is_some_and(|o| {
+                o.access_log_flush_interval.is_some()
+                    || o.flush_access_log_on_new_request
+                    || o.flush_log_on_tunnel_successfully_established
+            })
+        {
+            store.not_enforced(
+                "http_connection_manager.access_log_options",
+                "periodic and early HTTP access logs: each stream is logged once, when it ends",
+            );
+        }
+        let request_id = crate::trace_context::request_id_options(h.request_id_extension.as_ref())?;
+        let tracing = h
+            .tracing
+            .as_ref()
+            .map(|t| TracingConfig::compile(t, request_id, store))
+            .transpose()
+            .within("tracing")?;
         Ok(Self {
             stats: HcmStats::new(store, &h.stat_prefix),
             stat_prefix: h.stat_prefix.clone(),
@@ -425,6 +453,8 @@ impl HcmConfig {
                 .as_ref()
                 .map(|o| o.default_host_for_http_10.clone())
                 .filter(|s| !s.is_empty()),
+            observers,
+            tracing,
         })
     }
 

@@ -2,6 +2,7 @@
 
 use crate::config::{self, ConfigError};
 use crate::stats::{Counter, Gauge, Store};
+use crate::stream_info::Observers;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp_pb;
 use envoy_types::pb::google::protobuf::Any;
 use std::time::Duration;
@@ -66,6 +67,11 @@ pub struct TcpProxyConfig {
     /// `tunneling_config`: accepted, not enforced yet (the connection goes upstream as plain
     /// TCP).
     pub tunneling_config: Option<Box<tcp_pb::tcp_proxy::TunnelingConfig>>,
+    /// `access_log`, and any other observer of connections that end.
+    pub observers: Observers,
+    /// `access_log_options.access_log_flush_interval` (or the deprecated field): while a
+    /// connection is open, a `TcpPeriodic` record goes to the observers this often.
+    pub access_log_flush_interval: Option<Duration>,
     /// Stats.
     pub stats: TcpProxyStats,
 }
@@ -119,6 +125,25 @@ impl TcpProxyConfig {
                 "TCP over HTTP CONNECT (HBONE, no issue yet): the connection is proxied as plain TCP",
             );
         }
+        let observers = crate::access_log::compile(&p.access_log, store)?;
+        #[allow(deprecated)]
+        let flush = p
+            .access_log_options
+            .as_ref()
+            .and_then(|o| o.access_log_flush_interval.as_ref())
+            .or(p.access_log_flush_interval.as_ref());
+        let access_log_flush_interval = config::duration(flush).filter(|d| !d.is_zero());
+        #[allow(deprecated)]
+        if p.flush_access_log_on_connected
+            || p.access_log_options
+                .as_ref()
+                .is_some_and(|o| o.flush_access_log_on_connected || o.flush_access_log_on_start)
+        {
+            store.not_enforced(
+                "envoy.filters.network.tcp_proxy.flush_access_log_on_connected",
+                "access log records when the upstream connects or the connection starts",
+            );
+        }
         let c = |s: &str| store.counter(format!("tcp.{}.{s}", p.stat_prefix));
         Ok(Self {
             stats: TcpProxyStats {
@@ -143,6 +168,8 @@ impl TcpProxyConfig {
             )
             .filter(|d| !d.is_zero()),
             tunneling_config: p.tunneling_config.clone().map(Box::new),
+            observers,
+            access_log_flush_interval,
         })
     }
 }

@@ -537,6 +537,37 @@ fn named<T: Message>(name: &str, m: &T) -> (String, Vec<u8>) {
     (name.replace(['|', '.', ':'], "_"), m.encode_to_vec())
 }
 
+/// Access log formats (flags byte: bit 0 JSON, bit 1 `omit_empty_values`): Istio's default
+/// text and JSON formats, Envoy's default line, and operators the defaults do not use.
+const ACCESS_LOG_FORMATS: &[(&str, u8, &str)] = &[
+    ("bad_percent", 0, "100% %REQ(a?b?c)%"),
+    (
+        "envoy_default",
+        2,
+        "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n",
+    ),
+    (
+        "istio_json",
+        1,
+        "{\"start_time\":\"%START_TIME%\",\"route_name\":\"%ROUTE_NAME%\",\"method\":\"%REQ(:METHOD)%\",\"path\":\"%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%\",\"protocol\":\"%PROTOCOL%\",\"response_code\":\"%RESPONSE_CODE%\",\"response_flags\":\"%RESPONSE_FLAGS%\",\"response_code_details\":\"%RESPONSE_CODE_DETAILS%\",\"connection_termination_details\":\"%CONNECTION_TERMINATION_DETAILS%\",\"bytes_received\":\"%BYTES_RECEIVED%\",\"bytes_sent\":\"%BYTES_SENT%\",\"duration\":\"%DURATION%\",\"upstream_service_time\":\"%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%\",\"x_forwarded_for\":\"%REQ(X-FORWARDED-FOR)%\",\"user_agent\":\"%REQ(USER-AGENT)%\",\"request_id\":\"%REQ(X-REQUEST-ID)%\",\"authority\":\"%REQ(:AUTHORITY)%\",\"upstream_host\":\"%UPSTREAM_HOST%\",\"upstream_cluster\":\"%UPSTREAM_CLUSTER_RAW%\",\"upstream_local_address\":\"%UPSTREAM_LOCAL_ADDRESS%\",\"downstream_local_address\":\"%DOWNSTREAM_LOCAL_ADDRESS%\",\"downstream_remote_address\":\"%DOWNSTREAM_REMOTE_ADDRESS%\",\"requested_server_name\":\"%REQUESTED_SERVER_NAME%\",\"upstream_transport_failure_reason\":\"%UPSTREAM_TRANSPORT_FAILURE_REASON%\"}",
+    ),
+    (
+        "istio_text",
+        0,
+        "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n",
+    ),
+    (
+        "json_nested",
+        3,
+        "{\"a\":{\"b\":[\"%REQ(user-agent):3%\",1,true,null]},\"c\":\"x %GRPC_STATUS(SNAKE_STRING)% %START_TIME(%s.%3f %E6S)%\"}",
+    ),
+    (
+        "operators",
+        0,
+        "%REQ_WITHOUT_QUERY(:path)% %%%TRAILER(grpc-status?grpc-message):10% %UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %DYNAMIC_METADATA(istio.mixer:status):4% %ENVIRONMENT(HOME)% %CEL(request.path)% %RESPONSE_FLAGS_LONG%",
+    ),
+];
+
 #[test]
 #[ignore = "writes fuzz/corpus; run by hand after changing a seed"]
 fn write_seed_corpora() {
@@ -691,4 +722,15 @@ fn write_seed_corpora() {
         })
         .collect();
     write("request_path", &seeds);
+
+    // access_log_format
+    let seeds: Vec<(String, Vec<u8>)> = ACCESS_LOG_FORMATS
+        .iter()
+        .map(|(name, flags, text)| {
+            let mut bytes = vec![*flags];
+            bytes.extend_from_slice(text.as_bytes());
+            (name.to_string(), bytes)
+        })
+        .collect();
+    write("access_log_format", &seeds);
 }

@@ -10,6 +10,7 @@ const TARGETS: &[Target] = &[
     ("cluster_proto", cluster_proto),
     ("listener_proto", listener_proto),
     ("request_path", request_path),
+    ("access_log_format", access_log_format),
 ];
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -120,6 +121,7 @@ proptest! {
         let text: String = text.into_iter().collect();
         bootstrap_text(text.as_bytes());
         request_path(text.as_bytes());
+        access_log_format(text.as_bytes());
     }
 
     /// Seeds with a few bytes changed and a tail cut off (cheap structure-aware fuzzing on
@@ -147,5 +149,10 @@ proptest! {
     #[test]
     fn mutated_requests_do_not_panic(data in mutated(corpus("request_path"))) {
         request_path(&data);
+    }
+
+    #[test]
+    fn mutated_access_log_formats_do_not_panic(data in mutated(corpus("access_log_format"))) {
+        access_log_format(&data);
     }
 }

@@ -5,6 +5,7 @@
 
 mod forward;
 mod local_reply;
+mod record;
 pub(crate) mod request;
 mod stream;
 mod upgrade;

@@ -1,11 +1,15 @@
 //! tcp_proxy: choose a cluster and host, connect (with `max_connect_attempts`), then copy bytes
 //! both ways. A half-close is passed on (EOF from one side shuts down writing to the other,
 //! and the other direction keeps flowing); `idle_timeout` closes both sides after no traffic.
+//! Each connection's record (bytes, upstream, response flags `UF`, `URX`, `UH`, `NC`, `DT`)
+//! goes to the filter's observers (its `access_log`) when the connection ends, and every
+//! `access_log_flush_interval` while it is open.
 
 use super::ConnInfo;
 use crate::filters::TcpProxyConfig;
 use crate::snapshot::World;
 use crate::stats::Counter;
+use crate::stream_info::{LogType, Observers, ResponseFlag, StreamInfo};
 use crate::upstream::host::Host;
 use crate::upstream::lb::LbContext;
 use crate::upstream::pool;
@@ -25,12 +29,15 @@ where
     cfg.stats.downstream_cx_total.inc();
     cfg.stats.downstream_cx_active.inc();
     let _active = scopeguard(|| cfg.stats.downstream_cx_active.dec());
+    let mut rec = Record::start(&cfg.observers, &conn);
     let name = cfg.cluster.pick(rand::random());
     let Some(cluster) = world.cluster(name) else {
         debug!(cluster = name, "tcp_proxy: no cluster");
         cfg.stats.downstream_cx_no_route.inc();
+        rec.with(|i| i.response_flags.insert(ResponseFlag::NoClusterFound));
         return;
     };
+    rec.with(|i| i.upstream_cluster = Some(cluster.name.clone()));
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut upstream = None;
     for _ in 0..cfg.max_connect_attempts {
@@ -39,8 +46,13 @@ where
             excluded: &tried,
         }) else {
             cluster.stats.upstream_cx_none_healthy().inc();
+            rec.with(|i| i.response_flags.insert(ResponseFlag::NoHealthyUpstream));
             break;
         };
+        rec.with(|i| {
+            i.upstream_host = Some(host.address.to_string());
+            i.attempt_count += 1;
+        });
         match pool::connect_host(&host, &cluster.stats, cluster.pool.connect_timeout).await {
             Ok(io) => {
                 upstream = Some((io, host));
@@ -48,28 +60,71 @@ where
             }
             Err(e) => {
                 debug!(host = %host.address, error = %e, "tcp_proxy: connect failed");
+                rec.with(|i| {
+                    i.response_flags
+                        .insert(ResponseFlag::UpstreamConnectionFailure);
+                    if let pool::UpstreamError::ConnectFailure(io) = &e {
+                        let text = io.to_string();
+                        let text = text.rfind(" (os error ").map_or(&*text, |i| &text[..i]);
+                        i.upstream_transport_failure_reason =
+                            Some(format!("delayed connect error: {text}"));
+                    }
+                });
                 tried.push(host);
             }
         }
     }
-    let Some((up, host)) = upstream else { return };
+    let Some((up, host)) = upstream else {
+        if !tried.is_empty() && tried.len() as u32 >= cfg.max_connect_attempts {
+            rec.with(|i| {
+                i.response_flags
+                    .insert(ResponseFlag::UpstreamRetryLimitExceeded)
+            });
+        }
+        return;
+    };
+    rec.with(|i| i.upstream_local = up.local());
     let _req = host.start_request();
     let span = tracing::debug_span!("tcp_proxy", upstream = %host.address);
     let deadline = cfg.max_downstream_connection_duration;
-    let fut = pipe(
-        down,
-        up,
-        cfg.idle_timeout,
-        &cfg.stats.downstream_cx_rx_bytes_total,
-        &cfg.stats.downstream_cx_tx_bytes_total,
-    );
-    let outcome = match deadline {
-        Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
-            cfg.stats.max_downstream_connection_duration.inc();
-            PipeEnd::Closed
-        }),
-        None => fut.await,
+    let moved = Moved::default();
+    let piping = async {
+        let fut = pipe(
+            down,
+            up,
+            cfg.idle_timeout,
+            &cfg.stats.downstream_cx_rx_bytes_total,
+            &cfg.stats.downstream_cx_tx_bytes_total,
+            &moved,
+        );
+        match cfg.access_log_flush_interval.filter(|_| rec.is_active()) {
+            Some(every) => {
+                tokio::pin!(fut);
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tokio::select! {
+                        end = &mut fut => break end,
+                        _ = tick.tick() => rec.periodic(&moved),
+                    }
+                }
+            }
+            None => fut.await,
+        }
     };
+    let outcome = match deadline {
+        Some(d) => match tokio::time::timeout(d, piping).await {
+            Ok(end) => end,
+            Err(_) => {
+                rec.with(|i| i.response_flags.insert(ResponseFlag::DurationTimeout));
+                PipeEnd::Closed
+            }
+        },
+        None => piping.await,
+    };
+    rec.with(|i| {
+        i.bytes_received = moved.rx.load(Ordering::Relaxed);
+        i.bytes_sent = moved.tx.load(Ordering::Relaxed);
+    });
     if outcome == PipeEnd::Idle {
         cfg.stats.idle_timeout.inc();
     }
@@ -87,9 +142,26 @@ pub enum PipeEnd {
     Idle,
 }
 
+/// The bytes one pipe moved: `rx` from its first side, `tx` to it.
+#[derive(Debug, Default)]
+pub struct Moved {
+    /// Bytes read from the first side.
+    pub rx: AtomicU64,
+    /// Bytes written to the first side.
+    pub tx: AtomicU64,
+}
+
 /// Copy bytes both ways until both directions have seen EOF (half-closes are passed on), one
-/// fails, or nothing moves for `idle`. `rx` counts bytes from `a`, `tx` bytes to `a`.
-pub async fn pipe<A, B>(a: A, b: B, idle: Option<Duration>, rx: &Counter, tx: &Counter) -> PipeEnd
+/// fails, or nothing moves for `idle`. `rx` counts bytes from `a`, `tx` bytes to `a`, in the
+/// stats counters and in `moved`.
+pub async fn pipe<A, B>(
+    a: A,
+    b: B,
+    idle: Option<Duration>,
+    rx: &Counter,
+    tx: &Counter,
+    moved: &Moved,
+) -> PipeEnd
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -98,8 +170,8 @@ where
     let last = AtomicU64::new(0);
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
-    let up = copy_half(ar, bw, rx, &last, start);
-    let down = copy_half(br, aw, tx, &last, start);
+    let up = copy_half(ar, bw, rx, &moved.rx, &last, start);
+    let down = copy_half(br, aw, tx, &moved.tx, &last, start);
     let both = async { tokio::try_join!(up, down).is_ok() };
     let watch = async {
         let Some(idle) = idle else {
@@ -124,6 +196,7 @@ async fn copy_half<R, W>(
     mut r: R,
     mut w: W,
     count: &Counter,
+    moved: &AtomicU64,
     last: &AtomicU64,
     start: Instant,
 ) -> std::io::Result<()>
@@ -141,6 +214,7 @@ where
         }
         w.write_all(&buf[..n]).await?;
         count.add(n as u64);
+        moved.fetch_add(n as u64, Ordering::Relaxed);
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
@@ -155,4 +229,52 @@ impl<F: FnMut()> Drop for Guard<F> {
 
 fn scopeguard<F: FnMut()>(f: F) -> Guard<F> {
     Guard(f)
+}
+
+/// A connection's record, told to the observers when dropped (empty when nobody observes).
+struct Record(Option<Box<(StreamInfo, Observers)>>);
+
+impl Record {
+    fn start(observers: &Observers, conn: &ConnInfo) -> Record {
+        if observers.is_empty() {
+            return Record(None);
+        }
+        let mut info = StreamInfo::new(LogType::TcpConnectionEnd, conn.id, conn.listener.clone());
+        info.direction = conn.direction;
+        info.downstream_local = conn.local;
+        info.downstream_remote = conn.remote;
+        info.downstream_direct_remote = conn.remote;
+        Record(Some(Box::new((info, observers.clone()))))
+    }
+
+    fn is_active(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn with(&mut self, f: impl FnOnce(&mut StreamInfo)) {
+        if let Some(r) = &mut self.0 {
+            f(&mut r.0);
+        }
+    }
+
+    /// A `TcpPeriodic` record of the connection so far.
+    fn periodic(&self, moved: &Moved) {
+        if let Some(r) = &self.0 {
+            let mut info = r.0.clone();
+            info.log_type = LogType::TcpPeriodic;
+            info.duration = Some(info.elapsed());
+            info.bytes_received = moved.rx.load(Ordering::Relaxed);
+            info.bytes_sent = moved.tx.load(Ordering::Relaxed);
+            r.1.notify(&info);
+        }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(r) = &mut self.0 {
+            r.0.duration = Some(r.0.elapsed());
+            r.1.notify(&r.0);
+        }
+    }
 }

@@ -82,14 +82,16 @@ fn resident_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn usage_sees_an_allocation() {
-        let before = super::usage();
+    fn usage_reads_the_allocator_and_procfs() {
+        // Other tests allocate and free concurrently, so only the figures' presence and
+        // consistency are checked, not a difference.
         let v = vec![1u8; 8 << 20];
-        let after = super::usage();
-        assert!(
-            after.allocated >= before.allocated + (8 << 20) - 4096 || cfg!(not(target_env = "gnu"))
-        );
-        assert!(after.resident > 0);
+        let u = super::usage();
+        assert!(u.resident > 0);
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            assert!(u.allocated >= v.len() as u64, "{u:?}");
+            assert!(u.heap_size >= u.allocated, "{u:?}");
+        }
         drop(v);
     }
 }

@@ -87,7 +87,7 @@ pub struct Options {
     /// Ignore unknown fields in dynamic configuration silently.
     #[arg(long = "ignore-unknown-dynamic-fields")]
     pub ignore_unknown_dynamic_fields: bool,
-    /// Flush interval of access log files in milliseconds.
+    /// Flush interval of access log files in milliseconds (0: Envoy's default, 10 s).
     #[arg(long = "file-flush-interval-msec", default_value_t = 10000)]
     pub file_flush_interval_msec: u64,
     /// Skip deprecation warnings in logs.

@@ -223,6 +223,11 @@ pub struct Listener {
     pub default_chain: Option<Arc<FilterChain>>,
     /// Stats.
     pub stats: ListenerStats,
+    /// `access_log`: told about connections that end before a filter chain takes them (no
+    /// filter chain matched: `NR`).
+    pub access_log: crate::stream_info::Observers,
+    /// `traffic_direction`.
+    pub direction: crate::stream_info::TrafficDirection,
     /// The proto, for `/config_dump` and for telling a changed listener from an equal one.
     pub source: listener_pb::Listener,
 }
@@ -363,6 +368,13 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
         l.stat_prefix.clone()
     };
     let c = |s: &str| store.counter(format!("listener.{prefix}.{s}"));
+    let access_log = crate::access_log::compile(&l.access_log, store)?;
+    use envoy_types::pb::envoy::config::core::v3::TrafficDirection as Direction;
+    let direction = match Direction::try_from(l.traffic_direction) {
+        Ok(Direction::Inbound) => crate::stream_info::TrafficDirection::Inbound,
+        Ok(Direction::Outbound) => crate::stream_info::TrafficDirection::Outbound,
+        _ => crate::stream_info::TrafficDirection::Unspecified,
+    };
     Ok(Arc::new(Listener {
         name,
         address,
@@ -394,6 +406,8 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
                 Unit::Milliseconds,
             ),
         },
+        access_log,
+        direction,
         source: l.clone(),
     }))
 }

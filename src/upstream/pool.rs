@@ -121,6 +121,14 @@ pub enum UpstreamIo {
 }
 
 impl UpstreamIo {
+    /// The local address of a TCP connection (`%UPSTREAM_LOCAL_ADDRESS%`).
+    pub fn local(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            UpstreamIo::Tcp(s) => s.local_addr().ok(),
+            UpstreamIo::Unix(_) => None,
+        }
+    }
+
     /// The peer address as Envoy prints it (`%UPSTREAM_REMOTE_ADDRESS%`).
     pub fn peer(&self) -> String {
         match self {
@@ -209,6 +217,11 @@ impl UpstreamConn {
     /// The peer address as Envoy prints it (`%UPSTREAM_REMOTE_ADDRESS%`).
     pub fn peer(&self) -> String {
         self.io.peer()
+    }
+
+    /// The local address of the connection (`%UPSTREAM_LOCAL_ADDRESS%`).
+    pub fn local(&self) -> Option<std::net::SocketAddr> {
+        self.io.local()
     }
 }
 
@@ -335,6 +348,8 @@ pub struct PooledResponse {
     pub response: http::Response<Body>,
     /// `%UPSTREAM_REMOTE_ADDRESS%`.
     pub upstream_addr: String,
+    /// `%UPSTREAM_LOCAL_ADDRESS%` (TCP connections).
+    pub upstream_local: Option<std::net::SocketAddr>,
 }
 
 /// Send `req` to `host` over `protocol`, reusing a pooled connection where one is free; new

@@ -5,12 +5,14 @@
 
 use super::ConnCtx;
 use super::local_reply::{reply_for, reset_reason, upstream_reset_text};
+use super::record::{Recorder, details};
 use super::upgrade;
 use super::upstream_request::{RequestBody, buffer_for_retry, build_request};
 use super::upstream_stats::Attempt;
 use crate::protocol::body::{self, Body};
-use crate::protocol::headers::{strip_hop_by_hop, upgrade_type};
-use crate::router::{ClusterWeight, FormatContext, Matched, RequestInfo, RouteAction};
+use crate::protocol::headers::upgrade_type;
+use crate::router::{FormatContext, Matched, RequestInfo, RouteAction};
+use crate::stream_info::ResponseFlag;
 use crate::upstream::cluster::Cluster;
 use crate::upstream::host::Host;
 use crate::upstream::lb::LbContext;
@@ -18,10 +20,13 @@ use crate::upstream::pool::{self, UpstreamError, UpstreamProtocol};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use replies::{finish_response, no_healthy, request_timed_out, with_attempt_count};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 use tracing::debug;
+
+mod replies;
 
 /// What a stream carries into the router phase.
 pub(crate) struct StreamCtx<'a> {
@@ -32,7 +37,10 @@ pub(crate) struct StreamCtx<'a> {
     pub downstream_h2: bool,
     pub authority: String,
     pub path: String,
+    /// The `x-request-id` to echo in the response, if the response carries it.
     pub request_id: Option<HeaderValue>,
+    /// The stream's record.
+    pub rec: &'a mut Recorder,
 }
 
 /// Request headers Envoy's router removes before the upstream request.
@@ -73,13 +81,26 @@ pub(crate) async fn forward(
     let Some(cluster_name) = cluster_name else {
         // cluster_header absent or not a valid name: Envoy answers 404.
         cfg.stats.no_cluster.inc();
+        s.rec
+            .request(&parts.method, &s.path, &s.authority, &parts.headers);
+        s.rec.local(
+            Some(ResponseFlag::NoClusterFound),
+            details::CLUSTER_NOT_FOUND,
+        );
         return reply_for(s.grpc, StatusCode::NOT_FOUND, "");
     };
     let Some(cluster) = ctx.world.cluster(cluster_name) else {
         debug!(cluster = cluster_name, "cluster not found");
         cfg.stats.no_cluster.inc();
+        s.rec
+            .request(&parts.method, &s.path, &s.authority, &parts.headers);
+        s.rec.local(
+            Some(ResponseFlag::NoClusterFound),
+            details::CLUSTER_NOT_FOUND,
+        );
         return reply_for(s.grpc, action.cluster_not_found_response_code, "");
     };
+    s.rec.cluster(&cluster.name);
     let hash = action.hash(&RequestInfo {
         authority: &s.authority,
         path: &s.path,
@@ -128,11 +149,16 @@ pub(crate) async fn forward(
         authority = v.to_owned();
     }
 
+    s.rec
+        .request(&parts.method, &path, &authority, &parts.headers);
+
     // Circuit breaker: max_requests.
     let active = cluster.active_requests.fetch_add(1, Ordering::Relaxed);
     let _active = ActiveGuard(&cluster);
     if active >= cluster.circuit_breakers.max_requests {
         cluster.stats.upstream_rq_pending_overflow().inc();
+        s.rec
+            .local(Some(ResponseFlag::UpstreamOverflow), details::OVERFLOW);
         return local(
             reply_for(
                 s.grpc,
@@ -157,6 +183,7 @@ pub(crate) async fn forward(
             .map(|(_, e)| *e);
         if !cfg.upgrade_allowed(&t, route_override) {
             cfg.stats.downstream_rq_ws_on_non_ws_route.inc();
+            s.rec.details(details::UPGRADE_FAILED);
             return reply_for(s.grpc, StatusCode::FORBIDDEN, "");
         }
         let host = match cluster.choose_host(&LbContext {
@@ -164,8 +191,9 @@ pub(crate) async fn forward(
             excluded: &[],
         }) {
             Some(h) => h,
-            None => return local(no_healthy(&cluster, s.grpc), 1),
+            None => return local(no_healthy(&cluster, s.grpc, s.rec, 1), 1),
         };
+        s.rec.host(&host, 1);
         let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         if action.auto_host_rewrite && !host.hostname.is_empty() {
             authority = host.hostname.clone();
@@ -178,7 +206,7 @@ pub(crate) async fn forward(
             path,
             true,
         );
-        return upgrade::proxy(req, downstream, &t, host, &cluster).await;
+        return upgrade::proxy(req, downstream, &t, host, &cluster, s.rec).await;
     }
 
     // The stream idle timeout: the route's `idle_timeout` (zero disables it), else the
@@ -208,6 +236,7 @@ pub(crate) async fn forward(
         .boxed_unsync(),
         _ => body,
     };
+    let body = s.rec.count_request_body(body);
     let policy = action.retry_policy.as_ref();
     let max_attempts = 1 + policy.map_or(0, |p| p.num_retries);
     let mut req_body = if max_attempts > 1 {
@@ -229,8 +258,9 @@ pub(crate) async fn forward(
             &[]
         };
         let Some(host) = cluster.choose_host(&LbContext { hash, excluded }) else {
-            return local(no_healthy(&cluster, s.grpc), attempt);
+            return local(no_healthy(&cluster, s.grpc, s.rec, attempt), attempt);
         };
+        s.rec.host(&host, attempt);
         let auto_host = (action.auto_host_rewrite && !host.hostname.is_empty())
             .then_some(host.hostname.as_str());
         // The last possible attempt takes the request head; earlier ones send a copy. Both
@@ -241,7 +271,7 @@ pub(crate) async fn forward(
             parts_slot.take()
         };
         let (Some(b), Some(head)) = (req_body.take(), head) else {
-            if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc) {
+            if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc, s.rec) {
                 return r;
             }
             return local(
@@ -306,16 +336,16 @@ pub(crate) async fn forward(
             }
         };
         let more = attempt < max_attempts && replayable;
-        let retry = match &result {
+        let retriable = match &result {
             Outcome::Done(Ok(r)) => {
                 try_stats.headers(r.response.status());
-                more && policy.is_some_and(|p| {
+                policy.is_some_and(|p| {
                     p.retriable_response(r.response.status(), r.response.headers())
                 })
             }
             Outcome::Done(Err(e)) => {
                 try_stats.failed();
-                more && policy.is_some_and(|p| p.retriable_reset(e.is_connect_failure()))
+                policy.is_some_and(|p| p.retriable_reset(e.is_connect_failure()))
             }
             Outcome::Idle => {
                 try_stats.timed_out();
@@ -329,13 +359,17 @@ pub(crate) async fn forward(
                     cluster.stats.upstream_rq_per_try_timeout().inc();
                 }
                 !global
-                    && more
                     && policy.is_some_and(|p| {
                         p.retriable_reset(false)
                             || p.retriable_response(StatusCode::GATEWAY_TIMEOUT, &HeaderMap::new())
                     })
             }
         };
+        let retry = more && retriable;
+        if retriable && !more && replayable && max_attempts > 1 {
+            // Envoy's `URX`: the attempt would have been retried, but retries ran out.
+            s.rec.flag(ResponseFlag::UpstreamRetryLimitExceeded);
+        }
         if retry && let Some(p) = policy {
             if cluster.active_retries.load(Ordering::Relaxed)
                 >= cluster.circuit_breakers.max_retries
@@ -355,6 +389,10 @@ pub(crate) async fn forward(
                 if global_deadline.is_some_and(|d| Instant::now() >= d) {
                     cluster.stats.upstream_rq_timeout().inc();
                     cfg.stats.downstream_rq_timeout.inc();
+                    s.rec.local(
+                        Some(ResponseFlag::UpstreamRequestTimeout),
+                        details::RESPONSE_TIMEOUT,
+                    );
                     return local(
                         reply_for(
                             s.grpc,
@@ -369,6 +407,7 @@ pub(crate) async fn forward(
         }
         return match result {
             Outcome::Done(Ok(r)) => {
+                s.rec.upstream_response(r.upstream_local);
                 let upstream = r.upstream_addr;
                 let mut resp = r.response;
                 if let Some(i) = stream_idle
@@ -392,20 +431,30 @@ pub(crate) async fn forward(
                 try_stats.wrap(resp)
             }
             Outcome::Done(Err(_))
-                if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc) =>
+                if let Some(r) =
+                    request_timed_out(&body_expired, &body_idle, cfg, s.grpc, s.rec) =>
             {
                 r
             }
             Outcome::Done(Err(e)) => {
                 debug!(host = %host.address, error = %e, "upstream request failed");
+                s.rec.upstream_failure(&e);
                 let text = upstream_reset_text(attempt > 1, reset_reason(&e));
                 local(
                     reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, &text),
                     attempt,
                 )
             }
-            Outcome::Timeout { .. } => {
+            Outcome::Timeout { global } => {
                 cfg.stats.downstream_rq_timeout.inc();
+                s.rec.local(
+                    Some(ResponseFlag::UpstreamRequestTimeout),
+                    if global {
+                        details::RESPONSE_TIMEOUT
+                    } else {
+                        details::PER_TRY_TIMEOUT
+                    },
+                );
                 local(
                     reply_for(
                         s.grpc,
@@ -417,6 +466,10 @@ pub(crate) async fn forward(
             }
             Outcome::Idle => {
                 cfg.stats.downstream_rq_idle_timeout.inc();
+                s.rec.local(
+                    Some(ResponseFlag::StreamIdleTimeout),
+                    details::STREAM_IDLE_TIMEOUT,
+                );
                 reply_for(s.grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
             }
         };
@@ -438,76 +491,5 @@ struct ActiveGuard<'a>(&'a Cluster);
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Add `x-envoy-attempt-count` to a router local reply when the virtual host asks for it.
-fn with_attempt_count(mut resp: Response<Body>, on: bool, attempt: u32) -> Response<Body> {
-    if on {
-        resp.headers_mut()
-            .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
-    }
-    resp
-}
-
-fn no_healthy(cluster: &Cluster, grpc: bool) -> Response<Body> {
-    cluster.stats.upstream_cx_none_healthy().inc();
-    reply_for(grpc, StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
-}
-
-/// Envoy's 408 for a request whose body did not arrive within `request_timeout` ("request
-/// timeout") or stalled for the stream idle timeout ("stream timeout").
-fn request_timed_out(
-    expired: &std::sync::atomic::AtomicBool,
-    idle: &std::sync::atomic::AtomicBool,
-    cfg: &crate::filters::HcmConfig,
-    grpc: bool,
-) -> Option<Response<Body>> {
-    if expired.load(Ordering::Relaxed) {
-        cfg.stats.downstream_rq_timeout.inc();
-        return Some(reply_for(
-            grpc,
-            StatusCode::REQUEST_TIMEOUT,
-            "request timeout",
-        ));
-    }
-    idle.load(Ordering::Relaxed).then(|| {
-        cfg.stats.downstream_rq_idle_timeout.inc();
-        reply_for(grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish_response(
-    resp: &mut Response<Body>,
-    matched: &Matched<'_>,
-    weighted_entry: Option<&ClusterWeight>,
-    s: &StreamCtx<'_>,
-    fmt: &FormatContext<'_>,
-    upstream: &str,
-    service_time: Duration,
-    attempt: u32,
-    suppress: bool,
-) {
-    strip_hop_by_hop(resp.headers_mut());
-    let h = resp.headers_mut();
-    if !suppress {
-        h.insert(
-            "x-envoy-upstream-service-time",
-            HeaderValue::from(service_time.as_millis() as u64),
-        );
-    }
-    if matched.virtual_host.include_attempt_count_in_response {
-        h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
-    }
-    let fmt = FormatContext {
-        upstream_remote: Some(upstream),
-        ..*fmt
-    };
-    matched.apply_response_headers_with(weighted_entry, resp.headers_mut(), &fmt);
-    if s.conn.hcm.config.always_set_request_id_in_response
-        && let Some(id) = &s.request_id
-    {
-        resp.headers_mut().insert("x-request-id", id.clone());
     }
 }

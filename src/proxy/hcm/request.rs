@@ -209,20 +209,8 @@ fn xff_addresses(headers: &HeaderMap) -> Vec<IpAddr> {
 
 /// A random version-4 UUID, as Envoy generates `x-request-id`.
 pub fn uuid4() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let v: u128 = rand::random();
-    let v = (v & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let mut out = [0u8; 36];
-    let mut nibble = 0;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *slot = b'-';
-        } else {
-            *slot = HEX[((v >> (124 - 4 * nibble)) & 0xf) as usize];
-            nibble += 1;
-        }
-    }
-    HeaderValue::from_bytes(&out).expect("hex digits and dashes are a valid header value")
+    HeaderValue::from_bytes(&crate::stream_info::uuid4())
+        .expect("hex digits and dashes are a valid header value")
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 use super::ConnCtx;
 use super::forward::{self, StreamCtx};
 use super::local_reply::{grpc_local_reply, local_reply, reply_for};
+use super::record::{Recorder, details};
 use super::request;
 use crate::filters::compressor::stream as compressor;
 use crate::filters::hcm::ServerHeader;
 use crate::protocol::body::{self, Body};
 use crate::router::{Action, FormatContext, RequestInfo, is_grpc};
+use crate::stream_info::ResponseFlag;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -82,6 +84,8 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
     cfg.stats.downstream_rq_total.inc();
     cfg.stats.downstream_rq_active.inc();
     let start = Instant::now();
+    let start_time = SystemTime::now();
+    let mut rec = Recorder::start(&ctx, req.version(), start, start_time);
     let mut guard = StreamGuard {
         ctx: ctx.clone(),
         start,
@@ -95,11 +99,17 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         encode(&mut r, &ctx, Version::HTTP_11);
+        rec.local(
+            Some(ResponseFlag::DownstreamProtocolError),
+            details::LOW_VERSION,
+        );
         r
     } else {
         let mut req = req;
         let compression = compressor::decode(&cfg.http_filters, &mut req);
-        let mut r = decode(req, &ctx, start).instrument(span).await;
+        let mut r = decode(req, &ctx, start, start_time, &mut rec)
+            .instrument(span)
+            .await;
         if let Some(c) = compression.as_ref().and_then(|c| c.encode(&mut r)) {
             r = r.map(|b| body::boxed(c.wrap(b)));
         }
@@ -123,7 +133,7 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
         }))
     });
     guard.answered = true;
-    resp
+    rec.finish(resp)
 }
 
 /// Response headers the connection manager sets on every response.
@@ -144,8 +154,13 @@ fn encode(resp: &mut Response<Body>, ctx: &ConnCtx, version: Version) {
     }
 }
 
-async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> Response<Body> {
-    let start_time = SystemTime::now();
+async fn decode(
+    req: Request<Incoming>,
+    ctx: &Arc<ConnCtx>,
+    start: Instant,
+    start_time: SystemTime,
+    rec: &mut Recorder,
+) -> Response<Body> {
     let cfg = &ctx.hcm.config;
     // gRPC as Envoy sees it (`Grpc::Common::isGrpcRequestHeaders`): application/grpc,
     // application/grpc+…; not application/grpc-web, which gets plain local replies.
@@ -160,6 +175,10 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> R
             .sum();
         if size > cfg.max_request_headers_bytes {
             debug!(size, "request headers too large");
+            rec.local(
+                Some(ResponseFlag::DownstreamProtocolError),
+                details::HEADERS_TOO_LARGE,
+            );
             return codec_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         }
     }
@@ -175,6 +194,7 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> R
             .flatten()
     });
     let Some(mut authority) = authority else {
+        rec.local(None, details::MISSING_HOST);
         return reply_for(grpc, StatusCode::BAD_REQUEST, "");
     };
     if let Some(stripped) = request::strip_port(&authority, cfg, ctx.conn.local.map(|a| a.port())) {
@@ -192,6 +212,10 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> R
         if !(path.starts_with('/') || (path == "*" && parts.method == http::Method::OPTIONS)) {
             // Envoy's HTTP/1 codec rejects such a request line: 400 with the reason phrase
             // as body, and the connection closes.
+            rec.local(
+                Some(ResponseFlag::DownstreamProtocolError),
+                details::CODEC_ERROR,
+            );
             if downstream_h2 {
                 return reply_for(grpc, StatusCode::BAD_REQUEST, "");
             }
@@ -200,7 +224,10 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> R
         if (cfg.normalize_path || cfg.merge_slashes) && path.starts_with('/') {
             match request::normalize_path(&path, cfg.normalize_path, cfg.merge_slashes) {
                 Some(p) => path = p,
-                None => return reply_for(grpc, StatusCode::BAD_REQUEST, ""),
+                None => {
+                    rec.local(None, details::PATH_NORMALIZATION_FAILED);
+                    return reply_for(grpc, StatusCode::BAD_REQUEST, "");
+                }
             }
         }
     }
@@ -214,12 +241,27 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> R
     if cfg.generate_request_id && (regenerate || !parts.headers.contains_key("x-request-id")) {
         parts.headers.insert("x-request-id", request::uuid4());
     }
-    let request_id = parts.headers.get("x-request-id").cloned();
+    // Tracing: the sampling decision goes into x-request-id, the tracer's context headers
+    // into the request.
+    let mut force_trace = false;
+    if let Some(t) = &cfg.tracing {
+        let internal = parts.headers.contains_key("x-envoy-internal");
+        let d = crate::trace_context::apply(t, &mut parts.headers, internal, ctx.conn.direction);
+        force_trace = d.forced;
+        rec.trace(&d);
+    }
+    // The request id the response carries: always_set_request_id_in_response, or a forced
+    // trace (as Envoy).
+    let request_id = (cfg.always_set_request_id_in_response || force_trace)
+        .then(|| parts.headers.get("x-request-id").cloned())
+        .flatten();
 
     // Route.
     let Some(table) = ctx.hcm.route_table(&ctx.world) else {
         debug!("no route table");
         cfg.stats.no_route.inc();
+        rec.request(&parts.method, &path, &authority, &parts.headers);
+        rec.local(Some(ResponseFlag::NoRouteFound), details::ROUTE_NOT_FOUND);
         return reply_for(grpc, StatusCode::NOT_FOUND, "");
     };
     if !table.internal_only_headers.is_empty() && !parts.headers.contains_key("x-envoy-internal") {
@@ -237,8 +279,16 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> R
     let Some(matched) = table.find_with_random(&info, rand::random()) else {
         debug!(authority = %authority, path = %path, "no route");
         cfg.stats.no_route.inc();
+        rec.request(&parts.method, &path, &authority, &parts.headers);
+        rec.local(Some(ResponseFlag::NoRouteFound), details::ROUTE_NOT_FOUND);
         return reply_for(grpc, StatusCode::NOT_FOUND, "");
     };
+    rec.route(&matched);
+    if !matches!(matched.route.action, Action::Forward(_)) {
+        // The router records a forwarded request once its headers are final.
+        rec.request(&parts.method, &path, &authority, &parts.headers);
+        rec.details(details::DIRECT_RESPONSE);
+    }
     let fmt = FormatContext {
         downstream_remote: ctx.conn.remote,
         downstream_local: ctx.conn.local,
@@ -299,7 +349,10 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> R
             }
             r
         }
-        Action::NonForwarding => reply_for(grpc, StatusCode::NOT_FOUND, ""),
+        Action::NonForwarding => {
+            rec.local(Some(ResponseFlag::NoRouteFound), details::ROUTE_NOT_FOUND);
+            reply_for(grpc, StatusCode::NOT_FOUND, "")
+        }
         Action::Forward(action) => {
             let sctx = StreamCtx {
                 conn: ctx,
@@ -310,14 +363,13 @@ async fn decode(req: Request<Incoming>, ctx: &Arc<ConnCtx>, start: Instant) -> R
                 authority,
                 path,
                 request_id: request_id.clone(),
+                rec,
             };
             return forward::forward(parts, body, &matched, action, sctx).await;
         }
     };
     matched.apply_response_headers(resp.headers_mut(), &fmt);
-    if cfg.always_set_request_id_in_response
-        && let Some(id) = request_id
-    {
+    if let Some(id) = request_id {
         resp.headers_mut().insert("x-request-id", id);
     }
     resp

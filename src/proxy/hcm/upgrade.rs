@@ -4,11 +4,13 @@
 //! connects to the chosen host and answers 200, then tunnels.
 
 use super::local_reply::{local_reply, reset_reason, upstream_reset_text};
+use super::record::{Recorder, details};
 use crate::protocol::body::{self, Body};
+use crate::proxy::tcp_proxy::{Moved, pipe};
 use crate::stats::Counter;
 use crate::upstream::cluster::Cluster;
 use crate::upstream::host::Host;
-use crate::upstream::pool;
+use crate::upstream::pool::{self, UpstreamError};
 use http::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
@@ -21,15 +23,18 @@ pub(crate) async fn proxy(
     upgrade_type: &str,
     host: Arc<Host>,
     cluster: &Cluster,
+    rec: &mut Recorder,
 ) -> Response<Body> {
     let Some(downstream) = downstream else {
         // HTTP/2 streams have no HTTP/1.1 upgrade.
+        rec.details(details::UPGRADE_FAILED);
         return local_reply(StatusCode::FORBIDDEN, "");
     };
     let io = match pool::connect_host(&host, &cluster.stats, cluster.pool.connect_timeout).await {
         Ok(io) => io,
         Err(e) => {
             debug!(error = %e, "upgrade: upstream connect failed");
+            rec.upstream_failure(&e);
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &upstream_reset_text(false, reset_reason(&e)),
@@ -37,13 +42,19 @@ pub(crate) async fn proxy(
         }
     };
     cluster.stats.upstream_rq_total().inc();
+    rec.upstream_response(io.local());
     if upgrade_type == "connect" {
+        // The tunnel ends the stream's record when it closes.
+        let mut record = rec.detach();
+        record.response(200);
         tokio::spawn(async move {
             let _inflight = host.start_request();
             match downstream.await {
                 Ok(up) => {
                     let (rx, tx) = (Counter::default(), Counter::default());
-                    crate::proxy::tcp_proxy::pipe(TokioIo::new(up), io, None, &rx, &tx).await;
+                    let moved = Moved::default();
+                    pipe(TokioIo::new(up), io, None, &rx, &tx, &moved).await;
+                    record.tunnel_closed(moved.rx.into_inner(), moved.tx.into_inner());
                 }
                 Err(e) => debug!(error = %e, "CONNECT: downstream upgrade failed"),
             }
@@ -56,6 +67,7 @@ pub(crate) async fn proxy(
         Ok(x) => x,
         Err(e) => {
             debug!(error = %e, "upgrade: upstream handshake failed");
+            rec.upstream_failure(&UpstreamError::Handshake(e));
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &upstream_reset_text(false, "protocol error"),
@@ -69,6 +81,7 @@ pub(crate) async fn proxy(
         Ok(r) => r,
         Err(e) => {
             debug!(error = %e, "upgrade: upstream request failed");
+            rec.upstream_failure(&UpstreamError::Reset(e.into()));
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &upstream_reset_text(false, "connection termination"),
@@ -79,13 +92,16 @@ pub(crate) async fn proxy(
         return resp.map(body::boxed);
     }
     let upstream = hyper::upgrade::on(&mut resp);
+    let mut record = rec.detach();
+    record.response(StatusCode::SWITCHING_PROTOCOLS.as_u16());
     tokio::spawn(async move {
         let _inflight = host.start_request();
         match tokio::try_join!(downstream, upstream) {
             Ok((d, u)) => {
                 let (rx, tx) = (Counter::default(), Counter::default());
-                crate::proxy::tcp_proxy::pipe(TokioIo::new(d), TokioIo::new(u), None, &rx, &tx)
-                    .await;
+                let moved = Moved::default();
+                pipe(TokioIo::new(d), TokioIo::new(u), None, &rx, &tx, &moved).await;
+                record.tunnel_closed(moved.rx.into_inner(), moved.tx.into_inner());
             }
             Err(e) => debug!(error = %e, "upgrade failed"),
         }

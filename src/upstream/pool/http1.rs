@@ -27,6 +27,7 @@ struct Idle {
     since: Instant,
     used: u32,
     peer: Arc<str>,
+    local: Option<std::net::SocketAddr>,
 }
 
 impl Http1Pool {
@@ -98,6 +99,7 @@ pub(super) async fn send(
     let io = connect_host(host, stats, settings.connect_timeout).await?;
     stats.upstream_cx_http1_total().inc();
     let peer: Arc<str> = io.peer().into();
+    let local = io.local();
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_headers(settings.max_headers_count.max(1))
         .writev(false)
@@ -116,6 +118,7 @@ pub(super) async fn send(
         since: Instant::now(),
         used: 1,
         peer,
+        local,
     };
     match c.sender.try_send_request(req).await {
         Ok(resp) => Ok(wrap(resp, host, settings, c)),
@@ -130,6 +133,7 @@ fn wrap(
     c: Idle,
 ) -> PooledResponse {
     let upstream_addr = c.peer.to_string();
+    let upstream_local = c.local;
     let reusable = !resp
         .headers()
         .get(http::header::CONNECTION)
@@ -145,6 +149,7 @@ fn wrap(
     PooledResponse {
         response: http::Response::from_parts(parts, body),
         upstream_addr,
+        upstream_local,
     }
 }
 

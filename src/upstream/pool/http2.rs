@@ -18,6 +18,7 @@ pub struct Http2Pool {
 struct Shared {
     sender: SendRequest<Body>,
     peer: Arc<str>,
+    local: Option<std::net::SocketAddr>,
     streams: Arc<std::sync::atomic::AtomicU32>,
 }
 
@@ -86,6 +87,7 @@ pub(super) async fn send(
     Ok(PooledResponse {
         response: resp.map(boxed),
         upstream_addr: shared.peer.to_string(),
+        upstream_local: shared.local,
     })
 }
 
@@ -97,6 +99,7 @@ async fn handshake(
     let io = connect_host(host, stats, settings.connect_timeout).await?;
     stats.upstream_cx_http2_total().inc();
     let peer: Arc<str> = io.peer().into();
+    let local = io.local();
     let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new());
     if let Some(w) = settings.h2_initial_stream_window {
@@ -123,6 +126,7 @@ async fn handshake(
     Ok(Shared {
         sender,
         peer,
+        local,
         streams: Arc::new(std::sync::atomic::AtomicU32::new(0)),
     })
 }

@@ -1,0 +1,104 @@
+//! The router's replies and response headers: local replies with Envoy's stats and record
+//! entries (no healthy upstream, request timeouts), `x-envoy-attempt-count`, and the headers
+//! added to a proxied response.
+
+use super::StreamCtx;
+use crate::protocol::body::Body;
+use crate::protocol::headers::strip_hop_by_hop;
+use crate::proxy::hcm::local_reply::reply_for;
+use crate::proxy::hcm::record::{Recorder, details};
+use crate::router::{ClusterWeight, FormatContext, Matched};
+use crate::stream_info::ResponseFlag;
+use crate::upstream::cluster::Cluster;
+use http::{HeaderValue, Response, StatusCode};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Add `x-envoy-attempt-count` to a router local reply when the virtual host asks for it.
+pub(super) fn with_attempt_count(
+    mut resp: Response<Body>,
+    on: bool,
+    attempt: u32,
+) -> Response<Body> {
+    if on {
+        resp.headers_mut()
+            .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+    }
+    resp
+}
+
+pub(super) fn no_healthy(
+    cluster: &Cluster,
+    grpc: bool,
+    rec: &mut Recorder,
+    attempt: u32,
+) -> Response<Body> {
+    cluster.stats.upstream_cx_none_healthy().inc();
+    rec.with(|i| i.attempt_count = attempt);
+    rec.local(
+        Some(ResponseFlag::NoHealthyUpstream),
+        details::NO_HEALTHY_UPSTREAM,
+    );
+    reply_for(grpc, StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
+}
+
+/// Envoy's 408 for a request whose body did not arrive within `request_timeout` ("request
+/// timeout") or stalled for the stream idle timeout ("stream timeout").
+pub(super) fn request_timed_out(
+    expired: &std::sync::atomic::AtomicBool,
+    idle: &std::sync::atomic::AtomicBool,
+    cfg: &crate::filters::HcmConfig,
+    grpc: bool,
+    rec: &mut Recorder,
+) -> Option<Response<Body>> {
+    if expired.load(Ordering::Relaxed) {
+        cfg.stats.downstream_rq_timeout.inc();
+        rec.details(details::REQUEST_OVERALL_TIMEOUT);
+        return Some(reply_for(
+            grpc,
+            StatusCode::REQUEST_TIMEOUT,
+            "request timeout",
+        ));
+    }
+    idle.load(Ordering::Relaxed).then(|| {
+        cfg.stats.downstream_rq_idle_timeout.inc();
+        rec.local(
+            Some(ResponseFlag::StreamIdleTimeout),
+            details::STREAM_IDLE_TIMEOUT,
+        );
+        reply_for(grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn finish_response(
+    resp: &mut Response<Body>,
+    matched: &Matched<'_>,
+    weighted_entry: Option<&ClusterWeight>,
+    s: &StreamCtx<'_>,
+    fmt: &FormatContext<'_>,
+    upstream: &str,
+    service_time: Duration,
+    attempt: u32,
+    suppress: bool,
+) {
+    strip_hop_by_hop(resp.headers_mut());
+    let h = resp.headers_mut();
+    if !suppress {
+        h.insert(
+            "x-envoy-upstream-service-time",
+            HeaderValue::from(service_time.as_millis() as u64),
+        );
+    }
+    if matched.virtual_host.include_attempt_count_in_response {
+        h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+    }
+    let fmt = FormatContext {
+        upstream_remote: Some(upstream),
+        ..*fmt
+    };
+    matched.apply_response_headers_with(weighted_entry, resp.headers_mut(), &fmt);
+    if let Some(id) = &s.request_id {
+        resp.headers_mut().insert("x-request-id", id.clone());
+    }
+}
