@@ -321,14 +321,22 @@ impl Store {
     /// The stats of `spec` under `prefix` (ending with a dot), in one block. The same prefix
     /// and spec give the same cells (a recompiled cluster keeps its stats).
     pub fn block(&self, prefix: &str, spec: &'static BlockSpec) -> BlockStats {
-        let hidden = spec.hidden_by(|n| !self.accepts(&format!("{prefix}{n}")));
+        let hidden = if self.settings.matcher.accepts_all() {
+            None
+        } else {
+            spec.hidden_by(|n| !self.accepts(&format!("{prefix}{n}")))
+        };
         self.registry().block(prefix, spec, hidden)
     }
 
     /// The counters `<prefix><name>` for each of `names`, in that order, kept in one block.
     /// The same prefix and names give the same counters. `prefix` ends with a dot.
     pub fn counter_block(&self, prefix: &str, names: &'static [&'static str]) -> Vec<Counter> {
-        let hidden = block::hidden_names(names, |n| !self.accepts(&format!("{prefix}{n}")));
+        let hidden = if self.settings.matcher.accepts_all() {
+            None
+        } else {
+            block::hidden_names(names, |n| !self.accepts(&format!("{prefix}{n}")))
+        };
         let cells = self.registry().counter_block(prefix, names, hidden);
         (0..names.len())
             .map(|index| Counter {

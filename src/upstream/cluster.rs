@@ -457,9 +457,12 @@ impl Cluster {
             .filter(|h| !set.all_hosts().any(|n| n.address == h.address))
             .cloned()
             .collect();
+        let added = set.all_hosts().any(|h| !by_addr.contains_key(&h.address));
         drop(old);
         self.stats.set_membership(&set);
-        self.stats.membership_change().inc();
+        if added || !removed.is_empty() {
+            self.stats.membership_change().inc();
+        }
         self.hosts.store(Arc::new(HostState { set, lb }));
         for h in removed {
             if let Some(p) = h.pools_if_any() {

@@ -424,3 +424,61 @@ fn unknown_upstream_filters_and_sockets_are_errors() {
     c["transport_socket_matches"] = json!([{"name": "no-socket", "match": {}}]);
     assert!(compile_json(&c, &store).is_err());
 }
+
+#[test]
+fn membership_stats_follow_the_host_set() {
+    let store = Store::new();
+    let c = compile_json(
+        &json!({"name": "eds", "type": "EDS", "eds_cluster_config": {"eds_config": {"ads": {}}}}),
+        &store,
+    )
+    .unwrap();
+    assert_eq!(store.gauge_value("cluster.eds.membership_total"), Some(0));
+    let host = |port: u16, health: &str| {
+        json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}},
+               "health_status": health})
+    };
+    let cla = |hosts: Vec<Value>| {
+        let cla: envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment =
+            crate::config::resource_from_json(
+                &json!({"cluster_name": "eds", "endpoints": [{"lb_endpoints": hosts}]}),
+                true,
+            )
+            .unwrap();
+        load_assignment::priority_set_from_assignment(&cla, false).unwrap()
+    };
+    c.set_hosts(cla(vec![
+        host(1, "HEALTHY"),
+        host(2, "DEGRADED"),
+        host(3, "UNHEALTHY"),
+    ]));
+    let g = |n: &str| store.gauge_value(&format!("cluster.eds.{n}"));
+    assert_eq!(
+        (
+            g("membership_total"),
+            g("membership_healthy"),
+            g("membership_degraded")
+        ),
+        (Some(3), Some(1), Some(1))
+    );
+    assert_eq!(
+        store.counter_value("cluster.eds.membership_change"),
+        Some(1)
+    );
+    // The same hosts again (an EDS push with only a version change): no membership change.
+    c.set_hosts(cla(vec![
+        host(1, "HEALTHY"),
+        host(2, "DEGRADED"),
+        host(3, "UNHEALTHY"),
+    ]));
+    assert_eq!(
+        store.counter_value("cluster.eds.membership_change"),
+        Some(1)
+    );
+    c.set_hosts(cla(vec![host(1, "HEALTHY")]));
+    assert_eq!(
+        store.counter_value("cluster.eds.membership_change"),
+        Some(2)
+    );
+    assert_eq!(g("membership_total"), Some(1));
+}
