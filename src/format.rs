@@ -51,6 +51,69 @@ pub trait Source {
     }
 }
 
+/// Append `v` in decimal (without `core::fmt`, which is slow on the logging path).
+pub fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
+}
+
+/// Append `v` in decimal, zero-padded to `width` digits.
+pub(crate) fn push_padded(out: &mut String, v: u64, width: usize) {
+    let mut digits = 1;
+    let mut x = v;
+    while x >= 10 {
+        x /= 10;
+        digits += 1;
+    }
+    for _ in digits..width {
+        out.push('0');
+    }
+    push_u64(out, v);
+}
+
+/// Append an IP address as Envoy prints it (IPv6 through `core::fmt`, IPv4 directly).
+pub fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u64(out, u64::from(*o));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Append a socket address (`1.2.3.4:80`, `[::1]:80`).
+pub fn push_socket_addr(out: &mut String, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(v4) => {
+            push_ip(out, std::net::IpAddr::V4(*v4.ip()));
+            out.push(':');
+            push_u64(out, u64::from(a.port()));
+        }
+        // With its scope id, if any.
+        SocketAddr::V6(_) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
 /// The machine's host name (`%HOSTNAME%`), read once.
 pub fn hostname() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -185,9 +185,26 @@ pub struct StreamInfo {
 impl StreamInfo {
     /// A record that starts now, with nothing else known yet.
     pub fn new(log_type: LogType, connection_id: u64, listener_name: Arc<str>) -> StreamInfo {
+        Self::starting_at(
+            log_type,
+            connection_id,
+            listener_name,
+            Instant::now(),
+            SystemTime::now(),
+        )
+    }
+
+    /// A record of a stream that started at `start` (`start_time` on the wall clock).
+    pub fn starting_at(
+        log_type: LogType,
+        connection_id: u64,
+        listener_name: Arc<str>,
+        start: Instant,
+        start_time: SystemTime,
+    ) -> StreamInfo {
         StreamInfo {
-            start_time: SystemTime::now(),
-            start: Instant::now(),
+            start_time,
+            start,
             duration: None,
             log_type,
             connection_id,

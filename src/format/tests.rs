@@ -300,3 +300,35 @@ proptest! {
         prop_assert!(tail == "-" || tail.len() <= len, "{} -> {}", f, out);
     }
 }
+
+proptest! {
+    /// The fast writers print what `core::fmt` prints.
+    #[test]
+    fn fast_writers_match_display(v in any::<u64>(), width in 0usize..25, a in any::<std::net::SocketAddr>()) {
+        let mut s = String::new();
+        push_u64(&mut s, v);
+        prop_assert_eq!(&s, &v.to_string());
+        s.clear();
+        push_padded(&mut s, v, width);
+        prop_assert_eq!(&s, &format!("{v:0width$}"));
+        s.clear();
+        push_socket_addr(&mut s, a);
+        prop_assert_eq!(&s, &a.to_string());
+        s.clear();
+        push_ip(&mut s, a.ip());
+        prop_assert_eq!(&s, &a.ip().to_string());
+    }
+
+    /// The per-second cache of the default `%START_TIME%` gives what the general path gives,
+    /// also when consecutive calls cross seconds.
+    #[test]
+    fn start_time_cache_matches_the_general_format(secs in prop::collection::vec(0u64..4_000_000_000, 1..8), nanos in 0u32..1_000_000_000) {
+        for s in secs {
+            let t = UNIX_EPOCH + Duration::new(s, nanos);
+            let (mut fast, mut general) = (String::new(), String::new());
+            time::format_time(t, "", &mut fast);
+            time::format_time(t, "%Y-%m-%dT%H:%M:%E3SZ ", &mut general);
+            prop_assert_eq!(format!("{fast} "), general);
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! `%START_TIME(...)%` and `%EMIT_TIME(...)%`: a strftime subset, always in UTC, with Envoy's
 //! fraction extensions (`%3f`, `%E6S`).
 
+use super::{push_padded, push_u64};
+use std::cell::RefCell;
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -67,8 +69,34 @@ fn day_of_year(y: i64, m: u32, d: u32) -> u32 {
 /// `%Nf` (N = 1..9 digits of fraction) and `%ENS` (seconds with N digits of fraction); any
 /// other sequence is copied as is.
 pub fn format_time(t: SystemTime, fmt: &str, out: &mut String) {
-    let fmt = if fmt.is_empty() { DEFAULT } else { fmt };
-    let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
+    if fmt.is_empty() || fmt == DEFAULT {
+        // Envoy's default, on every access log line: the text up to the seconds changes once
+        // a second, so it is kept per thread and only the milliseconds are written each time.
+        thread_local! {
+            static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+        }
+        let (secs, nanos) = split(t);
+        SECOND.with(|c| match c.try_borrow_mut() {
+            Ok(mut c) => {
+                if c.0 != secs {
+                    c.1.clear();
+                    format_general(t, "%Y-%m-%dT%H:%M:%S.", &mut c.1);
+                    c.0 = secs;
+                }
+                out.push_str(&c.1);
+            }
+            Err(_) => format_general(t, "%Y-%m-%dT%H:%M:%S.", out),
+        });
+        push_padded(out, u64::from(nanos / 1_000_000), 3);
+        out.push('Z');
+        return;
+    }
+    format_general(t, fmt, out);
+}
+
+/// Seconds since the epoch (negative before it) and nanoseconds within the second.
+fn split(t: SystemTime) -> (i64, u32) {
+    match t.duration_since(UNIX_EPOCH) {
         Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
         Err(e) => {
             let d = e.duration();
@@ -79,7 +107,11 @@ pub fn format_time(t: SystemTime, fmt: &str, out: &mut String) {
                 (-s - 1, 1_000_000_000 - n)
             }
         }
-    };
+    }
+}
+
+fn format_general(t: SystemTime, fmt: &str, out: &mut String) {
+    let (secs, nanos) = split(t);
     let days = secs.div_euclid(86_400);
     let (y, mo, d) = civil_date(days);
     let sod = secs.rem_euclid(86_400);
@@ -100,18 +132,41 @@ pub fn format_time(t: SystemTime, fmt: &str, out: &mut String) {
         }
         // Writing to a String cannot fail.
         let _ = match chars.next() {
+            Some('Y') if y >= 0 => {
+                push_padded(out, y as u64, 4);
+                Ok(())
+            }
             Some('Y') => write!(out, "{y:04}"),
             Some('C') => write!(out, "{:02}", y.div_euclid(100)),
             Some('y') => write!(out, "{:02}", y.rem_euclid(100)),
-            Some('m') => write!(out, "{mo:02}"),
-            Some('d') => write!(out, "{d:02}"),
+            Some('m') => {
+                push_padded(out, u64::from(mo), 2);
+                Ok(())
+            }
+            Some('d') => {
+                push_padded(out, u64::from(d), 2);
+                Ok(())
+            }
             Some('e') => write!(out, "{d:2}"),
             Some('j') => write!(out, "{:03}", day_of_year(y, mo, d)),
-            Some('H') => write!(out, "{h:02}"),
+            Some('H') => {
+                push_padded(out, h as u64, 2);
+                Ok(())
+            }
             Some('I') => write!(out, "{:02}", if h % 12 == 0 { 12 } else { h % 12 }),
             Some('p') => write!(out, "{}", if h < 12 { "AM" } else { "PM" }),
-            Some('M') => write!(out, "{mi:02}"),
-            Some('S') => write!(out, "{s:02}"),
+            Some('M') => {
+                push_padded(out, mi as u64, 2);
+                Ok(())
+            }
+            Some('S') => {
+                push_padded(out, s as u64, 2);
+                Ok(())
+            }
+            Some('s') if secs >= 0 => {
+                push_u64(out, secs as u64);
+                Ok(())
+            }
             Some('s') => write!(out, "{secs}"),
             Some('z') => write!(out, "+0000"),
             Some('Z') => write!(out, "UTC"),

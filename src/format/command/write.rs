@@ -1,7 +1,7 @@
 //! Writing an operator's value from a [`Source`].
 
 use super::{Addr, AddrPart, Command, GrpcFormat, HeaderRef, HeaderSource, Span};
-use crate::format::{Source, time};
+use crate::format::{Source, push_ip, push_socket_addr, push_u64, time};
 use crate::stream_info::StreamInfo;
 use http::HeaderMap;
 use std::fmt::Write;
@@ -20,11 +20,11 @@ pub enum Written {
 }
 
 fn addr_part(a: SocketAddr, p: AddrPart, out: &mut String) -> Written {
-    let _ = match p {
-        AddrPart::Full => write!(out, "{a}"),
-        AddrPart::Ip => write!(out, "{}", a.ip()),
+    match p {
+        AddrPart::Full => push_socket_addr(out, a),
+        AddrPart::Ip => push_ip(out, a.ip()),
         AddrPart::Port => return num(out, u64::from(a.port())),
-    };
+    }
     Written::Str
 }
 
@@ -40,7 +40,7 @@ fn strip_port(s: &str) -> &str {
 }
 
 fn num(out: &mut String, v: u64) -> Written {
-    let _ = write!(out, "{v}");
+    push_u64(out, v);
     Written::Num
 }
 

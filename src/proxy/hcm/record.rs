@@ -74,6 +74,9 @@ impl Rec {
                     self.info.timing.last_upstream_tx = at;
                 }
             }
+        } else if self.info.upstream_host.is_some() {
+            // A request without a body went upstream with its headers.
+            self.info.timing.last_upstream_tx = self.info.timing.last_downstream_rx;
         }
         if self.ended {
             self.info.timing.last_downstream_tx = Some(elapsed);
@@ -126,9 +129,13 @@ impl Recorder {
             return Recorder(None);
         }
         let conn = &ctx.conn;
-        let mut info = StreamInfo::new(LogType::DownstreamEnd, conn.id, conn.listener.clone());
-        info.start = start;
-        info.start_time = start_time;
+        let mut info = StreamInfo::starting_at(
+            LogType::DownstreamEnd,
+            conn.id,
+            conn.listener.clone(),
+            start,
+            start_time,
+        );
         info.direction = conn.direction;
         info.downstream_local = conn.local;
         info.downstream_remote = conn.remote;
@@ -206,7 +213,14 @@ impl Recorder {
     /// The host an attempt went to.
     pub(crate) fn host(&mut self, host: &crate::upstream::host::Host, attempt: u32) {
         self.with(|i| {
-            i.upstream_host = Some(host.address.to_string());
+            i.upstream_host = Some(match &host.address {
+                crate::config::Address::Tcp(sa) => {
+                    let mut s = String::with_capacity(24);
+                    crate::format::push_socket_addr(&mut s, *sa);
+                    s
+                }
+                other => other.to_string(),
+            });
             i.upstream_host_name = (!host.hostname.is_empty()).then(|| host.hostname.clone());
             i.upstream_local = None;
             i.attempt_count = attempt;
@@ -249,14 +263,15 @@ impl Recorder {
     /// Count the request body as it is read (`%BYTES_RECEIVED%`) and note when it ends.
     pub(crate) fn count_request_body(&mut self, body: Body) -> Body {
         let Some(r) = &mut self.0 else { return body };
+        if body.is_end_stream() {
+            // No body: nothing to count, and the request was complete with its headers.
+            r.info.timing.last_downstream_rx = Some(Duration::ZERO);
+            return body;
+        }
         let side = Arc::new(RequestSide {
             bytes: AtomicU64::new(0),
             ended_us: AtomicU64::new(0),
         });
-        if body.is_end_stream() {
-            side.ended_us
-                .store(elapsed_us(r.info.start), Ordering::Relaxed);
-        }
         r.request = Some(side.clone());
         CountedBody {
             inner: body,
