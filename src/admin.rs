@@ -230,50 +230,15 @@ impl Reply {
     }
 }
 
-/// Split and percent-decode a query string (`+` is a space, as in HTML forms).
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn handle(req: Request<Incoming>, ctx: &AdminCtx) -> Response<Full<Bytes>> {
     let query = req.uri().query().map(str::to_owned);
     let r = AdminRequest {
         method: req.method().clone(),
         path: req.uri().path().to_owned(),
-        params: query.as_deref().map(parse_query).unwrap_or_default(),
+        params: query
+            .as_deref()
+            .map(crate::protocol::query::parse)
+            .unwrap_or_default(),
         query,
     };
     let reply = endpoints::dispatch(&r, ctx);
@@ -293,23 +258,4 @@ fn handle(req: Request<Incoming>, ctx: &AdminCtx) -> Response<Full<Bytes>> {
         HeaderValue::from_static("nosniff"),
     );
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_decode_as_envoy_reads_them() {
-        assert_eq!(
-            parse_query("usedonly&filter=a%7Cb&x=1+2&bad=%zz&end=%4"),
-            vec![
-                ("usedonly".to_string(), String::new()),
-                ("filter".to_string(), "a|b".to_string()),
-                ("x".to_string(), "1 2".to_string()),
-                ("bad".to_string(), "%zz".to_string()),
-                ("end".to_string(), "%4".to_string()),
-            ]
-        );
-    }
 }

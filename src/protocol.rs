@@ -5,3 +5,4 @@
 pub mod body;
 pub mod detect;
 pub mod headers;
+pub mod query;

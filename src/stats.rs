@@ -6,7 +6,7 @@
 //! The stats of one cluster live in one block (one allocation, one registry entry): a large
 //! mesh has tens of thousands of clusters. Tag extraction (`stats_config.stats_tags` and
 //! Envoy's default extractors) and `stats_config.stats_matcher` apply when stats are listed.
-//! This module is a leaf: it uses no other module of the crate.
+//! This module uses no other module of the crate but the protocol layer's query-string parser.
 
 mod block;
 mod histogram;

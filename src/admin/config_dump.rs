@@ -78,11 +78,7 @@ impl DumpQuery {
     pub fn parse(query: Option<&str>) -> Result<DumpQuery, String> {
         let mut q = DumpQuery::default();
         let mut seen = std::collections::HashSet::new();
-        let query = query.unwrap_or("");
-        let query = query.strip_prefix('?').unwrap_or(query);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (k, v) = (percent_decode(k), percent_decode(v));
+        for (k, v) in crate::protocol::query::parse(query.unwrap_or("")) {
             if !seen.insert(k.clone()) {
                 continue;
             }
@@ -239,28 +235,4 @@ fn select(
         404,
         format!("{resource} not found in config dump"),
     ))
-}
-
-/// `%XX` sequences decoded (others left as they are), as Envoy decodes admin query values;
-/// `+` stays `+`.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -59,38 +59,13 @@ pub struct StatsQuery {
     pub buckets: BucketsMode,
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl StatsQuery {
     /// Parse the query string of an admin request (without the `?`). Errors are the admin's
     /// 400 body.
     pub fn parse(query: &str) -> Result<Self, String> {
         let mut q = StatsQuery::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = match pair.split_once('=') {
-                Some((k, v)) => (k, percent_decode(v)),
-                None => (pair, String::new()),
-            };
-            match k {
+        for (k, v) in crate::protocol::query::parse(query) {
+            match k.as_str() {
                 "filter" if !v.is_empty() => {
                     q.filter =
                         Some(regex::Regex::new(&v).map_err(|e| format!("Invalid re2 regex: {e}"))?);
