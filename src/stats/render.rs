@@ -227,9 +227,9 @@ fn bucket_summary(h: &HistStat, mode: BucketsMode) -> String {
     out
 }
 
-/// `/stats` text.
-pub(crate) fn text(s: &Snapshot, q: &StatsQuery) -> String {
-    let mut lines: Vec<(&str, String)> = s
+/// Counters and gauges with their values as text, sorted by name.
+fn scalar_values(s: &Snapshot) -> Vec<(&str, String)> {
+    let mut v: Vec<(&str, String)> = s
         .counters
         .iter()
         .map(|c| (c.name.as_str(), c.value.to_string()))
@@ -239,7 +239,13 @@ pub(crate) fn text(s: &Snapshot, q: &StatsQuery) -> String {
                 .map(|g| (g.name.as_str(), g.value.to_string())),
         )
         .collect();
-    lines.sort_by(|a, b| a.0.cmp(b.0));
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+/// `/stats` text.
+pub(crate) fn text(s: &Snapshot, q: &StatsQuery) -> String {
+    let lines = scalar_values(s);
     let mut out = String::new();
     for (name, v) in lines {
         let _ = writeln!(out, "{name}: {v}");
@@ -268,17 +274,7 @@ fn json_number(x: f64) -> String {
 
 /// `/stats?format=json`.
 pub(crate) fn json(s: &Snapshot, q: &StatsQuery) -> String {
-    let mut items: Vec<(&str, String)> = s
-        .counters
-        .iter()
-        .map(|c| (c.name.as_str(), c.value.to_string()))
-        .chain(
-            s.gauges
-                .iter()
-                .map(|g| (g.name.as_str(), g.value.to_string())),
-        )
-        .collect();
-    items.sort_by(|a, b| a.0.cmp(b.0));
+    let items = scalar_values(s);
     let mut parts: Vec<String> = items
         .into_iter()
         .map(|(n, v)| format!("{{\"name\":{},\"value\":{v}}}", json_str(n)))
