@@ -22,6 +22,7 @@ mod tests;
 pub use block::{BlockSpec, BlockStats, CounterRef, GaugeRef, HistogramRef, StatusCodes};
 pub use histogram::{DEFAULT_BUCKETS, Histogram, HistogramStatistics, SUPPORTED_QUANTILES, Unit};
 pub use matcher::StatsMatcher;
+pub(crate) use render::fmt_g;
 pub use render::{BucketsMode, Format, StatsQuery, StatsType};
 pub use tags::{Tag, TagProducer};
 

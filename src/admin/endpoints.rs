@@ -601,7 +601,11 @@ fn flatten(
             out.insert(prefix.to_string(), b.to_string());
         }
         Value::Number(n) => {
-            out.insert(prefix.to_string(), format_g(n.as_f64().unwrap_or(0.0)));
+            // C's `%g`, as Envoy shows runtime numbers.
+            out.insert(
+                prefix.to_string(),
+                crate::stats::fmt_g(n.as_f64().unwrap_or(0.0), 6),
+            );
         }
         Value::Array(a) => {
             out.insert(prefix.to_string(), Value::Array(a.clone()).to_string());
@@ -609,47 +613,24 @@ fn flatten(
     }
 }
 
-/// A number as C's `%g` prints it (six significant digits; exponent form outside 1e-4..1e6),
-/// which is how Envoy shows runtime numbers.
-fn format_g(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() {
-        return if x == 0.0 { "0".into() } else { x.to_string() };
-    }
-    let exp = x.abs().log10().floor() as i32;
-    // Rounding to six digits may carry into the next power of ten.
-    let sci = format!("{x:.5e}");
-    let (mantissa, e) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let e: i32 = e.parse().unwrap_or(exp);
-    let trim = |s: &str| {
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s.to_string()
-        }
-    };
-    if !(-4..6).contains(&e) {
-        let sign = if e < 0 { '-' } else { '+' };
-        format!("{}e{sign}{:02}", trim(mantissa), e.abs())
-    } else {
-        let decimals = (5 - e).max(0) as usize;
-        trim(&format!("{x:.decimals$}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn g6(x: f64) -> String {
+        crate::stats::fmt_g(x, 6)
+    }
+
     #[test]
     fn numbers_print_as_envoy_runtime_shows_them() {
-        assert_eq!(format_g(2147483647.0), "2.14748e+09");
-        assert_eq!(format_g(1.0), "1");
-        assert_eq!(format_g(0.5), "0.5");
-        assert_eq!(format_g(123456.0), "123456");
-        assert_eq!(format_g(1234567.0), "1.23457e+06");
-        assert_eq!(format_g(0.0001), "0.0001");
-        assert_eq!(format_g(0.00001), "1e-05");
-        assert_eq!(format_g(999999.5), "1e+06");
+        assert_eq!(g6(2147483647.0), "2.14748e+09");
+        assert_eq!(g6(1.0), "1");
+        assert_eq!(g6(0.5), "0.5");
+        assert_eq!(g6(123456.0), "123456");
+        assert_eq!(g6(1234567.0), "1.23457e+06");
+        assert_eq!(g6(0.0001), "0.0001");
+        assert_eq!(g6(0.00001), "1e-05");
+        assert_eq!(g6(999999.5), "1e+06");
     }
 
     #[test]
