@@ -2,7 +2,7 @@
 //! health, weight and locality; Envoy's text lines (`name::host::stat::value`) or, with
 //! `?format=json`, `envoy.admin.v3.Clusters`.
 
-use super::endpoints::address_proto;
+use super::config_dump::endpoints::{address, health_status, locality};
 use super::json::{pretty, to_json};
 use super::{AdminCtx, AdminRequest, Reply, TEXT};
 use crate::upstream::cluster::Cluster;
@@ -84,15 +84,14 @@ fn health_flags(h: &Host) -> &'static str {
     }
 }
 
-fn locality_parts(set: &HostSet, h: &Host) -> (String, String, String) {
-    let name = set
-        .localities
-        .get(h.locality)
-        .map(|l| l.name.as_str())
-        .unwrap_or("");
-    let mut it = name.splitn(3, '/');
-    let mut next = || it.next().unwrap_or("").to_string();
-    (next(), next(), next())
+/// The locality of a host in its host set.
+fn host_locality(set: &HostSet, h: &Host) -> core_pb::Locality {
+    locality(
+        set.localities
+            .get(h.locality)
+            .map(|l| l.name.as_str())
+            .unwrap_or(""),
+    )
 }
 
 /// Answer `/clusters` (`?format=json`, `?filter=<regex>` on cluster names).
@@ -181,13 +180,13 @@ fn text_lines(out: &mut String, c: &Cluster, added_via_api: bool) {
             for (name, value, _) in stats {
                 let _ = writeln!(out, "{n}::{a}::{name}::{value}");
             }
-            let (region, zone, sub_zone) = locality_parts(hs, h);
+            let loc = host_locality(hs, h);
             let _ = writeln!(out, "{n}::{a}::hostname::{}", hostname(h));
             let _ = writeln!(out, "{n}::{a}::health_flags::{}", health_flags(h));
             let _ = writeln!(out, "{n}::{a}::weight::{}", h.weight);
-            let _ = writeln!(out, "{n}::{a}::region::{region}");
-            let _ = writeln!(out, "{n}::{a}::zone::{zone}");
-            let _ = writeln!(out, "{n}::{a}::sub_zone::{sub_zone}");
+            let _ = writeln!(out, "{n}::{a}::region::{}", loc.region);
+            let _ = writeln!(out, "{n}::{a}::zone::{}", loc.zone);
+            let _ = writeln!(out, "{n}::{a}::sub_zone::{}", loc.sub_zone);
             let _ = writeln!(out, "{n}::{a}::canary::false");
             let _ = writeln!(out, "{n}::{a}::priority::{priority}");
             // No outlier detection yet: no success rate, as Envoy prints without it.
@@ -214,29 +213,17 @@ fn cluster_status(c: &Cluster, added_via_api: bool) -> admin_pb::ClusterStatus {
                     name: name.to_string(),
                 })
                 .collect();
-            let (region, zone, sub_zone) = locality_parts(hs, h);
-            let eds_health_status = if !h.is_healthy() {
-                core_pb::HealthStatus::Unhealthy
-            } else if h.is_degraded() {
-                core_pb::HealthStatus::Degraded
-            } else {
-                core_pb::HealthStatus::Healthy
-            };
             hosts.push(admin_pb::HostStatus {
-                address: Some(address_proto(&h.address)),
+                address: Some(address(&h.address)),
                 stats,
                 health_status: Some(admin_pb::HostHealthStatus {
-                    eds_health_status: eds_health_status as i32,
+                    eds_health_status: health_status(h) as i32,
                     ..Default::default()
                 }),
                 weight: h.weight,
                 hostname: hostname(h).to_string(),
                 priority: priority as u32,
-                locality: Some(core_pb::Locality {
-                    region,
-                    zone,
-                    sub_zone,
-                }),
+                locality: Some(host_locality(hs, h)),
                 ..Default::default()
             });
         }

@@ -24,7 +24,7 @@
 //! This module reads the bootstrap, the world and the xDS store; it writes nothing.
 
 mod collect;
-mod endpoints;
+pub(super) mod endpoints;
 mod json;
 mod mask;
 mod sections;

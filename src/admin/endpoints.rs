@@ -5,7 +5,6 @@ use super::json::{pretty, to_json};
 use super::{AdminCtx, AdminRequest, JSON, Reply, TEXT};
 use crate::server::logging::{self, LevelChange, LevelError};
 use envoy_types::pb::envoy::admin::v3 as admin_pb;
-use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 use http::{Method, StatusCode};
 use std::fmt::Write as _;
@@ -447,7 +446,7 @@ fn listeners(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
         let _ = writeln!(text, "{name}::{address}");
         statuses.push(admin_pb::ListenerStatus {
             name: name.clone(),
-            local_address: Some(address_proto(&address)),
+            local_address: Some(super::config_dump::endpoints::address(&address)),
             additional_local_addresses: Vec::new(),
         });
     }
@@ -462,37 +461,6 @@ fn listeners(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
     ) {
         Ok(v) => Reply::json(pretty(&v)),
         Err(e) => Reply::with(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
-    }
-}
-
-/// An address as Envoy's `core.v3.Address`.
-pub(super) fn address_proto(a: &crate::config::Address) -> core_pb::Address {
-    use core_pb::address::Address as A;
-    let address = match a {
-        crate::config::Address::Tcp(sa) => A::SocketAddress(core_pb::SocketAddress {
-            address: sa.ip().to_string(),
-            port_specifier: Some(core_pb::socket_address::PortSpecifier::PortValue(
-                u32::from(sa.port()),
-            )),
-            ..Default::default()
-        }),
-        crate::config::Address::Pipe(p) => A::Pipe(core_pb::Pipe {
-            path: p.to_string_lossy().into_owned(),
-            mode: 0,
-        }),
-        crate::config::Address::Internal(n) => {
-            A::EnvoyInternalAddress(core_pb::EnvoyInternalAddress {
-                address_name_specifier: Some(
-                    core_pb::envoy_internal_address::AddressNameSpecifier::ServerListenerName(
-                        n.clone(),
-                    ),
-                ),
-                endpoint_id: String::new(),
-            })
-        }
-    };
-    core_pb::Address {
-        address: Some(address),
     }
 }
 

@@ -74,7 +74,7 @@ fn priority_endpoints(hs: &HostSet, priority: u32) -> Vec<endpoint_pb::LocalityL
 }
 
 /// A locality from the `region/zone/sub_zone` name hosts keep (empty: no locality).
-fn locality(name: &str) -> core_pb::Locality {
+pub(in crate::admin) fn locality(name: &str) -> core_pb::Locality {
     let mut parts = name.splitn(3, '/');
     let mut next = || parts.next().unwrap_or_default().to_string();
     core_pb::Locality {
@@ -84,15 +84,20 @@ fn locality(name: &str) -> core_pb::Locality {
     }
 }
 
-fn lb_endpoint(h: &Host) -> endpoint_pb::LbEndpoint {
+/// A host's health as EDS states it.
+pub(in crate::admin) fn health_status(h: &Host) -> core_pb::HealthStatus {
     use core_pb::HealthStatus;
-    let health = if !h.is_healthy() {
+    if !h.is_healthy() {
         HealthStatus::Unhealthy
     } else if h.is_degraded() {
         HealthStatus::Degraded
     } else {
         HealthStatus::Healthy
-    };
+    }
+}
+
+fn lb_endpoint(h: &Host) -> endpoint_pb::LbEndpoint {
+    let health = health_status(h);
     endpoint_pb::LbEndpoint {
         host_identifier: Some(endpoint_pb::lb_endpoint::HostIdentifier::Endpoint(
             endpoint_pb::Endpoint {
@@ -109,7 +114,7 @@ fn lb_endpoint(h: &Host) -> endpoint_pb::LbEndpoint {
 }
 
 /// An address as a proto.
-pub(super) fn address(a: &Address) -> core_pb::Address {
+pub(in crate::admin) fn address(a: &Address) -> core_pb::Address {
     use core_pb::address::Address as A;
     let inner = match a {
         Address::Tcp(sa) => A::SocketAddress(core_pb::SocketAddress {
