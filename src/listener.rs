@@ -5,8 +5,8 @@
 //! removed one stops accepting and its connections drain.
 
 use crate::config::Address;
-use crate::proxy::{self, ConnInfo, Drain, DrainMode};
-use crate::snapshot::{ConnMeta, Listener, ListenerMap, World};
+use crate::proxy::{self, Drain, DrainMode};
+use crate::snapshot::{Listener, ListenerMap, World};
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
 use std::collections::HashMap;
@@ -17,6 +17,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, warn};
+
+mod conn;
+use conn::Io;
 
 /// A bound listening socket.
 #[derive(Debug)]
@@ -379,106 +382,31 @@ async fn accept_loop(
             }
         };
         let generation = config.load_full();
-        let l = &generation.listener;
         let id = proxy::next_conn_id();
-        l.stats.downstream_cx_total.inc();
-        let meta = ConnMeta {
-            local,
-            remote,
-            transport_protocol: "raw_buffer",
-            ..Default::default()
-        };
-        let Some((index, chain)) = l
-            .select_chain_index(&meta)
-            .and_then(|i| l.chains.get(i).or(l.default_chain.as_ref()).map(|c| (i, c)))
-        else {
-            debug!(listener = %l.name, conn = id, "no filter chain match");
-            l.stats.no_filter_chain_match.inc();
-            if !l.access_log.is_empty() {
-                log_no_filter_chain(l, id, local, remote);
-            }
-            continue;
-        };
-        if chain.requires_tls() {
-            // TLS termination comes with issue #6; until then the connection is closed.
-            debug!(listener = %l.name, conn = id, chain = %chain.name, "filter chain needs TLS, not supported yet; connection closed");
-            l.stats.tls_not_supported.inc();
-            continue;
-        }
-        let conn = ConnInfo {
+        generation.listener.stats.downstream_cx_total.inc();
+        let span =
+            tracing::debug_span!("conn", listener = %generation.listener.name, id, peer = ?remote);
+        let accepted = conn::Accepted {
+            io,
             id,
             local,
             remote,
-            listener: l.name.as_str().into(),
-            buffer_limit: l.per_connection_buffer_limit,
-            direction: l.direction,
         };
-        let span = tracing::debug_span!("conn", listener = %l.name, id, peer = ?remote);
-        let network = chain.network.clone();
-        let world = world.clone();
-        let Some(drain) = generation.drains.get(index).cloned() else {
-            continue;
-        };
-        let stats = l.stats.clone();
-        stats.downstream_cx_active.inc();
-        let accepted_at = std::time::Instant::now();
-        tokio::spawn(
-            async move {
-                match io {
-                    Accepted::Tcp(s) => {
-                        proxy::serve_connection(s, network, world, conn, drain).await
-                    }
-                    Accepted::Unix(s) => {
-                        proxy::serve_connection(s, network, world, conn, drain).await
-                    }
-                }
-                stats.downstream_cx_active.dec();
-                stats.downstream_cx_destroy.inc();
-                stats
-                    .downstream_cx_length_ms
-                    .record_duration(accepted_at.elapsed());
-            }
-            .instrument(span),
-        );
+        tokio::spawn(conn::run(accepted, generation, world.clone()).instrument(span));
     }
 }
 
-enum Accepted {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-async fn accept(socket: &Socket) -> io::Result<(Accepted, Option<SocketAddr>, Option<SocketAddr>)> {
+async fn accept(socket: &Socket) -> io::Result<(Io, Option<SocketAddr>, Option<SocketAddr>)> {
     match socket {
         Socket::Tcp(l) => {
             let (s, peer) = l.accept().await?;
             let _ = s.set_nodelay(true);
             let local = s.local_addr().ok();
-            Ok((Accepted::Tcp(s), local, Some(peer)))
+            Ok((Io::Tcp(s), local, Some(peer)))
         }
         Socket::Unix(l) => {
             let (s, _) = l.accept().await?;
-            Ok((Accepted::Unix(s), None, None))
+            Ok((Io::Unix(s), None, None))
         }
     }
-}
-
-/// The listener's access log for a connection no filter chain took: Envoy's `NR` with
-/// `filter_chain_not_found`, and the connection closes at once.
-fn log_no_filter_chain(
-    l: &Listener,
-    id: u64,
-    local: Option<SocketAddr>,
-    remote: Option<SocketAddr>,
-) {
-    use crate::stream_info::{LogType, ResponseFlag, StreamInfo};
-    let mut info = StreamInfo::new(LogType::NotSet, id, l.name.as_str().into());
-    info.direction = l.direction;
-    info.downstream_local = local;
-    info.downstream_remote = remote;
-    info.downstream_direct_remote = remote;
-    info.response_flags.insert(ResponseFlag::NoRouteFound);
-    info.response_code_details = Some("filter_chain_not_found".into());
-    info.duration = Some(info.elapsed());
-    l.access_log.notify(&info);
 }

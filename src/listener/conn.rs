@@ -1,0 +1,102 @@
+//! One accepted connection, on its own task: what the listener learns about it (the
+//! connection metadata filter chain matching reads), the filter chain it selects, and the
+//! network filter that serves it until it closes.
+
+use super::Generation;
+use crate::proxy::{self, ConnInfo};
+use crate::snapshot::{ConnMeta, Listener, World};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::debug;
+
+/// An accepted stream.
+pub(super) enum Io {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+/// A connection as the accept loop hands it over.
+pub(super) struct Accepted {
+    pub io: Io,
+    pub id: u64,
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
+}
+
+/// Select the filter chain of `generation`'s listener for the connection and serve it.
+pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<World>) {
+    let l = &generation.listener;
+    let Accepted {
+        io,
+        id,
+        local,
+        remote,
+    } = a;
+    let meta = ConnMeta {
+        local,
+        remote,
+        transport_protocol: "raw_buffer",
+        ..Default::default()
+    };
+    let Some((index, chain)) = l
+        .select_chain_index(&meta)
+        .and_then(|i| l.chains.get(i).or(l.default_chain.as_ref()).map(|c| (i, c)))
+    else {
+        debug!(listener = %l.name, conn = id, "no filter chain match");
+        l.stats.no_filter_chain_match.inc();
+        if !l.access_log.is_empty() {
+            log_no_filter_chain(l, id, local, remote);
+        }
+        return;
+    };
+    if chain.requires_tls() {
+        // TLS termination comes with issue #6; until then the connection is closed.
+        debug!(listener = %l.name, conn = id, chain = %chain.name, "filter chain needs TLS, not supported yet; connection closed");
+        l.stats.tls_not_supported.inc();
+        return;
+    }
+    let Some(drain) = generation.drains.get(index).cloned() else {
+        return;
+    };
+    let conn = ConnInfo {
+        id,
+        local,
+        remote,
+        listener: l.name.as_str().into(),
+        buffer_limit: l.per_connection_buffer_limit,
+        direction: l.direction,
+    };
+    let network = chain.network.clone();
+    let stats = l.stats.clone();
+    stats.downstream_cx_active.inc();
+    let accepted_at = std::time::Instant::now();
+    match io {
+        Io::Tcp(s) => proxy::serve_connection(s, network, world, conn, drain).await,
+        Io::Unix(s) => proxy::serve_connection(s, network, world, conn, drain).await,
+    }
+    stats.downstream_cx_active.dec();
+    stats.downstream_cx_destroy.inc();
+    stats
+        .downstream_cx_length_ms
+        .record_duration(accepted_at.elapsed());
+}
+
+/// The listener's access log for a connection no filter chain took: Envoy's `NR` with
+/// `filter_chain_not_found`, and the connection closes at once.
+fn log_no_filter_chain(
+    l: &Listener,
+    id: u64,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+) {
+    use crate::stream_info::{LogType, ResponseFlag, StreamInfo};
+    let mut info = StreamInfo::new(LogType::NotSet, id, l.name.as_str().into());
+    info.direction = l.direction;
+    info.downstream_local = local;
+    info.downstream_remote = remote;
+    info.downstream_direct_remote = remote;
+    info.response_flags.insert(ResponseFlag::NoRouteFound);
+    info.response_code_details = Some("filter_chain_not_found".into());
+    info.duration = Some(info.elapsed());
+    l.access_log.notify(&info);
+}
