@@ -15,6 +15,7 @@ pub mod wasm;
 use crate::config::istio::{authn, metadata_exchange, stats as istio_stats};
 use crate::config::{ConfigError, TypedConfig, Within, typed_config};
 use crate::stats::Store;
+use crate::stats::istio::{IstioStats, ListenerDirection};
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3 as rbac_pb;
@@ -40,15 +41,16 @@ pub enum NetworkFilterConfig {
     Hcm(Box<HcmConfig>),
 }
 
-/// A network filter before the terminal one. None of these is enforced yet: each is
-/// accepted, decoded (so a malformed one is an error), and counted as
-/// `tern.config.not_enforced.<kind>` (README.md, "Accepted, not yet enforced").
-#[derive(Debug, Clone, PartialEq)]
+/// A network filter before the terminal one. Istio's stats filter records through the
+/// terminal tcp_proxy; the others are accepted, decoded (so a malformed one is an error), and
+/// counted as `tern.config.not_enforced.<kind>` (README.md, "Accepted, not yet enforced").
+#[derive(Debug, Clone)]
 pub enum NonTerminalFilterConfig {
     /// Istio's `istio.metadata_exchange` (`envoy.tcp.metadataexchange.config.MetadataExchange`).
     MetadataExchange(metadata_exchange::MetadataExchange),
-    /// Istio's `istio.stats` (`stats.PluginConfig`): TCP metrics.
-    IstioStats(Box<istio_stats::PluginConfig>),
+    /// Istio's `istio.stats` (`stats.PluginConfig`, or the null-VM `envoy.wasm.stats`
+    /// plugin): Istio's TCP metrics, recorded by the chain's tcp_proxy.
+    IstioStats(IstioStats),
     /// Istio's `istio_authn` (`io.istio.network.authn.Config`): the peer principal from mTLS.
     IstioAuthn(authn::Config),
     /// `envoy.filters.network.rbac`.
@@ -104,6 +106,7 @@ fn is_terminal(type_url: &str) -> bool {
 pub fn compile_network_filters(
     filters: &[listener_pb::Filter],
     stats: &Store,
+    direction: ListenerDirection,
 ) -> Result<NetworkFilters, ConfigError> {
     let Some((last, rest)) = filters.split_last() else {
         return Err(ConfigError::new(
@@ -126,7 +129,7 @@ pub fn compile_network_filters(
                 ),
             ));
         }
-        let compiled = compile_non_terminal(&f.name, &tc, stats)
+        let compiled = compile_non_terminal(&f.name, &tc, stats, direction)
             .map_err(|e| naming(e, "network filter", &f.name, tc.type_url()))
             .within(path)?;
         if let Some(c) = compiled {
@@ -147,14 +150,17 @@ pub fn compile_network_filters(
         }
     };
     let terminal = if tc.type_url() == tcp_pb::TcpProxy::type_url() {
-        NetworkFilterConfig::TcpProxy(Box::new(
-            TcpProxyConfig::compile(any, stats)
-                .map_err(name_it)
-                .within(path)?,
-        ))
+        let mut t = TcpProxyConfig::compile(any, stats)
+            .map_err(name_it)
+            .within(path)?;
+        t.istio = out.iter().find_map(|f| match f {
+            NonTerminalFilterConfig::IstioStats(s) => Some(s.clone()),
+            _ => None,
+        });
+        NetworkFilterConfig::TcpProxy(Box::new(t))
     } else if tc.type_url() == hcm_pb::HttpConnectionManager::type_url() {
         NetworkFilterConfig::Hcm(Box::new(
-            HcmConfig::compile(any, stats)
+            HcmConfig::compile_in(any, stats, direction)
                 .map_err(name_it)
                 .within(path)?,
         ))
@@ -195,28 +201,32 @@ fn is_non_terminal(type_url: &str) -> bool {
     .any(|u| u == type_url)
 }
 
+/// TCP metadata exchange runs in-band after an `istio-peer-exchange` ALPN, which needs mTLS.
+fn tcp_metadata_exchange_not_enforced(store: &Store) {
+    store.not_enforced(
+        "istio.metadata_exchange.network",
+        "TCP peer metadata exchange (needs mTLS ALPN istio-peer-exchange, issue #6)",
+    );
+}
+
 /// The registry of non-terminal network filters. `Ok(None)`: a filter that is skipped (a Wasm
 /// filter on a real VM that may fail open).
 fn compile_non_terminal(
     name: &str,
     tc: &TypedConfig<'_>,
     store: &Store,
+    direction: ListenerDirection,
 ) -> Result<Option<NonTerminalFilterConfig>, ConfigError> {
     let url = tc.type_url();
     if url == metadata_exchange::MetadataExchange::type_url() {
         let c = tc.decode()?;
-        store.not_enforced(
-            "istio.metadata_exchange.network",
-            "TCP peer metadata exchange (issue #5)",
-        );
+        tcp_metadata_exchange_not_enforced(store);
         Ok(Some(NonTerminalFilterConfig::MetadataExchange(c)))
     } else if url == istio_stats::PluginConfig::type_url() {
-        let c = tc.decode()?;
-        store.not_enforced(
-            "istio.stats.network",
-            "Istio TCP metrics istio_tcp_* (issue #5)",
-        );
-        Ok(Some(NonTerminalFilterConfig::IstioStats(Box::new(c))))
+        let c: istio_stats::PluginConfig = tc.decode()?;
+        Ok(Some(NonTerminalFilterConfig::IstioStats(
+            istio_metrics::compile_stats(&c, direction, store),
+        )))
     } else if url == authn::Config::type_url() {
         let c = tc.decode()?;
         store.not_enforced(
@@ -234,13 +244,15 @@ fn compile_non_terminal(
     } else if url == wasm_pb::Wasm::type_url() {
         let w: wasm_pb::Wasm = tc.decode()?;
         let plugin = wasm::compile(w.config.as_ref(), name, false, store).within("typed_config")?;
-        if plugin.is_some() {
-            store.not_enforced(
-                "envoy.filters.network.wasm.null_vm",
-                "Istio's built-in null-VM plugins (issue #5)",
-            );
-        }
-        Ok(plugin.map(NonTerminalFilterConfig::Wasm))
+        Ok(plugin.map(|p| match p {
+            NullVmPlugin::Stats(c) => NonTerminalFilterConfig::IstioStats(
+                istio_metrics::compile_stats(&c, direction, store),
+            ),
+            NullVmPlugin::MetadataExchange(c) => {
+                tcp_metadata_exchange_not_enforced(store);
+                NonTerminalFilterConfig::MetadataExchange(c)
+            }
+        }))
     } else {
         Err(ConfigError::new("typed_config", "unsupported type"))
     }

@@ -64,7 +64,11 @@ pub fn stats_store(b: &Bootstrap) -> Result<Arc<Store>, ServerError> {
             .map_err(|e| ConfigError::new(format!("stats_config.{}", e.field), e.message))?,
         None => StatsSettings::default(),
     };
-    Ok(Store::with_settings(settings))
+    let store = Store::with_settings(settings);
+    if let Some(node) = &b.node {
+        store.init_istio(crate::stats::istio::NodeInfo::from_node(node));
+    }
+    Ok(store)
 }
 
 /// End a stats flush interval every `stats_flush_interval` (default 5 s) for as long as the

@@ -216,6 +216,10 @@ impl StatsSettings {
 pub struct Store {
     registry: Mutex<Registry>,
     settings: StatsSettings,
+    /// Istio's standard metrics, made when the node is known or an `istio.stats` filter
+    /// first compiles.
+    istio: std::sync::OnceLock<Arc<istio::IstioMetrics>>,
+    istio_node: std::sync::OnceLock<istio::NodeInfo>,
 }
 
 /// The prefix of the counters of configuration that tern accepts but does not enforce yet.
@@ -232,6 +236,25 @@ impl Store {
         Arc::new(Self {
             registry: Mutex::default(),
             settings,
+            istio: std::sync::OnceLock::new(),
+            istio_node: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The node Istio's metrics describe (the bootstrap's `node`): set once, before any
+    /// `istio.stats` filter compiles; a later call changes nothing and returns `false`.
+    pub fn init_istio(&self, node: istio::NodeInfo) -> bool {
+        self.istio_node.set(node).is_ok()
+    }
+
+    /// Istio's metrics: the process-wide store every `istio.stats` filter records into, made
+    /// on first use (for an empty node if [`Store::init_istio`] was not called).
+    pub fn istio(&self) -> &Arc<istio::IstioMetrics> {
+        self.istio.get_or_init(|| {
+            // Envoy's Prometheus names of the Istio filter's stats drop this namespace.
+            self.register_custom_namespace(istio::STAT_NAMESPACE);
+            let node = self.istio_node.get().cloned().unwrap_or_default();
+            istio::IstioMetrics::new(node, istio::Options::default(), self)
         })
     }
 
@@ -453,6 +476,13 @@ impl Store {
     }
 
     fn snapshot(&self, q: &StatsQuery) -> registry::Snapshot {
-        self.registry().snapshot(q, Some(&self.settings.matcher))
+        let mut snap = self.registry().snapshot(q, Some(&self.settings.matcher));
+        if let Some(m) = self.istio.get() {
+            m.add_to_snapshot(&mut snap, q, &self.settings.matcher);
+            snap.counters.sort_by(|a, b| a.name.cmp(&b.name));
+            snap.gauges.sort_by(|a, b| a.name.cmp(&b.name));
+            snap.histograms.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        snap
     }
 }

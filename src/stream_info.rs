@@ -11,6 +11,7 @@ mod flags;
 
 pub use flags::{ResponseFlag, ResponseFlags};
 
+use crate::stats::istio::{IstioCluster, WorkloadMetadata};
 use http::HeaderMap;
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -180,6 +181,23 @@ pub struct StreamInfo {
     pub trace_id: Option<String>,
     /// The tracing decision: the stream is traced (`traceable_filter`).
     pub traced: bool,
+    /// What Istio's metrics read beyond Envoy's fields.
+    pub istio: IstioInfo,
+}
+
+/// What Istio's metrics and metadata exchange learn about a stream or connection.
+#[derive(Debug, Clone, Default)]
+pub struct IstioInfo {
+    /// The downstream peer, from metadata exchange.
+    pub downstream_peer: Option<Arc<WorkloadMetadata>>,
+    /// The upstream peer, from metadata exchange.
+    pub upstream_peer: Option<Arc<WorkloadMetadata>>,
+    /// The upstream cluster's `istio` metadata.
+    pub cluster: Option<Arc<IstioCluster>>,
+    /// The chosen endpoint's `istio.workload` metadata.
+    pub upstream_workload: Option<Arc<WorkloadMetadata>>,
+    /// The chosen endpoint's address (TCP).
+    pub upstream_address: Option<SocketAddr>,
 }
 
 impl StreamInfo {
@@ -240,6 +258,7 @@ impl StreamInfo {
             timing: Timing::default(),
             trace_id: None,
             traced: false,
+            istio: IstioInfo::default(),
         }
     }
 
@@ -333,6 +352,14 @@ impl Observers {
             o.on_stream_end(info);
         }
     }
+}
+
+/// The size of a header map as Envoy counts it (`byteSize()`: names and values, no
+/// separators): the header part of `%REQUEST_HEADERS_BYTES%` and `request.total_size`.
+pub fn header_bytes(h: &HeaderMap) -> u64 {
+    h.iter()
+        .map(|(k, v)| (k.as_str().len() + v.len()) as u64)
+        .sum()
 }
 
 /// The gRPC status Envoy maps an HTTP status to (`Grpc::Utility::httpToGrpcStatus`).

@@ -7,6 +7,9 @@
 mod envoy_support;
 mod support;
 
+#[path = "stats/istio.rs"]
+mod istio;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::net::SocketAddr;

@@ -1,13 +1,17 @@
 //! `envoy.filters.network.http_connection_manager` configuration, and its HTTP filter chain.
 
 use super::http::HttpFilterConfig;
+use super::istio_metrics::IstioHttpObserver;
 use crate::config::{self, ConfigError, Within};
+use crate::stats::istio::ListenerDirection;
+use crate::stats::istio::exchange::PeerExchange;
 use crate::stats::{Counter, Gauge, Histogram, Store, Unit};
 use crate::stream_info::Observers;
 use crate::trace_context::TracingConfig;
 use envoy_types::pb::envoy::config::route::v3 as route_pb;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
 use envoy_types::pb::google::protobuf::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `codec_type`.
@@ -240,11 +244,23 @@ pub struct HcmConfig {
     pub tracing: Option<TracingConfig>,
     /// Stats.
     pub stats: HcmStats,
+    /// Istio's peer metadata exchange, when a filter asks for it (the first one applies).
+    pub peer_exchange: Option<Arc<PeerExchange>>,
 }
 
 impl HcmConfig {
-    /// Compile from the filter's `typed_config`.
+    /// Compile from the filter's `typed_config`, on a listener of no particular direction.
     pub fn compile(any: &Any, store: &Store) -> Result<Self, ConfigError> {
+        Self::compile_in(any, store, ListenerDirection::Unspecified)
+    }
+
+    /// Compile from the filter's `typed_config`, on a listener of this `traffic_direction`
+    /// (Istio's stats filter reports by it).
+    pub fn compile_in(
+        any: &Any,
+        store: &Store,
+        direction: ListenerDirection,
+    ) -> Result<Self, ConfigError> {
         let h: hcm_pb::HttpConnectionManager = config::typed_config(any)?.decode()?;
         if h.stat_prefix.is_empty() {
             return Err(ConfigError::new("stat_prefix", "must not be empty"));
@@ -288,7 +304,7 @@ impl HcmConfig {
             }
         };
         let (http_filters, router) =
-            super::http::compile_http_filters(&h.http_filters, &h.stat_prefix, store)
+            super::http::compile_http_filters(&h.http_filters, &h.stat_prefix, store, direction)
                 .within("http_filters")?;
         let common = h.common_http_protocol_options.unwrap_or_default();
         let h2 = h.http2_protocol_options.clone().unwrap_or_default();
@@ -332,7 +348,16 @@ impl HcmConfig {
             h.strip_port_mode,
             Some(StripPortMode::StripAnyHostPort(true))
         );
-        let observers = crate::access_log::compile(&h.access_log, store)?;
+        let peer_exchange = http_filters.iter().find_map(|f| match f {
+            HttpFilterConfig::PeerExchange(x) => Some(x.clone()),
+            _ => None,
+        });
+        let mut observers = crate::access_log::compile(&h.access_log, store)?;
+        for f in &http_filters {
+            if let HttpFilterConfig::IstioStats(stats) = f {
+                observers.push(Arc::new(IstioHttpObserver::new(stats.clone())));
+            }
+        }
         #[allow(deprecated)]
         if h.access_log_flush_interval.is_some()
             || h.access_log_options.as_ref().is_some_and(|o| {
@@ -454,6 +479,7 @@ impl HcmConfig {
                 .map(|o| o.default_host_for_http_10.clone())
                 .filter(|s| !s.is_empty()),
             observers,
+            peer_exchange,
             tracing,
         })
     }

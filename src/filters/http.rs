@@ -1,7 +1,7 @@
 //! The HTTP filter registry of the connection manager: `http_filters` → [`HttpFilterConfig`],
-//! by type URL (looking through `TypedStruct`). The router and the compressor are enforced;
-//! the other filters Istio puts in every listener are decoded (a malformed one is an error)
-//! and counted as
+//! by type URL (looking through `TypedStruct`). The router, the compressor, Istio's stats and
+//! Istio's peer metadata exchange are enforced; the other filters Istio puts in every listener
+//! are decoded (a malformed one is an error) and counted as
 //! `tern.config.not_enforced.<kind>` until their runtime arrives (README.md, "Accepted, not
 //! yet enforced"). Any other type is an error naming the filter and the type URL, unless the
 //! filter `is_optional` (skipped, `tern.config.skipped.<filter name>`); `disabled` filters are
@@ -9,10 +9,13 @@
 
 use super::compressor::CompressorConfig;
 use super::hcm::RouterConfig;
+use super::istio_metrics::{compile_stats, exchange_config};
 use super::wasm::{self, NullVmPlugin};
 use crate::config::istio::{alpn, connect_authority, connect_baggage, peer_metadata, stats};
 use crate::config::{ConfigError, TypedConfig, Within, typed_config};
 use crate::stats::Store;
+use crate::stats::istio::exchange::{ExchangeConfig, PeerExchange};
+use crate::stats::istio::{IstioStats, ListenerDirection};
 use envoy_types::pb::envoy::extensions::filters::http::compressor::v3 as compressor_pb;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3 as cors_pb;
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3 as ext_authz_pb;
@@ -24,22 +27,21 @@ use envoy_types::pb::envoy::extensions::filters::http::wasm::v3 as wasm_pb;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Name;
+use std::sync::Arc;
 
 /// One compiled HTTP filter, in `http_filters` order; the router is always last.
 #[derive(Debug, Clone)]
 pub enum HttpFilterConfig {
     /// `envoy.filters.http.router`.
     Router(RouterConfig),
-    /// Istio's `istio.stats` (`stats.PluginConfig`): Istio's standard HTTP metrics. Not
-    /// enforced.
-    IstioStats(Box<stats::PluginConfig>),
-    /// A Wasm filter on Envoy's null runtime: Istio's built-in `istio.metadata_exchange` (or,
-    /// in older releases, stats) plugin. Not enforced.
-    Wasm(NullVmPlugin),
+    /// Istio's `istio.stats` (`stats.PluginConfig`, or the null-VM `envoy.wasm.stats`
+    /// plugin): Istio's standard HTTP metrics, recorded when each stream ends.
+    IstioStats(IstioStats),
+    /// Istio's peer metadata exchange: the null-VM `envoy.wasm.metadata_exchange` plugin or
+    /// the peer metadata filter (`io.istio.http.peer_metadata.Config`).
+    PeerExchange(Arc<PeerExchange>),
     /// Istio's `istio.alpn`: ALPN values for upstream mTLS. Not enforced (no upstream TLS).
     Alpn(alpn::FilterConfig),
-    /// Istio's peer metadata filter (`io.istio.http.peer_metadata.Config`). Not enforced.
-    PeerMetadata(peer_metadata::Config),
     /// Istio's `connect_authority` (HBONE). Not enforced.
     ConnectAuthority(connect_authority::Config),
     /// Istio's `connect_baggage` (HBONE). Not enforced.
@@ -65,6 +67,7 @@ pub(crate) fn compile_http_filters(
     filters: &[hcm_pb::HttpFilter],
     stat_prefix: &str,
     store: &Store,
+    direction: ListenerDirection,
 ) -> Result<(Vec<HttpFilterConfig>, RouterConfig), ConfigError> {
     let mut out = Vec::new();
     let mut router = None;
@@ -107,7 +110,7 @@ pub(crate) fn compile_http_filters(
             }
         };
         let tc = typed_config(any).within(&path)?;
-        let compiled = compile_one(f, &tc, stat_prefix, store)
+        let compiled = compile_one(f, &tc, stat_prefix, store, direction)
             .map_err(|e| super::naming(e, "HTTP filter", &f.name, tc.type_url()))
             .within(&path)?;
         match compiled {
@@ -155,6 +158,7 @@ fn compile_one(
     tc: &TypedConfig<'_>,
     stat_prefix: &str,
     store: &Store,
+    direction: ListenerDirection,
 ) -> Result<Compiled, ConfigError> {
     let url = tc.type_url();
     let filter = if url == router_pb::Router::type_url() {
@@ -164,12 +168,8 @@ fn compile_one(
             respect_expected_rq_timeout: r.respect_expected_rq_timeout,
         })
     } else if url == stats::PluginConfig::type_url() {
-        let c = tc.decode()?;
-        store.not_enforced(
-            "istio.stats.http",
-            "Istio standard HTTP metrics istio_requests_total etc. (issue #5)",
-        );
-        HttpFilterConfig::IstioStats(Box::new(c))
+        let c: stats::PluginConfig = tc.decode()?;
+        HttpFilterConfig::IstioStats(compile_stats(&c, direction, store))
     } else if url == wasm_pb::Wasm::type_url() {
         let w: wasm_pb::Wasm = tc.decode()?;
         let Some(plugin) = wasm::compile(w.config.as_ref(), &f.name, f.is_optional, store)
@@ -177,28 +177,25 @@ fn compile_one(
         else {
             return Ok(Compiled::Skipped);
         };
-        match &plugin {
-            NullVmPlugin::MetadataExchange(_) => store.not_enforced(
-                "istio.metadata_exchange.http",
-                "HTTP peer metadata exchange headers (issue #5)",
-            ),
-            NullVmPlugin::Stats(_) => store.not_enforced(
-                "istio.stats.http",
-                "Istio standard HTTP metrics istio_requests_total etc. (issue #5)",
-            ),
+        match plugin {
+            NullVmPlugin::MetadataExchange(_) => {
+                HttpFilterConfig::PeerExchange(Arc::new(PeerExchange::new(
+                    ExchangeConfig::legacy_metadata_exchange(direction),
+                    store.istio().node(),
+                )))
+            }
+            NullVmPlugin::Stats(c) => {
+                HttpFilterConfig::IstioStats(compile_stats(&c, direction, store))
+            }
         }
-        HttpFilterConfig::Wasm(plugin)
     } else if url == alpn::FilterConfig::type_url() {
         let c = tc.decode()?;
         store.not_enforced("istio.alpn", "ALPN override for upstream mTLS (issue #6)");
         HttpFilterConfig::Alpn(c)
     } else if url == peer_metadata::Config::type_url() {
-        let c = tc.decode()?;
-        store.not_enforced(
-            "istio.peer_metadata",
-            "peer metadata discovery and propagation (issue #5)",
-        );
-        HttpFilterConfig::PeerMetadata(c)
+        let c: peer_metadata::Config = tc.decode()?;
+        let x = exchange_config(&c, store);
+        HttpFilterConfig::PeerExchange(Arc::new(PeerExchange::new(x, store.istio().node())))
     } else if url == connect_authority::Config::type_url() {
         let c = tc.decode()?;
         store.not_enforced(

@@ -1,12 +1,15 @@
 //! Istio's `istio.stats` and peer-metadata filter configurations, decoded protos → the plain
-//! settings of `stats::istio` (which, as a leaf, does not read `config`'s types).
+//! settings of `stats::istio` (which, as a leaf, does not read `config`'s types), and the
+//! observer that turns a finished stream's [`StreamInfo`] into Istio's observations.
 
 use crate::config::istio::{peer_metadata, stats as stats_pb};
 use crate::stats::Store;
 use crate::stats::istio::exchange::{Discovery, ExchangeConfig, Propagation};
 use crate::stats::istio::{
-    DefinitionKind, ListenerDirection, MetricDefinition, MetricOverride, Settings,
+    ClusterRef, ConnectionInfo, DefinitionKind, HttpObservation, IstioStats, ListenerDirection,
+    MetricDefinition, MetricOverride, Principals, Settings, TcpObservation, UpstreamInfo,
 };
+use crate::stream_info::{Needs, StreamInfo, StreamObserver, header_bytes};
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use std::time::Duration;
 
@@ -67,6 +70,21 @@ pub fn stats_settings(c: &stats_pb::PluginConfig, direction: ListenerDirection) 
     s
 }
 
+/// An `istio.stats` filter on a listener of this direction, compiled into the store's
+/// process-wide Istio metrics; a `rotation_interval` starts the rotation task.
+pub fn compile_stats(
+    c: &stats_pb::PluginConfig,
+    direction: ListenerDirection,
+    store: &Store,
+) -> IstioStats {
+    let settings = stats_settings(c, direction);
+    let metrics = store.istio();
+    if let Some((rotation, grace)) = settings.rotation {
+        metrics.ensure_rotation(rotation, grace);
+    }
+    metrics.filter(&settings, store)
+}
+
 fn discovery(methods: &[peer_metadata::DiscoveryMethod], store: &Store) -> Vec<Discovery> {
     use peer_metadata::Discovery as D;
     methods
@@ -114,6 +132,104 @@ pub fn exchange_config(c: &peer_metadata::Config, store: &Store) -> ExchangeConf
         downstream_propagation: propagation(&c.downstream_propagation),
         upstream_propagation: propagation(&c.upstream_propagation),
         additional_labels: c.additional_labels.clone(),
+    }
+}
+
+/// The connection manager's observer for one `istio.stats` filter: each finished stream, as
+/// its [`StreamInfo`] tells it, is recorded into Istio's metrics.
+#[derive(Debug)]
+pub struct IstioHttpObserver {
+    stats: IstioStats,
+}
+
+impl IstioHttpObserver {
+    /// An observer recording through `stats`.
+    pub fn new(stats: IstioStats) -> Self {
+        IstioHttpObserver { stats }
+    }
+}
+
+impl StreamObserver for IstioHttpObserver {
+    fn needs(&self) -> Needs {
+        Needs {
+            request_headers: true,
+            response_headers: true,
+            response_trailers: true,
+        }
+    }
+
+    fn on_stream_end(&self, info: &StreamInfo) {
+        let mut flags = String::new();
+        info.response_flags.write_to(false, &mut flags);
+        self.stats.record_http(&http_observation(info, &flags));
+    }
+}
+
+/// A finished HTTP stream as Istio's stats read it.
+pub fn http_observation<'a>(info: &'a StreamInfo, flags: &'a str) -> HttpObservation<'a> {
+    let request = info.request_headers.as_ref();
+    let response = info.response_headers.as_ref();
+    let trailers = info.response_trailers.as_ref();
+    // `request.total_size` and `response.total_size`: headers (and trailers) plus body.
+    let received = request.map_or(0, header_bytes) + info.bytes_received;
+    let sent =
+        response.map_or(0, header_bytes) + trailers.map_or(0, header_bytes) + info.bytes_sent;
+    HttpObservation {
+        request_headers: request,
+        authority: info.authority.as_deref(),
+        method: info.method.as_ref().map(|m| m.as_str()),
+        path: info.path.as_deref(),
+        scheme: info.scheme,
+        protocol: info.protocol.map_or("", |p| p.as_str()),
+        response_code: info.response_code,
+        response_headers: response,
+        response_trailers: trailers,
+        response_flags: flags,
+        duration: info.duration,
+        request_body_bytes: info.bytes_received,
+        response_body_bytes: info.bytes_sent,
+        wire_bytes: Some((received, sent)),
+        route_name: info.route_name.as_deref(),
+        upstream: upstream_info(info),
+        downstream_peer: info.istio.downstream_peer.as_deref(),
+        upstream_peer: info.istio.upstream_peer.as_deref(),
+        connection: connection_info(info),
+    }
+}
+
+/// A TCP connection so far, as Istio's stats read it.
+pub fn tcp_observation<'a>(info: &'a StreamInfo, flags: &'a str) -> TcpObservation<'a> {
+    TcpObservation {
+        upstream: upstream_info(info),
+        downstream_peer: info.istio.downstream_peer.as_deref(),
+        upstream_peer: info.istio.upstream_peer.as_deref(),
+        connection: connection_info(info),
+        response_flags: flags,
+        sent_bytes: info.bytes_sent,
+        received_bytes: info.bytes_received,
+    }
+}
+
+fn upstream_info(info: &StreamInfo) -> UpstreamInfo<'_> {
+    UpstreamInfo {
+        cluster: info.upstream_cluster.as_deref().map(|name| ClusterRef {
+            name,
+            service: info.istio.cluster.as_ref().and_then(|c| c.service.as_ref()),
+        }),
+        // Clusters keep their metadata encoded; `xds.cluster_metadata` reads nothing.
+        cluster_metadata: None,
+        host_metadata: info.istio.upstream_workload.as_deref(),
+        address: info.istio.upstream_address,
+    }
+}
+
+fn connection_info(info: &StreamInfo) -> ConnectionInfo<'_> {
+    ConnectionInfo {
+        source: info.downstream_remote,
+        destination: info.downstream_local,
+        requested_server_name: info.requested_server_name.as_deref(),
+        // Peer identities come from mTLS (issue #6); without TLS there are none.
+        principals: Principals::default(),
     }
 }
 

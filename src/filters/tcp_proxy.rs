@@ -1,6 +1,7 @@
 //! `envoy.filters.network.tcp_proxy` configuration.
 
 use crate::config::{self, ConfigError};
+use crate::stats::istio::IstioStats;
 use crate::stats::{Counter, Gauge, Store};
 use crate::stream_info::Observers;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp_pb;
@@ -74,6 +75,8 @@ pub struct TcpProxyConfig {
     pub access_log_flush_interval: Option<Duration>,
     /// Stats.
     pub stats: TcpProxyStats,
+    /// The chain's Istio stats filter: Istio's TCP metrics of each connection.
+    pub istio: Option<IstioStats>,
 }
 
 impl TcpProxyConfig {
@@ -170,6 +173,7 @@ impl TcpProxyConfig {
             tunneling_config: p.tunneling_config.clone().map(Box::new),
             observers,
             access_log_flush_interval,
+            istio: None,
         })
     }
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::istio::typed_struct::{UdpaTypedStruct, XdsTypedStruct};
 use crate::config::istio::{connect_authority, stats as istio_stats};
+use crate::stats::istio::ListenerDirection;
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::envoy::config::route::v3 as route_pb;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3 as cors_pb;
@@ -102,7 +103,7 @@ fn wasm(runtime: &str, fail_open: bool) -> Any {
 }
 
 #[test]
-fn istio_http_filters_are_accepted_and_counted() {
+fn istio_http_filters_compile_and_unenforced_ones_are_counted() {
     let store = Store::new();
     let h = compile_http(
         vec![
@@ -114,10 +115,13 @@ fn istio_http_filters_are_accepted_and_counted() {
     )
     .unwrap();
     assert_eq!(h.http_filters.len(), 3);
+    assert!(matches!(h.http_filters[0], HttpFilterConfig::IstioStats(_)));
     assert!(matches!(h.http_filters[2], HttpFilterConfig::Router(_)));
+    // The stats filter is enforced: it observes every stream of the connection manager.
+    assert_eq!(h.observers.len(), 1);
     assert_eq!(
         store.counter_value("tern.config.not_enforced.istio.stats.http"),
-        Some(1)
+        None
     );
     assert_eq!(
         store.counter_value("tern.config.not_enforced.envoy.filters.http.cors"),
@@ -229,6 +233,7 @@ fn malformed_typed_configs_are_errors_naming_the_filter() {
     let e = compile_network_filters(
         &[network("envoy.filters.network.rbac", bad), tcp_proxy()],
         &store,
+        ListenerDirection::Unspecified,
     )
     .unwrap_err()
     .to_string();
@@ -282,11 +287,14 @@ fn typed_struct_and_plain_any_are_the_same_filter() {
         udpa(&authn::Config::type_url(), &[]),
         any(&authn::Config::default()),
     ] {
-        let f =
-            compile_network_filters(&[network("istio_authn", form), tcp_proxy()], &store).unwrap();
-        assert_eq!(
-            f.filters,
-            [NonTerminalFilterConfig::IstioAuthn(authn::Config::default())]
+        let f = compile_network_filters(
+            &[network("istio_authn", form), tcp_proxy()],
+            &store,
+            ListenerDirection::Unspecified,
+        )
+        .unwrap();
+        assert!(
+            matches!(&f.filters[..], [NonTerminalFilterConfig::IstioAuthn(c)] if *c == authn::Config::default())
         );
     }
     assert_eq!(
@@ -306,15 +314,24 @@ fn network_filter_order_and_unknown_types() {
         }),
     );
     let stats = network("istio.stats", any(&istio_stats::PluginConfig::default()));
-    let f = compile_network_filters(&[mx.clone(), stats, tcp_proxy()], &store).unwrap();
+    let f = compile_network_filters(
+        &[mx.clone(), stats, tcp_proxy()],
+        &store,
+        ListenerDirection::Unspecified,
+    )
+    .unwrap();
     assert_eq!(f.filters.len(), 2);
     assert!(matches!(f.terminal, NetworkFilterConfig::TcpProxy(_)));
 
-    let e = compile_network_filters(&[tcp_proxy(), mx.clone()], &store)
-        .unwrap_err()
-        .to_string();
+    let e = compile_network_filters(
+        &[tcp_proxy(), mx.clone()],
+        &store,
+        ListenerDirection::Unspecified,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("must be the last"), "{e}");
-    let e = compile_network_filters(&[mx], &store)
+    let e = compile_network_filters(&[mx], &store, ListenerDirection::Unspecified)
         .unwrap_err()
         .to_string();
     assert!(e.contains("not terminal"), "{e}");
@@ -329,7 +346,7 @@ fn network_filter_order_and_unknown_types() {
         },
     );
     for filters in [vec![mongo.clone(), tcp_proxy()], vec![mongo]] {
-        let e = compile_network_filters(&filters, &store)
+        let e = compile_network_filters(&filters, &store, ListenerDirection::Unspecified)
             .unwrap_err()
             .to_string();
         assert!(
@@ -358,5 +375,5 @@ fn network_filter_order_and_unknown_types() {
             ],
         ),
     );
-    assert!(compile_network_filters(&[wrapped], &store).is_ok());
+    assert!(compile_network_filters(&[wrapped], &store, ListenerDirection::Unspecified).is_ok());
 }

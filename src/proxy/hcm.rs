@@ -5,6 +5,7 @@
 
 mod forward;
 mod local_reply;
+mod peer;
 mod record;
 pub(crate) mod request;
 mod stream;

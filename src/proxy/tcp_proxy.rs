@@ -7,8 +7,10 @@
 
 use super::ConnInfo;
 use crate::filters::TcpProxyConfig;
+use crate::filters::istio_metrics::tcp_observation;
 use crate::snapshot::World;
 use crate::stats::Counter;
+use crate::stats::istio::IstioStats;
 use crate::stream_info::{LogType, Observers, ResponseFlag, StreamInfo};
 use crate::upstream::host::Host;
 use crate::upstream::lb::LbContext;
@@ -29,7 +31,7 @@ where
     cfg.stats.downstream_cx_total.inc();
     cfg.stats.downstream_cx_active.inc();
     let _active = scopeguard(|| cfg.stats.downstream_cx_active.dec());
-    let mut rec = Record::start(&cfg.observers, &conn);
+    let mut rec = Record::start(&cfg.observers, cfg.istio.as_ref(), &conn);
     let name = cfg.cluster.pick(rand::random());
     let Some(cluster) = world.cluster(name) else {
         debug!(cluster = name, "tcp_proxy: no cluster");
@@ -37,7 +39,10 @@ where
         rec.with(|i| i.response_flags.insert(ResponseFlag::NoClusterFound));
         return;
     };
-    rec.with(|i| i.upstream_cluster = Some(cluster.name.clone()));
+    rec.with(|i| {
+        i.upstream_cluster = Some(cluster.name.clone());
+        i.istio.cluster = cluster.istio.clone();
+    });
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut upstream = None;
     for _ in 0..cfg.max_connect_attempts {
@@ -52,6 +57,8 @@ where
         rec.with(|i| {
             i.upstream_host = Some(host.address.to_string());
             i.attempt_count += 1;
+            i.istio.upstream_workload = host.istio_workload.clone();
+            i.istio.upstream_address = host.address.socket_addr();
         });
         match pool::connect_host(&host, &cluster.stats, cluster.pool.connect_timeout).await {
             Ok(io) => {
@@ -97,7 +104,7 @@ where
             &cfg.stats.downstream_cx_tx_bytes_total,
             &moved,
         );
-        match cfg.access_log_flush_interval.filter(|_| rec.is_active()) {
+        match cfg.access_log_flush_interval.filter(|_| rec.logs()) {
             Some(every) => {
                 tokio::pin!(fut);
                 let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -231,12 +238,13 @@ fn scopeguard<F: FnMut()>(f: F) -> Guard<F> {
     Guard(f)
 }
 
-/// A connection's record, told to the observers when dropped (empty when nobody observes).
-struct Record(Option<Box<(StreamInfo, Observers)>>);
+/// A connection's record, told to the observers (and Istio's TCP metrics) when dropped; empty
+/// when nobody observes.
+struct Record(Option<Box<(StreamInfo, Observers, Option<IstioStats>)>>);
 
 impl Record {
-    fn start(observers: &Observers, conn: &ConnInfo) -> Record {
-        if observers.is_empty() {
+    fn start(observers: &Observers, istio: Option<&IstioStats>, conn: &ConnInfo) -> Record {
+        if observers.is_empty() && istio.is_none() {
             return Record(None);
         }
         let mut info = StreamInfo::new(LogType::TcpConnectionEnd, conn.id, conn.listener.clone());
@@ -244,11 +252,12 @@ impl Record {
         info.downstream_local = conn.local;
         info.downstream_remote = conn.remote;
         info.downstream_direct_remote = conn.remote;
-        Record(Some(Box::new((info, observers.clone()))))
+        Record(Some(Box::new((info, observers.clone(), istio.cloned()))))
     }
 
-    fn is_active(&self) -> bool {
-        self.0.is_some()
+    /// Whether an access log reads the record.
+    fn logs(&self) -> bool {
+        self.0.as_ref().is_some_and(|r| !r.1.is_empty())
     }
 
     fn with(&mut self, f: impl FnOnce(&mut StreamInfo)) {
@@ -275,6 +284,13 @@ impl Drop for Record {
         if let Some(r) = &mut self.0 {
             r.0.duration = Some(r.0.elapsed());
             r.1.notify(&r.0);
+            // Istio reports a connection whose peer is unknown (TCP metadata exchange needs
+            // mTLS) once, at close: opened, closed and its bytes.
+            if let Some(istio) = &r.2 {
+                let mut flags = String::new();
+                r.0.response_flags.write_to(false, &mut flags);
+                istio.tcp_connection().close(&tcp_observation(&r.0, &flags));
+            }
         }
     }
 }

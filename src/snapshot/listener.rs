@@ -9,6 +9,7 @@ use crate::filters::{
     self, HcmConfig, NetworkFilterConfig, NonTerminalFilterConfig, TcpProxyConfig, hcm::RouteSpec,
 };
 use crate::router::RouteTable;
+use crate::stats::istio::ListenerDirection;
 use crate::stats::{Counter, Gauge, Histogram, Store, Unit};
 use crate::tls::{SdsSecretConfig, Side, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
@@ -331,9 +332,11 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
         listener_filters
             .push(ListenerFilter::compile(f, store).within(format!("listener_filters[{i}]"))?);
     }
+    let istio_direction = filters::istio_metrics::listener_direction(l.traffic_direction);
     let mut chains = Vec::with_capacity(l.filter_chains.len());
     for (i, fc) in l.filter_chains.iter().enumerate() {
-        chains.push(compile_chain(fc, store).within(format!("filter_chains[{i}]"))?);
+        chains
+            .push(compile_chain(fc, store, istio_direction).within(format!("filter_chains[{i}]"))?);
     }
     // Envoy rejects two chains with identical matches.
     for (i, a) in chains.iter().enumerate() {
@@ -347,7 +350,7 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
         }
     }
     let default_chain = match &l.default_filter_chain {
-        Some(fc) => Some(compile_chain(fc, store).within("default_filter_chain")?),
+        Some(fc) => Some(compile_chain(fc, store, istio_direction).within("default_filter_chain")?),
         None => None,
     };
     if chains.is_empty() && default_chain.is_none() {
@@ -415,6 +418,7 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
 fn compile_chain(
     fc: &listener_pb::FilterChain,
     store: &Store,
+    direction: ListenerDirection,
 ) -> Result<Arc<FilterChain>, ConfigError> {
     let transport_socket = fc
         .transport_socket
@@ -424,7 +428,7 @@ fn compile_chain(
         .within("transport_socket")?;
     let matcher =
         ChainMatch::compile(fc.filter_chain_match.as_ref()).within("filter_chain_match")?;
-    let compiled = filters::compile_network_filters(&fc.filters, store)?;
+    let compiled = filters::compile_network_filters(&fc.filters, store, direction)?;
     let network = match compiled.terminal {
         NetworkFilterConfig::TcpProxy(t) => NetworkFilter::TcpProxy(Arc::new(*t)),
         NetworkFilterConfig::Hcm(h) => {

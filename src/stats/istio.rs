@@ -23,11 +23,12 @@ mod record;
 mod registry;
 mod render;
 mod settings;
+mod snapshot;
 
 pub use attrs::NodeInfo;
 pub use labels::{
-    ClusterRef, ClusterService, DestinationService, ListenerDirection, LocalLabels, Principals,
-    Reporter, STANDARD_LABELS, destination_service,
+    ClusterRef, ClusterService, DestinationService, IstioCluster, ListenerDirection, LocalLabels,
+    Principals, Reporter, STANDARD_LABELS, destination_service,
 };
 pub use peer::{WorkloadMetadata, WorkloadType};
 pub use record::{
@@ -81,6 +82,7 @@ pub struct IstioMetrics {
     registry: Registry,
     options: Options,
     truncated: Counter,
+    rotating: std::sync::atomic::AtomicBool,
 }
 
 impl IstioMetrics {
@@ -96,6 +98,7 @@ impl IstioMetrics {
             node,
             local,
             options,
+            rotating: Default::default(),
         })
     }
 
@@ -273,6 +276,19 @@ impl IstioMetrics {
     /// `graceful_deletion_interval`). `istio_build` stays. Returns how many were dropped.
     pub fn delete_generations_before(&self, generation: u64) -> usize {
         self.registry.delete_before(generation)
+    }
+
+    /// Start [`IstioMetrics::run_rotation`] on the current Tokio runtime, once per process
+    /// (the first filter's intervals win, as Istio keeps one per-process context). Outside a
+    /// runtime nothing starts.
+    pub fn ensure_rotation(self: &Arc<Self>, rotation: Duration, grace: Duration) {
+        use std::sync::atomic::Ordering;
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.rotating.swap(true, Ordering::Relaxed) {
+            rt.spawn(self.clone().run_rotation(rotation, grace));
+        }
     }
 
     /// Rotate every `rotation` and drop, `grace` later, the series not recorded since; run it

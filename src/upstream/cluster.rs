@@ -11,6 +11,7 @@ use super::load_assignment;
 use super::pool::{PoolSettings, UpstreamProtocol};
 use crate::config::{self, Address, ConfigError, Within};
 use crate::stats::Store;
+use crate::stats::istio::IstioCluster;
 use crate::tls::{SdsSecretConfig, Side, TransportSocket};
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::cluster::v3 as cluster_pb;
@@ -213,6 +214,9 @@ pub struct Cluster {
     pub transport_socket: Option<TransportSocket>,
     /// `transport_socket_matches`, in order.
     pub transport_socket_matches: Vec<TransportSocketMatch>,
+    /// What the cluster's `istio` metadata says (its service, external, no metadata
+    /// exchange), for Istio's metrics and peer metadata exchange.
+    pub istio: Option<Arc<IstioCluster>>,
     /// `filters`: upstream network filters (none enforced yet).
     pub filters: Vec<UpstreamFilter>,
     /// Stats, named after `alt_stat_name` when it is set (as Envoy does), else the name.
@@ -364,8 +368,14 @@ impl Cluster {
         let lb = lb::build(&lb_settings, &set);
         let stats = ClusterStats::for_cluster(store, stat_name);
         stats.set_membership(&set);
+        let istio = c
+            .metadata
+            .as_ref()
+            .and_then(|m| IstioCluster::from_filter_metadata(&m.filter_metadata))
+            .map(Arc::new);
         Ok(Arc::new(Cluster {
             name: c.name.clone(),
+            istio,
             discovery,
             pool,
             protocol,

@@ -3,6 +3,7 @@
 //! new one and the cluster swaps it in.
 
 use crate::config::Address;
+use crate::stats::istio::WorkloadMetadata;
 use crate::upstream::pool::HostPools;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,10 @@ pub struct Host {
     pub total_requests: AtomicU64,
     /// Connection and request outcome counters (the admin `/clusters` page).
     pub counters: HostCounters,
+    /// The endpoint's `filter_metadata.istio.workload` (Istio's
+    /// `name;namespace;canonical name;revision;cluster`), decoded: the destination a client
+    /// reports when the upstream sent no peer metadata.
+    pub istio_workload: Option<Arc<WorkloadMetadata>>,
     /// Connection pools, made on first use (most hosts of a large mesh are never used);
     /// shared with the host of the same address in the next host set, so pooled connections
     /// survive an EDS or DNS update.
@@ -49,6 +54,7 @@ impl Host {
             active_requests: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
             counters: HostCounters::default(),
+            istio_workload: None,
             pools: std::sync::OnceLock::new(),
         }
     }

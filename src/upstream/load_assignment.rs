@@ -7,6 +7,7 @@
 
 use super::host::{Host, HostSet, Locality, PrioritySet};
 use crate::config::{Address, ConfigError, Within, socket_address_of};
+use crate::stats::istio::WorkloadMetadata;
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint_pb;
 use std::net::{IpAddr, SocketAddr};
@@ -181,12 +182,14 @@ struct At {
     locality: usize,
     weight: u32,
     health: EndpointHealth,
+    istio_workload: Option<Arc<WorkloadMetadata>>,
 }
 
 fn push_host(set: &mut PrioritySet, at: At, address: Address, hostname: String) {
     if let Some(hs) = set.priorities.get_mut(at.priority) {
         let mut host = Host::new(address, hostname, at.weight);
         host.locality = at.locality;
+        host.istio_workload = at.istio_workload;
         at.health.apply(&host);
         hs.hosts.push(Arc::new(host));
     }
@@ -340,11 +343,22 @@ fn for_each_endpoint(
                 locality,
                 weight,
                 health: EndpointHealth::from_proto(lb.health_status),
+                istio_workload: istio_workload(lb.metadata.as_ref()),
             };
             f(at, endpoint).map_err(|e| e.within(path()))?;
         }
     }
     Ok(())
+}
+
+/// `filter_metadata.istio.workload` of an endpoint, decoded.
+fn istio_workload(m: Option<&core_pb::Metadata>) -> Option<Arc<WorkloadMetadata>> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let v = m?.filter_metadata.get("istio")?.fields.get("workload")?;
+    match &v.kind {
+        Some(Kind::StringValue(s)) => WorkloadMetadata::from_endpoint_metadata(s).map(Arc::new),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -70,11 +70,7 @@ fn ms(out: &mut String, d: Option<Duration>) -> Written {
 }
 
 fn header_bytes(h: Option<&HeaderMap>) -> Option<u64> {
-    h.map(|h| {
-        h.iter()
-            .map(|(k, v)| (k.as_str().len() + v.len()) as u64)
-            .sum()
-    })
+    h.map(crate::stream_info::header_bytes)
 }
 
 const GRPC_NAMES: [(&str, &str); 17] = [

@@ -28,6 +28,8 @@ use tracing::debug;
 
 mod replies;
 
+use super::peer::StreamExchange;
+
 /// What a stream carries into the router phase.
 pub(crate) struct StreamCtx<'a> {
     pub conn: &'a Arc<ConnCtx>,
@@ -41,6 +43,8 @@ pub(crate) struct StreamCtx<'a> {
     pub request_id: Option<HeaderValue>,
     /// The stream's record.
     pub rec: &'a mut Recorder,
+    /// Istio's peer metadata exchange, when configured.
+    pub mx: Option<&'a mut StreamExchange>,
 }
 
 /// Request headers Envoy's router removes before the upstream request.
@@ -100,7 +104,10 @@ pub(crate) async fn forward(
         );
         return reply_for(s.grpc, action.cluster_not_found_response_code, "");
     };
-    s.rec.cluster(&cluster.name);
+    s.rec.cluster(&cluster);
+    if let Some(m) = s.mx.as_deref_mut() {
+        m.upstream(&mut parts.headers, &cluster);
+    }
     let hash = action.hash(&RequestInfo {
         authority: &s.authority,
         path: &s.path,

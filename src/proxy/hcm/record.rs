@@ -199,8 +199,11 @@ impl Recorder {
     }
 
     /// The cluster chosen for the stream.
-    pub(crate) fn cluster(&mut self, name: &str) {
-        self.with(|i| i.upstream_cluster = Some(name.to_owned()));
+    pub(crate) fn cluster(&mut self, cluster: &crate::upstream::cluster::Cluster) {
+        self.with(|i| {
+            i.upstream_cluster = Some(cluster.name.clone());
+            i.istio.cluster = cluster.istio.clone();
+        });
     }
 
     /// The route that matched.
@@ -222,6 +225,8 @@ impl Recorder {
                 other => other.to_string(),
             });
             i.upstream_host_name = (!host.hostname.is_empty()).then(|| host.hostname.clone());
+            i.istio.upstream_workload = host.istio_workload.clone();
+            i.istio.upstream_address = host.address.socket_addr();
             i.upstream_local = None;
             i.attempt_count = attempt;
         });

@@ -5,6 +5,7 @@
 use super::ConnCtx;
 use super::forward::{self, StreamCtx};
 use super::local_reply::{grpc_local_reply, local_reply, reply_for};
+use super::peer::StreamExchange;
 use super::record::{Recorder, details};
 use super::request;
 use crate::filters::compressor::stream as compressor;
@@ -107,9 +108,13 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
     } else {
         let mut req = req;
         let compression = compressor::decode(&cfg.http_filters, &mut req);
-        let mut r = decode(req, &ctx, start, start_time, &mut rec)
+        let mut mx = None;
+        let mut r = decode(req, &ctx, start, start_time, &mut rec, &mut mx)
             .instrument(span)
             .await;
+        if let Some(m) = &mx {
+            m.response(r.headers_mut(), &mut rec);
+        }
         if let Some(c) = compression.as_ref().and_then(|c| c.encode(&mut r)) {
             r = r.map(|b| body::boxed(c.wrap(b)));
         }
@@ -160,6 +165,7 @@ async fn decode(
     start: Instant,
     start_time: SystemTime,
     rec: &mut Recorder,
+    mx: &mut Option<StreamExchange>,
 ) -> Response<Body> {
     let cfg = &ctx.hcm.config;
     // gRPC as Envoy sees it (`Grpc::Common::isGrpcRequestHeaders`): application/grpc,
@@ -255,6 +261,11 @@ async fn decode(
     let request_id = (cfg.always_set_request_id_in_response || force_trace)
         .then(|| parts.headers.get("x-request-id").cloned())
         .flatten();
+
+    // Istio's peer metadata exchange: who the downstream peer is.
+    if let Some(x) = &cfg.peer_exchange {
+        *mx = Some(StreamExchange::request(x, &mut parts.headers, rec));
+    }
 
     // Route.
     let Some(table) = ctx.hcm.route_table(&ctx.world) else {
@@ -364,6 +375,7 @@ async fn decode(
                 path,
                 request_id: request_id.clone(),
                 rec,
+                mx: mx.as_mut(),
             };
             return forward::forward(parts, body, &matched, action, sctx).await;
         }

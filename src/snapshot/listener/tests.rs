@@ -96,7 +96,7 @@ fn every_istio_sidecar_listener_compiles() {
     }
     for kind in [
         "IstioStats",
-        "Wasm",
+        "PeerExchange",
         "Alpn",
         "ConnectAuthority",
         "ConnectBaggage",

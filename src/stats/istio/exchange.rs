@@ -7,12 +7,11 @@
 //! removed, so they never leave the mesh hop.
 
 use super::attrs::NodeInfo;
+use super::labels::{IstioCluster, ListenerDirection};
 use super::peer::{
     BAGGAGE_HEADER, PEER_METADATA_HEADER, PEER_METADATA_ID_HEADER, WorkloadMetadata,
 };
-use envoy_types::pb::google::protobuf::{Struct, value::Kind};
 use http::{HeaderMap, HeaderValue};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// `Config.DiscoveryMethod`.
@@ -57,16 +56,29 @@ pub struct ExchangeConfig {
 }
 
 impl ExchangeConfig {
-    /// The null-VM `istio.metadata_exchange` HTTP plugin: Istio headers in both directions.
-    pub fn legacy_metadata_exchange() -> Self {
-        let mx = Propagation::IstioHeaders {
-            skip_external_clusters: false,
+    /// The null-VM `istio.metadata_exchange` HTTP plugin on a listener of this direction: Istio
+    /// headers both ways, except that an inbound proxy sends none to its application and an
+    /// outbound proxy none back to its application (as Istio's plugin decides by the
+    /// listener's direction).
+    pub fn legacy_metadata_exchange(direction: ListenerDirection) -> Self {
+        let mx = || {
+            vec![Propagation::IstioHeaders {
+                skip_external_clusters: false,
+            }]
         };
         ExchangeConfig {
             downstream_discovery: vec![Discovery::IstioHeaders],
             upstream_discovery: vec![Discovery::IstioHeaders],
-            downstream_propagation: vec![mx.clone()],
-            upstream_propagation: vec![mx],
+            downstream_propagation: if direction == ListenerDirection::Outbound {
+                Vec::new()
+            } else {
+                mx()
+            },
+            upstream_propagation: if direction == ListenerDirection::Inbound {
+                Vec::new()
+            } else {
+                mx()
+            },
             additional_labels: Vec::new(),
         }
     }
@@ -84,16 +96,12 @@ pub struct UpstreamTarget<'a> {
 }
 
 impl<'a> UpstreamTarget<'a> {
-    /// Read a cluster's `filter_metadata`.
-    pub fn from_cluster(name: &'a str, filter_metadata: &HashMap<String, Struct>) -> Self {
-        let flag = |k: &str| {
-            let v = filter_metadata.get("istio").and_then(|s| s.fields.get(k));
-            matches!(v.and_then(|v| v.kind.as_ref()), Some(Kind::BoolValue(true)))
-        };
+    /// A cluster, with what its `istio` metadata says.
+    pub fn new(name: &'a str, istio: Option<&IstioCluster>) -> Self {
         UpstreamTarget {
             cluster_name: Some(name),
-            external: flag("external"),
-            disable_mx: flag("disable_mx"),
+            external: istio.is_some_and(|i| i.external),
+            disable_mx: istio.is_some_and(|i| i.disable_mx),
         }
     }
 }
@@ -242,10 +250,30 @@ impl PeerExchange {
         state: &mut ExchangeState,
         upstream: &UpstreamTarget<'_>,
     ) -> Discovered {
-        let found = self.discover(&self.config.downstream_discovery, true, headers, state);
+        let found = self.discover_downstream(headers, state);
+        self.propagate_upstream(headers, state, upstream);
+        found
+    }
+
+    /// The first half of [`PeerExchange::on_request`], as the request arrives: discover the
+    /// downstream peer and remove the exchange headers.
+    pub fn discover_downstream(
+        &self,
+        headers: &mut HeaderMap,
+        state: &mut ExchangeState,
+    ) -> Discovered {
+        self.discover(&self.config.downstream_discovery, true, headers, state)
+    }
+
+    /// The second half, once the upstream cluster is known: add our metadata for it.
+    pub fn propagate_upstream(
+        &self,
+        headers: &mut HeaderMap,
+        state: &ExchangeState,
+        upstream: &UpstreamTarget<'_>,
+    ) {
         let methods = &self.config.upstream_propagation;
         self.propagate(methods, false, headers, state, upstream);
-        found
     }
 
     /// The response headers, before they go downstream: discover the upstream peer (removing

@@ -212,6 +212,34 @@ impl ClusterService {
     }
 }
 
+/// What Istio's filters read from a cluster's `filter_metadata.istio`, decoded once when the
+/// cluster is compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IstioCluster {
+    /// `services[0]`.
+    pub service: Option<ClusterService>,
+    /// `external`: a cluster outside the mesh.
+    pub external: bool,
+    /// `disable_mx`: no metadata exchange towards it.
+    pub disable_mx: bool,
+}
+
+impl IstioCluster {
+    /// Read a cluster's `metadata.filter_metadata`; `None` without an `istio` entry.
+    pub fn from_filter_metadata(filter_metadata: &HashMap<String, Struct>) -> Option<Self> {
+        let istio = filter_metadata.get("istio")?;
+        let flag = |k: &str| {
+            let v = istio.fields.get(k).and_then(|v| v.kind.as_ref());
+            matches!(v, Some(Kind::BoolValue(true)))
+        };
+        Some(IstioCluster {
+            service: ClusterService::from_filter_metadata(filter_metadata),
+            external: flag("external"),
+            disable_mx: flag("disable_mx"),
+        })
+    }
+}
+
 /// The cluster the request went to, as the label computation needs it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClusterRef<'a> {

@@ -1,5 +1,8 @@
 use super::*;
+use crate::stats::istio::ListenerDirection;
 use crate::stats::istio::peer::tests::client_node_metadata;
+use envoy_types::pb::google::protobuf::{Struct, value::Kind};
+use std::collections::HashMap;
 
 fn node() -> NodeInfo {
     NodeInfo {
@@ -20,7 +23,10 @@ fn upstream() -> UpstreamTarget<'static> {
 
 #[test]
 fn the_legacy_plugin_exchanges_both_ways() {
-    let client = PeerExchange::new(ExchangeConfig::legacy_metadata_exchange(), &node());
+    let client = PeerExchange::new(
+        ExchangeConfig::legacy_metadata_exchange(ListenerDirection::Outbound),
+        &node(),
+    );
     // Outbound request: our headers are added.
     let mut req = HeaderMap::new();
     let mut state = ExchangeState::default();
@@ -42,15 +48,18 @@ fn the_legacy_plugin_exchanges_both_ways() {
     // The server side reads them, strips them, and answers with its own.
     let mut server_node = node();
     server_node.id = "server-id".into();
-    let server = PeerExchange::new(ExchangeConfig::legacy_metadata_exchange(), &server_node);
+    let server = PeerExchange::new(
+        ExchangeConfig::legacy_metadata_exchange(ListenerDirection::Inbound),
+        &server_node,
+    );
     let mut server_state = ExchangeState::default();
     let found = server.on_request(&mut req, &mut server_state, &UpstreamTarget::default());
     assert_eq!(
         found.peer.as_ref().map(|p| &*p.workload_name),
         Some("productpage-v1")
     );
-    // The server also propagates upstream (to the app), as Istio's plugin does.
-    assert_eq!(req.get(PEER_METADATA_ID_HEADER).unwrap(), "server-id");
+    // An inbound proxy sends no exchange headers to its application.
+    assert!(req.is_empty(), "{req:?}");
     let mut resp = HeaderMap::new();
     server.on_response(&mut resp, &server_state, &UpstreamTarget::default());
     assert_eq!(resp.get(PEER_METADATA_ID_HEADER).unwrap(), "server-id");
@@ -65,8 +74,7 @@ fn the_legacy_plugin_exchanges_both_ways() {
 
 #[test]
 fn responses_answer_only_what_the_request_carried() {
-    let mut cfg = ExchangeConfig::legacy_metadata_exchange();
-    cfg.upstream_propagation.clear();
+    let cfg = ExchangeConfig::legacy_metadata_exchange(ListenerDirection::Inbound);
     let x = PeerExchange::new(cfg, &node());
     let mut req = HeaderMap::new();
     req.insert(PEER_METADATA_HEADER, HeaderValue::from_static(""));
@@ -82,7 +90,10 @@ fn responses_answer_only_what_the_request_carried() {
 
 #[test]
 fn bad_headers_are_reported_and_removed() {
-    let x = PeerExchange::new(ExchangeConfig::legacy_metadata_exchange(), &node());
+    let x = PeerExchange::new(
+        ExchangeConfig::legacy_metadata_exchange(ListenerDirection::Unspecified),
+        &node(),
+    );
     let mut req = HeaderMap::new();
     req.insert(PEER_METADATA_HEADER, HeaderValue::from_static("%%%"));
     req.insert(PEER_METADATA_ID_HEADER, HeaderValue::from_static("id"));
@@ -128,7 +139,8 @@ fn external_clusters_can_be_skipped() {
     )]
     .into_iter()
     .collect();
-    let ext = UpstreamTarget::from_cluster("outbound|443||example.com", &fm);
+    let info = crate::stats::istio::IstioCluster::from_filter_metadata(&fm);
+    let ext = UpstreamTarget::new("outbound|443||example.com", info.as_ref());
     assert!(ext.external && !ext.disable_mx);
     x.on_request(&mut req, &mut ExchangeState::default(), &ext);
     assert!(req.is_empty());
