@@ -268,6 +268,14 @@ pub fn run(options: Options) -> Result<(), ServerError> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        // SIGUSR1 reopens the access log files, as in Envoy (after logrotate moved them).
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                info!("SIGUSR1: reopening access logs");
+                crate::access_log::reopen_all();
+            }
+        });
         tokio::select! {
             _ = term.recv() => {
                 info!("SIGTERM: draining");

@@ -644,3 +644,38 @@ async fn differential_admin_output_matches_envoy() {
         diffs.join("\n")
     );
 }
+
+/// `POST /reopen_logs` (Envoy's answer to logrotate, like SIGUSR1): after the log file was
+/// moved away, the next lines go to a new file at the configured path.
+#[tokio::test]
+async fn reopen_logs_starts_a_new_access_log_file() {
+    let log = support::logs::temp_log("reopen");
+    let moved = log.with_extension("log.1");
+    let _ = std::fs::remove_file(&moved);
+    let listener = support::http_listener(
+        "l",
+        "            - name: all\n              domains: [\"*\"]\n              routes:\n              - match: { prefix: / }\n                direct_response: { status: 200, body: { inline_string: hello } }\n",
+        &format!(
+            "          access_log:\n{}",
+            support::logs::file_access_log(&log, "{ text_format: \"%REQ(:PATH)%\\n\" }", "", 10)
+        ),
+    );
+    let server =
+        support::start_tern(&format!("{ADMIN}{}", support::bootstrap(&[listener], &[]))).await;
+    let admin = server.admin_addr().expect("admin bound");
+    let addr = server.listener_addr("l").expect("bound");
+    let c = h1_client();
+    support::get(&c, addr, "h", "/first").await;
+    assert_eq!(support::logs::lines(&log, 1).await, ["/first"]);
+    std::fs::rename(&log, &moved).expect("rotate");
+    assert_eq!(admin_get(admin, "/reopen_logs").await.status, 405);
+    assert_eq!(admin_post(admin, "/reopen_logs").await.body, "OK\n");
+    support::get(&c, addr, "h", "/second").await;
+    assert_eq!(support::logs::lines(&log, 1).await, ["/second"]);
+    assert_eq!(
+        std::fs::read_to_string(&moved).expect("the moved file"),
+        "/first\n"
+    );
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&moved);
+}

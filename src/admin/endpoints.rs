@@ -146,6 +146,13 @@ const ENDPOINTS: &[Endpoint] = &[
         handler: ready,
     },
     Endpoint {
+        path: "/reopen_logs",
+        help: "reopen the access log files (as SIGUSR1 does)",
+        mutates: true,
+        params: &[],
+        handler: reopen_logs,
+    },
+    Endpoint {
         path: "/runtime",
         help: "runtime values by layer",
         mutates: false,
@@ -408,6 +415,11 @@ fn drain_listeners(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
 fn quit(_: &AdminRequest, ctx: &AdminCtx) -> Reply {
     tracing::info!("quitquitquit: exiting");
     ctx.status.quit.notify_one();
+    Reply::text("OK\n")
+}
+
+fn reopen_logs(_: &AdminRequest, _: &AdminCtx) -> Reply {
+    crate::access_log::reopen_all();
     Reply::text("OK\n")
 }
 
