@@ -11,6 +11,8 @@
 #
 #   TERN_BIN=target/release/tern benches/access_log.sh
 #   RUNS=5 DURATION=10 PIN=0 BASE_PORT=18100 TERN_BIN=... benches/access_log.sh
+#   ISTIO_STATS=1 TERN_BIN=... benches/access_log.sh   # "on" also runs Istio's metadata
+#                                                      # exchange and istio.stats filters
 #
 # Needs wrk, nginx, curl, taskset. Writes to OUT (benches/out/access_log); kills what it starts.
 set -euo pipefail
@@ -22,6 +24,7 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-16}
 PIN=${PIN:-1}
 BASE_PORT=${BASE_PORT:-18100}
+ISTIO_STATS=${ISTIO_STATS:-0}
 TERN_BIN=${TERN_BIN:?set TERN_BIN to a release build of tern}
 ORIGIN_PORT=$BASE_PORT
 OFF_PORT=$((BASE_PORT + 1))
@@ -86,6 +89,46 @@ cat >"$OUT/alog.yaml" <<EOF
 EOF
 sed -i "/^          codec_type: AUTO$/r $OUT/alog.yaml" "$OUT/tern-on.yaml"
 grep -q access_loggers.file "$OUT/tern-on.yaml" || die "no access log in $OUT/tern-on.yaml"
+if [[ $ISTIO_STATS == 1 ]]; then
+    # Istio's telemetry as istiod configures an outbound sidecar: the metadata exchange plugin
+    # and the stats filter before the router, the node metadata they read, the cluster's
+    # service metadata.
+    cat >"$OUT/istio-filters.yaml" <<'YAML'
+          - name: istio.metadata_exchange
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                vm_config:
+                  runtime: envoy.wasm.runtime.null
+                  code: { local: { inline_string: envoy.wasm.metadata_exchange } }
+                configuration:
+                  "@type": type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange
+          - name: istio.stats
+            typed_config:
+              "@type": type.googleapis.com/stats.PluginConfig
+YAML
+    cat >"$OUT/istio-node.yaml" <<'YAML'
+  metadata:
+    NAME: productpage-v1-abc
+    NAMESPACE: default
+    WORKLOAD_NAME: productpage-v1
+    CLUSTER_ID: Kubernetes
+    LABELS: { app: productpage, version: v1 }
+YAML
+    cat >"$OUT/istio-cluster.yaml" <<'YAML'
+    metadata:
+      filter_metadata:
+        istio:
+          services:
+          - { host: origin.default.svc.cluster.local, name: origin, namespace: default }
+YAML
+    sed -i -e "/^          http_filters:$/r $OUT/istio-filters.yaml" \
+        -e "/^  cluster: bench$/r $OUT/istio-node.yaml" \
+        -e "/^    connect_timeout: 1s$/r $OUT/istio-cluster.yaml" \
+        -e "s/^  - name: ingress_http$/  - name: ingress_http\n    traffic_direction: OUTBOUND/" \
+        "$OUT/tern-on.yaml"
+    grep -q istio.stats "$OUT/tern-on.yaml" || die "no istio.stats in $OUT/tern-on.yaml"
+fi
 
 start() {  # start NAME PORT CPU CMD...: detached, waits for a 200 on PORT
     local name=$1 port=$2 cpu=$3
@@ -132,3 +175,6 @@ awk -v ro="${SUM_RPS[off]}" -v rn="${SUM_RPS[on]}" -v co="${SUM_CPU[off]}" -v cn
     printf "mean  log on  %10.0f req/s %6.2f CPU µs/req\n", rn / r, cn / r
     printf "on/off: req/s %.3f (cost %.1f%%), CPU per request %.3f\n", rn / ro, 100 * (1 - rn / ro), cn / co }'
 log "$(wc -l <"$OUT/access.log") lines logged; first: $(head -1 "$OUT/access.log")"
+if [[ $ISTIO_STATS == 1 ]]; then
+    log "$(curl -s "http://127.0.0.1:$((ON_PORT + 1))/stats/prometheus" | grep '^istio_requests_total' | head -1)"
+fi

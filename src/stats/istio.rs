@@ -35,22 +35,22 @@ pub use record::{
     ConnectionInfo, HttpObservation, TcpConnection, TcpObservation, UpstreamInfo,
     http_to_grpc_status, is_grpc,
 };
-pub use registry::{DEFAULT_BUCKETS, SeriesValue};
+pub use registry::SeriesValue;
 pub use render::{STAT_NAMESPACE, envoy_name};
 pub use settings::{
     DefinitionKind, Issue, MetricDefinition, MetricOverride, STANDARD_METRICS, Settings,
 };
 
-use super::{Counter, Store};
+use super::{Counter, DEFAULT_BUCKETS, Store};
 use expr::ExprError;
 use labels::{INTERNED, Label};
 use registry::{Family, Kind, Registry};
-use render::Only;
 use settings::Compiled;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Limits and histogram buckets of the store.
+/// Limits of the store. Histograms use Envoy's default buckets (as Envoy without
+/// `stats_config.histogram_bucket_settings`).
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The most series (label sets, over every metric) kept; a new label set beyond it is not
@@ -59,9 +59,6 @@ pub struct Options {
     /// Longer label values (a Host header, peer metadata, an expression) are cut to this many
     /// bytes, counting `tern.istio_stats.label_truncated`.
     pub max_label_value_len: usize,
-    /// Bucket bounds by stat-name prefix (`stats_config.histogram_bucket_settings` matched
-    /// against `istiocustom.<metric>`); the first match wins, else [`DEFAULT_BUCKETS`].
-    pub histogram_buckets: Vec<(String, Vec<f64>)>,
 }
 
 impl Default for Options {
@@ -69,7 +66,6 @@ impl Default for Options {
         Options {
             max_series: 20_000,
             max_label_value_len: 512,
-            histogram_buckets: Vec::new(),
         }
     }
 }
@@ -112,30 +108,11 @@ impl IstioMetrics {
         &self.node
     }
 
-    fn buckets(&self, metric: &str) -> Arc<[f64]> {
-        let full = format!("{STAT_NAMESPACE}.{metric}");
-        let found = self
-            .options
-            .histogram_buckets
-            .iter()
-            .find(|(prefix, _)| full.starts_with(prefix.as_str()));
-        match found {
-            Some((_, b)) => {
-                let mut b = b.clone();
-                b.retain(|x| x.is_finite());
-                b.sort_by(f64::total_cmp);
-                b.dedup();
-                b.into()
-            }
-            None => Arc::from(&DEFAULT_BUCKETS[..]),
-        }
-    }
-
     fn family(&self, name: &str, kind: DefinitionKind) -> Arc<Family> {
         let kind = match kind {
             DefinitionKind::Counter => Kind::Counter,
             DefinitionKind::Gauge => Kind::Gauge,
-            DefinitionKind::Histogram => Kind::Histogram(self.buckets(name)),
+            DefinitionKind::Histogram => Kind::Histogram(Arc::from(&DEFAULT_BUCKETS[..])),
         };
         self.registry.family(name, kind, false)
     }
@@ -221,45 +198,18 @@ impl IstioMetrics {
         (name, Arc::from(&value[..cut]))
     }
 
-    /// Every Istio metric in Prometheus text format 0.0.4: counters, gauges, then histograms,
-    /// each family under its `# TYPE` line and followed by a blank line, as Envoy writes them.
+    /// Every Istio metric in Prometheus text format 0.0.4, as `/stats/prometheus` writes
+    /// them (the store's renderer, with `istiocustom` as a custom namespace).
     pub fn render_prometheus(&self, out: &mut String) {
-        render::prometheus(&self.registry.snapshot(), Only::All, out);
-    }
-
-    /// Only the counter families (to interleave with Envoy's own counters).
-    pub fn render_prometheus_counters(&self, out: &mut String) {
-        render::prometheus(&self.registry.snapshot(), Only::Counters, out);
-    }
-
-    /// Only the gauge families.
-    pub fn render_prometheus_gauges(&self, out: &mut String) {
-        render::prometheus(&self.registry.snapshot(), Only::Gauges, out);
-    }
-
-    /// Only the histogram families.
-    pub fn render_prometheus_histograms(&self, out: &mut String) {
-        render::prometheus(&self.registry.snapshot(), Only::Histograms, out);
-    }
-
-    /// Every series with Envoy's flat `/stats` name (see [`envoy_name`]) and its value, sorted
-    /// by name: counters, gauges and histograms apart.
-    pub fn flat(&self) -> FlatStats {
-        let mut out = FlatStats::default();
-        for (name, kind, series) in self.registry.snapshot() {
-            for (labels, value) in series {
-                let n = envoy_name(&name, &labels);
-                match (kind.clone(), value) {
-                    (Kind::Counter, SeriesValue::Scalar(v)) => out.counters.push((n, v)),
-                    (Kind::Gauge, SeriesValue::Scalar(v)) => out.gauges.push((n, v)),
-                    (_, v) => out.histograms.push((n, v)),
-                }
-            }
-        }
-        out.counters.sort();
-        out.gauges.sort();
-        out.histograms.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        let mut snap = super::registry::Snapshot::default();
+        let accept_all = super::StatsMatcher::default();
+        self.add_to_snapshot(&mut snap, &super::StatsQuery::default(), &accept_all);
+        let namespaces = [STAT_NAMESPACE.to_owned()];
+        out.push_str(&super::prometheus::render(
+            &snap,
+            &super::TagProducer::default(),
+            &namespaces,
+        ));
     }
 
     /// How many series exist.
@@ -303,17 +253,6 @@ impl IstioMetrics {
             tracing::debug!(dropped, "istio.stats: rotated");
         }
     }
-}
-
-/// The series with Envoy's flat names, for `/stats`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FlatStats {
-    /// Counters.
-    pub counters: Vec<(String, u64)>,
-    /// Gauges.
-    pub gauges: Vec<(String, u64)>,
-    /// Histograms.
-    pub histograms: Vec<(String, SeriesValue)>,
 }
 
 #[derive(Debug)]

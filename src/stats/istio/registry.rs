@@ -14,13 +14,6 @@ use std::sync::{Arc, RwLock};
 
 const SHARDS: usize = 16;
 
-/// Envoy's default histogram buckets, which Istio's histograms use unless the bootstrap's
-/// `stats_config.histogram_bucket_settings` says otherwise.
-pub const DEFAULT_BUCKETS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
-    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
-];
-
 /// Every family: name, kind, and its series (label set, values).
 pub(crate) type Snapshot = Vec<(Arc<str>, Kind, Vec<(Arc<[Label]>, SeriesValue)>)>;
 
@@ -356,6 +349,7 @@ fn read(kind: &Kind, s: &Series) -> SeriesValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::DEFAULT_BUCKETS;
 
     fn labels(v: &[(&str, &str)]) -> Arc<[Label]> {
         v.iter()
