@@ -162,6 +162,8 @@ async fn counters_and_histograms_follow_the_traffic() {
         "http.l.downstream_rq_time"
     );
     let s = scrape(&tern);
+    // Prometheus' own Python parser reads the same samples as the test's reader.
+    prom::check_with_prometheus_client(&tern.world.stats.render_prometheus(&StatsQuery::default()));
     let cluster = [("envoy_cluster_name", "up")];
     assert_eq!(
         s.value("envoy_cluster_upstream_rq_total", &cluster),

@@ -263,6 +263,12 @@ async fn two_sidecars_report_istio_requests_with_each_others_metadata() {
 
     let c = scrape(&client);
     let s = scrape(&server);
+    // Prometheus' own Python parser reads the same samples, Istio's and Envoy's.
+    for t in [&client, &server] {
+        prom::check_with_prometheus_client(
+            &t.world.stats.render_prometheus(&StatsQuery::default()),
+        );
+    }
     let dump = |x: &Scrape| format!("{:#?}", x.samples);
     for (code, n) in [("200", "2"), ("404", "1")] {
         assert_eq!(

@@ -164,3 +164,110 @@ pub fn parse(text: &str) -> Result<Scrape, String> {
     }
     Ok(scrape)
 }
+
+/// The Python interpreter with `prometheus_client` (Prometheus' own Python client, whose
+/// parser reads the text format): `PROM_PYTHON`, else `target/envoy-venv/bin/python`, where
+/// `.ci/run` installs it. Without one the caller skips with a notice, except in CI.
+fn prometheus_client_python() -> Option<std::path::PathBuf> {
+    let candidates = std::env::var_os("PROM_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/envoy-venv/bin/python")
+        ]);
+    for p in candidates {
+        let ok = std::process::Command::new(&p)
+            .args(["-c", "import prometheus_client.parser"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(p);
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but no Python with prometheus_client: set PROM_PYTHON"
+    );
+    eprintln!("notice: no Python with prometheus_client (PROM_PYTHON); skipping its check");
+    None
+}
+
+/// A sample as `prometheus_client` reads it: name, labels in order, value.
+type ParsedSample = (String, Vec<(String, String)>, f64);
+
+/// Parse `text` with `prometheus_client`'s text parser and check that it reads exactly the
+/// samples (names, labels in order, values) that [`parse`] reads. `None`: skipped (no parser).
+pub fn check_with_prometheus_client(text: &str) -> Option<()> {
+    use std::io::Write as _;
+    let python = prometheus_client_python()?;
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        print(json.dumps([fam.type, s.name, list(s.labels.items()), s.value]))
+"#;
+
+    let mut child = std::process::Command::new(python)
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write the scrape");
+    let out = child.wait_with_output().expect("python runs");
+    assert!(
+        out.status.success(),
+        "prometheus_client rejects the scrape: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut theirs: Vec<ParsedSample> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+        let labels = v[2]
+            .as_array()
+            .expect("labels")
+            .iter()
+            .map(|kv| {
+                (
+                    kv[0].as_str().expect("name").to_owned(),
+                    kv[1].as_str().expect("value").to_owned(),
+                )
+            })
+            .collect();
+        let type_ = v[0].as_str().expect("type");
+        assert_ne!(type_, "unknown", "a sample outside its family: {line}");
+        theirs.push((
+            v[1].as_str().expect("name").to_owned(),
+            labels,
+            v[3].as_f64().expect("value"),
+        ));
+    }
+    assert_eq!(theirs.len(), ours.samples.len(), "sample counts differ");
+    for (t, o) in theirs.iter().zip(&ours.samples) {
+        // prometheus_client names every counter sample `<family>_total`, adding the suffix
+        // where the exposition has none (as Envoy's counters mostly have not).
+        let family = ours.families.get(&o.name).map(String::as_str);
+        let name = if family == Some("counter") && !o.name.ends_with("_total") {
+            format!("{}_total", o.name)
+        } else {
+            o.name.clone()
+        };
+        assert_eq!((&t.0, &t.1), (&name, &o.labels));
+        let v: f64 = if o.value == "+Inf" {
+            f64::INFINITY
+        } else {
+            o.value.parse().expect("a number")
+        };
+        assert_eq!(t.2, v, "{}", o.name);
+    }
+    Some(())
+}
