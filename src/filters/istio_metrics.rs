@@ -311,7 +311,7 @@ mod tests {
         m.render_prometheus(&mut text);
         assert_eq!(
             text,
-            "# TYPE istio_build gauge\nistio_build{component=\"proxy\",tag=\"binary-1.0\"} 1\n\n"
+            "# TYPE istio_build gauge\nistio_build{component=\"proxy\",tag=\"binary-1.0\"} 1\n"
         );
     }
 
