@@ -1,8 +1,8 @@
-//! One accepted connection, on its own task: what the listener learns about it (the
-//! connection metadata filter chain matching reads), the filter chain it selects, and the
-//! network filter that serves it until it closes.
+//! One accepted connection, on its own task: what the listener learns about it (its listener
+//! filters fill the connection metadata filter chain matching reads), the filter chain it
+//! selects, and the network filter that serves it until it closes.
 
-use super::Generation;
+use super::{Generation, inspect};
 use crate::proxy::{self, ConnInfo};
 use crate::snapshot::{ConnMeta, Listener, World};
 use std::net::SocketAddr;
@@ -32,10 +32,23 @@ pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<Wor
         local,
         remote,
     } = a;
+    // Listener filters (TCP only: a Unix socket has no peek here; counted when compiled).
+    let mut detected = inspect::Detected::default();
+    if let (Io::Tcp(s), false) = (&io, l.listener_filters.is_empty()) {
+        l.stats.downstream_pre_cx_active.inc();
+        let verdict = inspect::run(s, l, local.map(|a| a.port()), &mut detected).await;
+        l.stats.downstream_pre_cx_active.dec();
+        if verdict == inspect::Verdict::Close {
+            debug!(listener = %l.name, conn = id, "closed by a listener filter");
+            return;
+        }
+    }
     let meta = ConnMeta {
         local,
         remote,
-        transport_protocol: "raw_buffer",
+        server_name: detected.server_name.as_deref(),
+        transport_protocol: detected.transport_protocol(),
+        application_protocols: &detected.application_protocols,
         ..Default::default()
     };
     let Some((index, chain)) = l

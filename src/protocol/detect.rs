@@ -64,51 +64,83 @@ fn is_tchar(b: u8) -> bool {
 /// decides between HTTP/1.1 and HTTP/1.0. Only the request line is read; a partial line that
 /// can still become valid is `NeedMore`, anything else `NotHttp`.
 pub fn inspect_http(prefix: &[u8]) -> HttpProtocol {
-    match detect_http(prefix) {
-        Detected::Http2 => return HttpProtocol::Http2,
-        Detected::NeedMore => return HttpProtocol::NeedMore,
-        Detected::Http1 => {}
+    HttpInspect::default().scan(prefix)
+}
+
+/// Where in the request line, with the length of the current field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Line {
+    #[default]
+    Method,
+    Target,
+    Version(usize),
+    Cr,
+}
+
+/// `inspect_http` over bytes that arrive a few at a time: each call scans only the bytes it
+/// has not seen, so a client that trickles its request line costs linear time in total.
+#[derive(Debug, Clone, Default)]
+pub struct HttpInspect {
+    line: Line,
+    /// Bytes of the request line scanned so far.
+    scanned: usize,
+    /// Length of the current field (method or target).
+    field: usize,
+    /// Where the version starts.
+    version_at: usize,
+}
+
+impl HttpInspect {
+    /// Classify `prefix`, which must extend the bytes given to earlier calls.
+    pub fn scan(&mut self, prefix: &[u8]) -> HttpProtocol {
+        match detect_http(prefix) {
+            Detected::Http2 => return HttpProtocol::Http2,
+            Detected::NeedMore => return HttpProtocol::NeedMore,
+            Detected::Http1 => {}
+        }
+        const VERSION: &[u8] = b"HTTP/d.d";
+        let start = self.scanned.min(prefix.len());
+        for (i, &b) in prefix.iter().enumerate().skip(start) {
+            self.scanned = i + 1;
+            self.line = match (self.line, b) {
+                (Line::Method, b' ') if self.field > 0 => {
+                    self.field = 0;
+                    Line::Target
+                }
+                (Line::Target, b' ') if self.field > 0 => {
+                    self.version_at = i + 1;
+                    Line::Version(0)
+                }
+                (Line::Method, b) if is_tchar(b) => {
+                    self.field += 1;
+                    Line::Method
+                }
+                (Line::Target, b) if b > b' ' && b != 0x7f => {
+                    self.field += 1;
+                    Line::Target
+                }
+                (Line::Version(8), b'\r') => Line::Cr,
+                (Line::Version(8), b'\n') | (Line::Cr, b'\n') => {
+                    let minor = self.version_at + 5..self.version_at + 8;
+                    return if prefix.get(minor) == Some(b"1.1") {
+                        HttpProtocol::Http11
+                    } else {
+                        HttpProtocol::Http10
+                    };
+                }
+                (Line::Version(n), b)
+                    if VERSION.get(n).is_some_and(|&c| match c {
+                        b'd' => b.is_ascii_digit(),
+                        c => b == c,
+                    }) =>
+                {
+                    Line::Version(n + 1)
+                }
+                _ => return HttpProtocol::NotHttp,
+            };
+        }
+        HttpProtocol::NeedMore
     }
-    /// Where in the request line, with the length of the current field.
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        Method(usize),
-        Target(usize),
-        Version(usize),
-        Cr,
-    }
-    const VERSION: &[u8] = b"HTTP/d.d";
-    let mut state = State::Method(0);
-    let mut version_at = 0;
-    for (i, &b) in prefix.iter().enumerate() {
-        state = match (state, b) {
-            (State::Method(n), b' ') if n > 0 => State::Target(0),
-            (State::Method(n), b) if is_tchar(b) => State::Method(n + 1),
-            (State::Target(n), b' ') if n > 0 => {
-                version_at = i + 1;
-                State::Version(0)
-            }
-            (State::Target(n), b) if b > b' ' && b != 0x7f => State::Target(n + 1),
-            (State::Version(8), b'\r') => State::Cr,
-            (State::Version(8), b'\n') | (State::Cr, b'\n') => {
-                return if prefix.get(version_at + 5..version_at + 8) == Some(b"1.1") {
-                    HttpProtocol::Http11
-                } else {
-                    HttpProtocol::Http10
-                };
-            }
-            (State::Version(n), b)
-                if VERSION.get(n).is_some_and(|&c| match c {
-                    b'd' => b.is_ascii_digit(),
-                    c => b == c,
-                }) =>
-            {
-                State::Version(n + 1)
-            }
-            _ => return HttpProtocol::NotHttp,
-        };
-    }
-    HttpProtocol::NeedMore
 }
 
 #[cfg(test)]
@@ -183,6 +215,31 @@ mod tests {
             longer.extend_from_slice(&more);
             if d != HttpProtocol::NeedMore {
                 prop_assert_eq!(inspect_http(&longer), d);
+            }
+        }
+
+        /// Scanning in steps gives the answer a single scan gives.
+        #[test]
+        fn stepwise_scan_matches_whole(
+            bytes in proptest::collection::vec(
+                prop::sample::select(b"GET /x HTTP/1.0\r\n PRI*2".to_vec()), 0..40),
+            steps in proptest::collection::vec(1usize..6, 1..40),
+        ) {
+            let whole = inspect_http(&bytes);
+            let mut s = HttpInspect::default();
+            let mut have = 0;
+            let mut last = HttpProtocol::NeedMore;
+            for step in steps.into_iter().chain(std::iter::repeat(1)) {
+                last = s.scan(&bytes[..have]);
+                if last != HttpProtocol::NeedMore || have == bytes.len() {
+                    break;
+                }
+                have = (have + step).min(bytes.len());
+            }
+            if last != HttpProtocol::NeedMore {
+                prop_assert_eq!(last, whole);
+            } else {
+                prop_assert_eq!(s.scan(&bytes), whole);
             }
         }
 
