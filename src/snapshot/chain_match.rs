@@ -1,7 +1,11 @@
 //! `FilterChainMatch`, compiled, and Envoy's selection order: destination port, destination
 //! IP, server name, transport protocol, application protocols, direct source IP, source type,
 //! source IP, source port. At each step the most specific matching chains survive; chains that
-//! leave the criterion empty survive only when no chain matches it specifically.
+//! leave the criterion empty survive only when no chain matches it specifically, and there is
+//! no going back to an earlier step. "Most specific" is: the exact port; the longest matching
+//! prefix; the exact server name, else the longest `*.suffix`; the exact transport protocol;
+//! the connection's earliest application protocol that some chain lists; for source type, the
+//! chains for the connection's kind (local or external) over ANY.
 
 use crate::config::{Cidr, ConfigError};
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
@@ -93,6 +97,20 @@ impl ChainMatch {
                 "is not supported (nor by Envoy)",
             ));
         }
+        for (i, name) in m.server_names.iter().enumerate() {
+            let whole_label = name
+                .strip_prefix("*.")
+                .is_some_and(|rest| !rest.contains('*'));
+            if name.contains('*') && !whole_label {
+                return Err(ConfigError::new(
+                    format!("server_names[{i}]"),
+                    format!(
+                        "partial wildcards are not supported: {name:?} (a wildcard is a whole \
+                         first label, as in \"*.example.com\")"
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             destination_port,
             prefix_ranges: ranges(&m.prefix_ranges, "prefix_ranges")?,
@@ -162,9 +180,9 @@ fn server_name_score(names: &[String], sni: Option<&str>) -> Score {
         if *n == sni {
             return Some(u32::MAX);
         }
+        // `*.example.com` matches any name under `example.com`, the longest suffix first.
         if let Some(suffix) = n.strip_prefix('*')
             && sni.ends_with(suffix)
-            && sni.len() > suffix.len()
         {
             best = best.max(Some(suffix.len() as u32 + 1));
         }
@@ -213,14 +231,18 @@ pub fn select<T: HasMatch>(chains: &[T], meta: &ConnMeta<'_>) -> Option<usize> {
             Some(t) => (t == meta.transport_protocol).then_some(1),
         }
     });
+    // The connection's protocols in its own order (the client's ALPN preference): the chains
+    // that list the first protocol any chain lists win.
+    let protocols = meta.application_protocols;
     narrow(&mut c, |i| {
         let a = &chains[i].chain_match().application_protocols;
         if a.is_empty() {
             Some(0)
         } else {
-            a.iter()
-                .any(|p| meta.application_protocols.contains(p))
-                .then_some(1)
+            protocols
+                .iter()
+                .position(|p| a.contains(p))
+                .map(|pos| (protocols.len() - pos) as u32)
         }
     });
     narrow(&mut c, |i| {
@@ -340,6 +362,109 @@ mod tests {
         assert_eq!(select(&[&wild, &exact], &mt), Some(1));
         mt.server_name = Some("b.example.com");
         assert_eq!(select(&[&wild, &exact], &mt), Some(0));
+    }
+
+    #[test]
+    fn application_protocols_follow_the_connections_order() {
+        let h11 = m(|x| x.application_protocols = vec!["http/1.1".into()]);
+        let h2 = m(|x| x.application_protocols = vec!["h2".into(), "h2c".into()]);
+        let any = ChainMatch::any();
+        let chains = [&h11, &h2, &any];
+        let mut mt = meta("10.0.0.1:443", "10.0.0.9:9");
+        let alpn = vec!["h2".to_owned(), "http/1.1".to_owned()];
+        mt.application_protocols = &alpn;
+        assert_eq!(select(&chains, &mt), Some(1));
+        let alpn = vec!["http/1.1".to_owned(), "h2".to_owned()];
+        mt.application_protocols = &alpn;
+        assert_eq!(select(&chains, &mt), Some(0));
+        let alpn = vec!["istio-peer-exchange".to_owned(), "h2c".to_owned()];
+        mt.application_protocols = &alpn;
+        assert_eq!(select(&chains, &mt), Some(1));
+        let alpn = vec!["grpc-exp".to_owned()];
+        mt.application_protocols = &alpn;
+        assert_eq!(select(&chains, &mt), Some(2));
+        mt.application_protocols = &[];
+        assert_eq!(select(&chains, &mt), Some(2));
+        assert_eq!(select(&[&h11, &h2], &mt), None);
+    }
+
+    #[test]
+    fn server_names_exact_then_longest_wildcard_then_none() {
+        let exact = m(|x| x.server_names = vec!["a.b.example.com".into()]);
+        let wide = m(|x| x.server_names = vec!["*.example.com".into()]);
+        let narrow_ = m(|x| x.server_names = vec!["*.b.example.com".into()]);
+        let tls = m(|x| x.transport_protocol = "tls".into());
+        let chains = [&wide, &narrow_, &exact, &tls];
+        let mut mt = meta("10.0.0.1:443", "10.0.0.9:9");
+        mt.transport_protocol = "tls";
+        for (sni, want) in [
+            (Some("a.b.example.com"), Some(2)),
+            (Some("A.B.Example.COM"), Some(2)),
+            (Some("c.b.example.com"), Some(1)),
+            (Some("x.y.z.b.example.com"), Some(1)),
+            (Some("c.example.com"), Some(0)),
+            (Some("example.com"), Some(3)),
+            (Some("other.org"), Some(3)),
+            (None, Some(3)),
+        ] {
+            mt.server_name = sni;
+            assert_eq!(select(&chains, &mt), want, "{sni:?}");
+        }
+        // Server name comes before transport protocol: a TLS connection whose SNI matches a
+        // chain that wants raw_buffer matches nothing (no going back to the catch-all).
+        let raw = m(|x| {
+            x.server_names = vec!["raw.example.com".into()];
+            x.transport_protocol = "raw_buffer".into();
+        });
+        mt.server_name = Some("raw.example.com");
+        assert_eq!(select(&[&raw, &tls], &mt), None);
+    }
+
+    #[test]
+    fn partial_wildcards_are_rejected() {
+        for bad in ["*example.com", "*", "a.*.com", "*.*.com", "www.example.*"] {
+            let x = listener_pb::FilterChainMatch {
+                server_names: vec!["ok.com".into(), bad.into()],
+                ..Default::default()
+            };
+            let e = ChainMatch::compile(Some(&x)).unwrap_err().to_string();
+            assert!(
+                e.contains("server_names[1]") && e.contains("partial"),
+                "{e}"
+            );
+        }
+        let x = listener_pb::FilterChainMatch {
+            server_names: vec!["*.example.com".into()],
+            ..Default::default()
+        };
+        assert!(ChainMatch::compile(Some(&x)).is_ok());
+    }
+
+    #[test]
+    fn full_precedence_order() {
+        // Each chain is the most specific on one criterion and a wildcard on the later ones:
+        // the earlier criterion decides.
+        let port = m(|x| x.destination_port = Some(UInt32Value { value: 443 }));
+        let ip = m(|x| x.prefix_ranges = vec![cidr("10.0.0.0", 8)]);
+        let sni = m(|x| x.server_names = vec!["a.example.com".into()]);
+        let tp = m(|x| x.transport_protocol = "tls".into());
+        let alpn = m(|x| x.application_protocols = vec!["h2".into()]);
+        let direct = m(|x| x.direct_source_prefix_ranges = vec![cidr("10.0.0.9", 32)]);
+        let st = m(|x| x.source_type = 2);
+        let src = m(|x| x.source_prefix_ranges = vec![cidr("10.0.0.0", 24)]);
+        let sport = m(|x| x.source_ports = vec![9]);
+        let all = [&sport, &src, &st, &direct, &alpn, &tp, &sni, &ip, &port];
+        let protos = vec!["h2".to_owned()];
+        let mt = ConnMeta {
+            server_name: Some("a.example.com"),
+            transport_protocol: "tls",
+            application_protocols: &protos,
+            ..meta("10.0.0.1:443", "10.0.0.9:9")
+        };
+        // Drop the winner each time: the next criterion in Envoy's order takes over.
+        for n in (1..=all.len()).rev() {
+            assert_eq!(select(&all[..n], &mt), Some(n - 1), "{n}");
+        }
     }
 
     #[test]
