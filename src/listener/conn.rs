@@ -34,15 +34,19 @@ pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<Wor
     } = a;
     // Listener filters (TCP only: a Unix socket has no peek here; counted when compiled).
     let mut detected = inspect::Detected::default();
-    if let (Io::Tcp(s), false) = (&io, l.listener_filters.is_empty()) {
-        l.stats.downstream_pre_cx_active.inc();
-        let verdict = inspect::run(s, l, local.map(|a| a.port()), &mut detected).await;
-        l.stats.downstream_pre_cx_active.dec();
-        if verdict == inspect::Verdict::Close {
-            debug!(listener = %l.name, conn = id, "closed by a listener filter");
-            return;
+    let io = match io {
+        Io::Tcp(s) if !l.listener_filters.is_empty() => {
+            l.stats.downstream_pre_cx_active.inc();
+            let s = inspect::run(s, l, local.map(|a| a.port()), &mut detected).await;
+            l.stats.downstream_pre_cx_active.dec();
+            let Some(s) = s else {
+                debug!(listener = %l.name, conn = id, "closed by a listener filter");
+                return;
+            };
+            Io::Tcp(s)
         }
-    }
+        io => io,
+    };
     let meta = ConnMeta {
         local,
         remote,

@@ -46,7 +46,7 @@ impl Detected {
 
 /// Whether a filter lets the connection go on to filter chain matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+enum Verdict {
     /// Next filter, or filter chain matching.
     Continue,
     /// Close the connection (the reason is counted and logged where it was found).
@@ -54,29 +54,41 @@ pub(super) enum Verdict {
 }
 
 /// Run `l`'s listener filters on `stream`, connected to `local_port`, under the listener's
-/// timeout; fill `detected` as they go.
+/// timeout; fill `detected` as they go. The stream comes back unless a filter (or the
+/// timeout) closes the connection.
 pub(super) async fn run(
-    stream: &TcpStream,
+    stream: TcpStream,
     l: &Listener,
     local_port: Option<u16>,
     detected: &mut Detected,
-) -> Verdict {
-    let filters = run_filters(stream, l, local_port, detected);
-    let Some(limit) = l.listener_filters_timeout else {
-        return filters.await;
-    };
-    match tokio::time::timeout(limit, filters).await {
-        Ok(v) => v,
-        Err(_) => {
-            l.stats.downstream_pre_cx_timeout.inc();
-            debug!(listener = %l.name, "listener filters timed out");
-            if l.continue_on_listener_filters_timeout {
-                Verdict::Continue
-            } else {
-                Verdict::Close
+) -> Option<TcpStream> {
+    let filters = run_filters(&stream, l, local_port, detected);
+    let verdict = match l.listener_filters_timeout {
+        None => filters.await,
+        Some(limit) => match tokio::time::timeout(limit, filters).await {
+            Ok(v) => v,
+            Err(_) => {
+                l.stats.downstream_pre_cx_timeout.inc();
+                debug!(listener = %l.name, "listener filters timed out");
+                if !l.continue_on_listener_filters_timeout {
+                    return None;
+                }
+                // A filter waiting for more bytes has told the reactor the socket is drained
+                // while the bytes it peeked are still queued: register the socket afresh so
+                // that the reactor reports them to the network filter.
+                return match stream.into_std().and_then(TcpStream::from_std) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        debug!(listener = %l.name, error = %e, "re-registering the socket failed");
+                        None
+                    }
+                };
             }
-        }
-    }
+        },
+    };
+    // A filter decides only on bytes a peek just returned, which leaves the socket's readiness
+    // as it is: the network filter reads them at once.
+    (verdict == Verdict::Continue).then_some(stream)
 }
 
 async fn run_filters(
@@ -97,7 +109,7 @@ async fn run_filters(
             },
             ListenerFilterConfig::HttpInspector(h) => {
                 // Only plaintext: after a TLS inspector found TLS there is nothing to read.
-                if detected.transport_protocol().ne("raw_buffer") {
+                if detected.transport_protocol() != "raw_buffer" {
                     continue;
                 }
                 match peeker_for(&mut peeker, stream) {
@@ -135,11 +147,7 @@ fn read_failed(filter: &str, e: &io::Error) -> Verdict {
 }
 
 /// The TLS inspector: peek until the bytes are a whole ClientHello, or not TLS, or too large.
-pub(super) async fn tls_inspector(
-    p: &mut Peeker<'_>,
-    t: &TlsInspector,
-    detected: &mut Detected,
-) -> Verdict {
+async fn tls_inspector(p: &mut Peeker<'_>, t: &TlsInspector, detected: &mut Detected) -> Verdict {
     let stats = &t.stats;
     let mut window = t.initial_read_buffer_size;
     let mut at_least = 1;
@@ -205,11 +213,7 @@ pub(super) async fn tls_inspector(
 }
 
 /// The HTTP inspector: peek until the h2c preface or a whole request line, or not HTTP.
-pub(super) async fn http_inspector(
-    p: &mut Peeker<'_>,
-    h: &HttpInspector,
-    detected: &mut Detected,
-) -> Verdict {
+async fn http_inspector(p: &mut Peeker<'_>, h: &HttpInspector, detected: &mut Detected) -> Verdict {
     let stats = &h.stats;
     let mut scan = HttpInspect::default();
     let mut window = HTTP_INITIAL_READ;

@@ -264,12 +264,42 @@ async fn silent_clients_meet_the_listener_filter_timeout() {
             &[chain("{}", "greeter")],
         ),
     ];
+    let (echo, _t) = upstream::tcp_echo().await;
+    let listeners = [
+        listeners[0].clone(),
+        listeners[1].clone(),
+        inspected_listener(
+            "partial",
+            "    listener_filters_timeout: 0.2s\n    continue_on_listener_filters_timeout: true",
+            &[chain("{}", "echo")],
+        ),
+    ];
     let tern = start_tern(&bootstrap(
         &listeners,
-        &[static_cluster("greeter", &[up], "")],
+        &[
+            static_cluster("greeter", &[up], ""),
+            static_cluster("echo", &[echo], ""),
+        ],
     ))
     .await;
     let stats = &tern.world.stats;
+
+    // A client that stops inside a record header: after the timeout the bytes the inspector
+    // peeked at reach the upstream.
+    let mut s = within(
+        5,
+        TcpStream::connect(tern.listener_addr("partial").unwrap()),
+    )
+    .await
+    .unwrap();
+    s.write_all(b"\x16\x03\x01\x00").await.unwrap();
+    let mut buf = [0u8; 4];
+    within(10, s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"\x16\x03\x01\x00");
+    assert_eq!(
+        stats.counter_value("listener.partial.downstream_pre_cx_timeout"),
+        Some(1)
+    );
 
     // With continue_on_listener_filters_timeout the server-first protocol works: the client
     // waits, the inspector gives up, the chain is chosen as raw_buffer.

@@ -67,7 +67,7 @@ async fn pair() -> (TcpStream, TcpStream) {
 /// Run the listener's filters on the server side of a connection the client feeds with
 /// `writes` (in that many writes), then half-closes if `close`.
 async fn inspect(l: &Listener, writes: Vec<Vec<u8>>, close: bool) -> (Verdict, Detected, Vec<u8>) {
-    let (mut client, mut server) = pair().await;
+    let (mut client, server) = pair().await;
     let sent: Vec<u8> = writes.concat();
     let writer = tokio::spawn(async move {
         for w in writes {
@@ -81,20 +81,23 @@ async fn inspect(l: &Listener, writes: Vec<Vec<u8>>, close: bool) -> (Verdict, D
         client
     });
     let mut d = Detected::default();
-    let v = tokio::time::timeout(Duration::from_secs(10), run(&server, l, Some(443), &mut d))
+    let server = tokio::time::timeout(Duration::from_secs(10), run(server, l, Some(443), &mut d))
         .await
         .expect("inspectors did not finish");
     let _client = writer.await.unwrap();
     // Whatever the inspectors looked at is still there to read.
     let mut got = vec![0; sent.len()];
-    if v == Verdict::Continue && !sent.is_empty() {
+    let Some(mut server) = server else {
+        return (Verdict::Close, d, got);
+    };
+    if !sent.is_empty() {
         tokio::time::timeout(Duration::from_secs(10), server.read_exact(&mut got))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(got, sent);
     }
-    (v, d, got)
+    (Verdict::Continue, d, got)
 }
 
 #[tokio::test]
@@ -135,8 +138,8 @@ async fn waits_for_the_rest_of_a_split_hello() {
     let l2 = l.clone();
     let mut task = tokio::spawn(async move {
         let mut d = Detected::default();
-        let v = run(&server, &l2, None, &mut d).await;
-        (v, d)
+        let v = run(server, &l2, None, &mut d).await;
+        (v.is_some(), d)
     });
     // Half a ClientHello can never decide.
     assert!(
@@ -149,7 +152,7 @@ async fn waits_for_the_rest_of_a_split_hello() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(v, Verdict::Continue);
+    assert!(v);
     assert_eq!(d.server_name.as_deref(), Some("b.example.com"));
     assert_eq!(store.counter_value("tls_inspector.alpn_not_found"), Some(1));
 }
@@ -259,11 +262,20 @@ async fn timeout_closes_or_continues() {
         let mut c = client;
         c.write_all(&hello[..30]).await.unwrap();
         let mut d = Detected::default();
-        let v = tokio::time::timeout(Duration::from_secs(10), run(&server, &l, None, &mut d))
+        let server = tokio::time::timeout(Duration::from_secs(10), run(server, &l, None, &mut d))
             .await
             .unwrap();
-        assert_eq!(v, want);
+        assert_eq!(server.is_some(), want == Verdict::Continue);
         assert_eq!(d, Detected::default());
+        if let Some(mut server) = server {
+            // The bytes the inspector saw before giving up are still there for the chain.
+            let mut buf = [0u8; 30];
+            tokio::time::timeout(Duration::from_secs(5), server.read_exact(&mut buf))
+                .await
+                .expect("the peeked bytes are readable after the timeout")
+                .unwrap();
+            assert_eq!(&buf[..], &hello[..30]);
+        }
         assert_eq!(
             store.counter_value("listener.127.0.0.1_0.downstream_pre_cx_timeout"),
             Some(1)
