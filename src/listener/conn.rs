@@ -36,9 +36,10 @@ pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<Wor
     let mut detected = inspect::Detected::default();
     let io = match io {
         Io::Tcp(s) if !l.listener_filters.is_empty() => {
-            l.stats.downstream_pre_cx_active.inc();
-            let s = inspect::run(s, l, local.map(|a| a.port()), &mut detected).await;
-            l.stats.downstream_pre_cx_active.dec();
+            let s = {
+                let _active = PreConnection::new(&l.stats.downstream_pre_cx_active);
+                inspect::run(s, l, local.map(|a| a.port()), &mut detected).await
+            };
             let Some(s) = s else {
                 debug!(listener = %l.name, conn = id, "closed by a listener filter");
                 return;
@@ -96,6 +97,23 @@ pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<Wor
     stats
         .downstream_cx_length_ms
         .record_duration(accepted_at.elapsed());
+}
+
+/// `downstream_pre_cx_active` for as long as the listener filters run, even if the task is
+/// dropped on the way.
+struct PreConnection<'a>(&'a crate::stats::Gauge);
+
+impl<'a> PreConnection<'a> {
+    fn new(g: &'a crate::stats::Gauge) -> Self {
+        g.inc();
+        Self(g)
+    }
+}
+
+impl Drop for PreConnection<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The listener's access log for a connection no filter chain took: Envoy's `NR` with

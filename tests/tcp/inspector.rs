@@ -176,6 +176,10 @@ async fn sni_selects_the_chain_and_tls_passes_through() {
     ] {
         assert_eq!(stats.counter_value(name), Some(want), "{name}");
     }
+    assert_eq!(
+        stats.gauge_value("listener.sni.downstream_pre_cx_active"),
+        Some(0)
+    );
 }
 
 #[tokio::test]
