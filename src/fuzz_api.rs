@@ -1,6 +1,7 @@
 //! Entry points for fuzzing tern's parsers of untrusted input: bootstrap text, the xDS resource
 //! types (`Cluster`, `Listener`, `RouteConfiguration`), the HTTP connection manager's
-//! request path and header processing, and access log format strings. Each takes arbitrary bytes and returns `()`; none may
+//! request path and header processing, access log format strings, and the listener
+//! inspectors' ClientHello and request-line parsers. Each takes arbitrary bytes and returns `()`; none may
 //! panic on any input. The targets in `fuzz/fuzz_targets/` call them, and the tests below run
 //! them over the seed corpora in `fuzz/corpus/` and over random bytes, so `cargo test` covers
 //! the same code on stable Rust.
@@ -227,6 +228,41 @@ fn base_hcm() -> &'static HcmConfig {
         };
         HcmConfig::compile(&any, store()).expect("a minimal HCM with a router filter compiles")
     })
+}
+
+/// The listener inspectors' parsers of a connection's first bytes:
+/// `protocol::client_hello::parse` (the TLS inspector) and `protocol::detect::inspect_http`
+/// (the HTTP inspector), with checked invariants: an answer agrees with the input's length, a
+/// decided prefix decides the whole the same way, and the HTTP scan fed in steps gives the
+/// answer of one scan.
+pub fn listener_inspectors(data: &[u8]) {
+    use crate::protocol::client_hello::{Parse, parse};
+    use crate::protocol::detect::{HttpInspect, HttpProtocol, inspect_http};
+    let whole = parse(data);
+    match &whole {
+        Parse::NeedMore(n) => assert!(*n > data.len(), "{whole:?}"),
+        Parse::NotTls { at, .. } => assert!(*at <= data.len(), "{whole:?}"),
+        Parse::Hello(h) => {
+            assert!(h.consumed <= data.len());
+            assert_eq!(parse(&data[..h.consumed]), whole);
+        }
+    }
+    for cut in [data.len() / 2, data.len() / 3] {
+        match parse(&data[..cut]) {
+            Parse::NeedMore(n) => assert!(n > cut),
+            decided => assert_eq!(decided, whole, "prefix {cut}"),
+        }
+    }
+    let http = inspect_http(data);
+    let mut stepwise = HttpInspect::default();
+    let mut last = HttpProtocol::NeedMore;
+    for cut in (0..=data.len()).step_by(7).chain([data.len()]) {
+        last = stepwise.scan(&data[..cut]);
+        if last != HttpProtocol::NeedMore {
+            break;
+        }
+    }
+    assert_eq!(last, http);
 }
 
 /// The HCM's downstream request processing before routing. The first byte chooses the

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, debug, info, warn};
 
 mod conn;
+mod inspect;
 use conn::Io;
 
 /// A bound listening socket.

@@ -3,6 +3,7 @@
 //! protocol detection, hop-by-hop header rules). It knows nothing about routes or clusters.
 
 pub mod body;
+pub mod client_hello;
 pub mod detect;
 pub mod headers;
 pub mod query;

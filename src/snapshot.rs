@@ -8,8 +8,10 @@ mod listener;
 
 pub use chain_match::{ChainMatch, ConnMeta};
 pub use listener::{
-    FilterChain, HttpConnectionManager, Listener, ListenerFilter, ListenerStats, NetworkFilter,
-    RouteSource, compile_listener,
+    FilterChain, FilterDisabled, HTTP_INITIAL_READ, HTTP_MAX_INSPECT, HttpConnectionManager,
+    HttpInspector, HttpInspectorStats, Listener, ListenerFilter, ListenerFilterConfig,
+    ListenerStats, NetworkFilter, RouteSource, TLS_MAX_CLIENT_HELLO, TlsInspector,
+    TlsInspectorStats, compile_listener,
 };
 
 use crate::config::{ConfigError, Within};

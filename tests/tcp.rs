@@ -1,7 +1,10 @@
 //! tcp_proxy through tern: bytes both ways, half-close, weighted clusters, connect failure,
-//! connect attempts, idle timeout.
+//! connect attempts, idle timeout; filter chains chosen by the TLS inspector (`inspector`).
 
 mod support;
+
+#[path = "tcp/inspector.rs"]
+mod inspector;
 
 use support::{bootstrap, start_tern, static_cluster, upstream, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

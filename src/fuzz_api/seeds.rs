@@ -733,4 +733,53 @@ fn write_seed_corpora() {
         })
         .collect();
     write("access_log_format", &seeds);
+
+    write_listener_inspector_seeds();
+}
+
+/// First bytes of connections: ClientHellos (SNI and ALPN, none, split over records, large),
+/// plaintext HTTP/1.x, the HTTP/2 preface, and bytes that are neither.
+#[test]
+#[ignore = "writes fuzz/corpus/listener_inspectors; run by hand after changing a seed"]
+fn write_listener_inspector_seeds() {
+    use crate::protocol::client_hello::build;
+    let seeds: Vec<(String, Vec<u8>)> = vec![
+        (
+            "hello_sni_alpn",
+            build(Some("a.example.com"), &["h2", "http/1.1"], 0, 1 << 14),
+        ),
+        (
+            "hello_istio",
+            build(
+                Some("outbound_.8080_._.reviews.default.svc.cluster.local"),
+                &["istio-peer-exchange", "istio-http/1.1", "istio", "http/1.1"],
+                0,
+                1 << 14,
+            ),
+        ),
+        ("hello_bare", build(None, &[], 0, 1 << 14)),
+        (
+            "hello_split_records",
+            build(Some("split.example"), &["h2"], 300, 64),
+        ),
+        (
+            "hello_padded",
+            build(Some("big.example"), &[], 4000, 1 << 14),
+        ),
+        (
+            "http11_get",
+            b"GET /index.html?q=1 HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+        ),
+        ("http10_post", b"POST / HTTP/1.0\n".to_vec()),
+        ("h2_preface", crate::protocol::detect::H2_PREFACE.to_vec()),
+        (
+            "not_tls_record",
+            b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00".to_vec(),
+        ),
+        ("binary", vec![0, 1, 2, 0xff, b'\n']),
+    ]
+    .into_iter()
+    .map(|(n, b)| (n.to_owned(), b))
+    .collect();
+    write("listener_inspectors", &seeds);
 }

@@ -11,6 +11,7 @@ const TARGETS: &[Target] = &[
     ("listener_proto", listener_proto),
     ("request_path", request_path),
     ("access_log_format", access_log_format),
+    ("listener_inspectors", listener_inspectors),
 ];
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -77,6 +78,15 @@ fn real_seeds_compile() {
     for (name, data) in corpus("route_config_proto") {
         let rc = route_pb::RouteConfiguration::decode(data.as_slice()).unwrap();
         RouteTable::compile(&rc).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for (name, data) in corpus("listener_inspectors") {
+        let parsed = crate::protocol::client_hello::parse(&data);
+        if name.starts_with("hello_") {
+            assert!(
+                matches!(parsed, crate::protocol::client_hello::Parse::Hello(_)),
+                "{name}: {parsed:?}"
+            );
+        }
     }
     for (name, data) in corpus("cluster_proto") {
         let c = cluster_pb::Cluster::decode(data.as_slice()).unwrap();
@@ -149,6 +159,11 @@ proptest! {
     #[test]
     fn mutated_requests_do_not_panic(data in mutated(corpus("request_path"))) {
         request_path(&data);
+    }
+
+    #[test]
+    fn mutated_first_bytes_do_not_panic(data in mutated(corpus("listener_inspectors"))) {
+        listener_inspectors(&data);
     }
 
     #[test]

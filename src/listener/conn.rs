@@ -1,8 +1,8 @@
-//! One accepted connection, on its own task: what the listener learns about it (the
-//! connection metadata filter chain matching reads), the filter chain it selects, and the
-//! network filter that serves it until it closes.
+//! One accepted connection, on its own task: what the listener learns about it (its listener
+//! filters fill the connection metadata filter chain matching reads), the filter chain it
+//! selects, and the network filter that serves it until it closes.
 
-use super::Generation;
+use super::{Generation, inspect};
 use crate::proxy::{self, ConnInfo};
 use crate::snapshot::{ConnMeta, Listener, World};
 use std::net::SocketAddr;
@@ -32,10 +32,28 @@ pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<Wor
         local,
         remote,
     } = a;
+    // Listener filters (TCP only: a Unix socket has no peek here; counted when compiled).
+    let mut detected = inspect::Detected::default();
+    let io = match io {
+        Io::Tcp(s) if !l.listener_filters.is_empty() => {
+            let s = {
+                let _active = PreConnection::new(&l.stats.downstream_pre_cx_active);
+                inspect::run(s, l, local.map(|a| a.port()), &mut detected).await
+            };
+            let Some(s) = s else {
+                debug!(listener = %l.name, conn = id, "closed by a listener filter");
+                return;
+            };
+            Io::Tcp(s)
+        }
+        io => io,
+    };
     let meta = ConnMeta {
         local,
         remote,
-        transport_protocol: "raw_buffer",
+        server_name: detected.server_name.as_deref(),
+        transport_protocol: detected.transport_protocol(),
+        application_protocols: &detected.application_protocols,
         ..Default::default()
     };
     let Some((index, chain)) = l
@@ -79,6 +97,23 @@ pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<Wor
     stats
         .downstream_cx_length_ms
         .record_duration(accepted_at.elapsed());
+}
+
+/// `downstream_pre_cx_active` for as long as the listener filters run, even if the task is
+/// dropped on the way.
+struct PreConnection<'a>(&'a crate::stats::Gauge);
+
+impl<'a> PreConnection<'a> {
+    fn new(g: &'a crate::stats::Gauge) -> Self {
+        g.inc();
+        Self(g)
+    }
+}
+
+impl Drop for PreConnection<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The listener's access log for a connection no filter chain took: Envoy's `NR` with

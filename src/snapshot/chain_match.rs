@@ -1,7 +1,11 @@
 //! `FilterChainMatch`, compiled, and Envoy's selection order: destination port, destination
 //! IP, server name, transport protocol, application protocols, direct source IP, source type,
 //! source IP, source port. At each step the most specific matching chains survive; chains that
-//! leave the criterion empty survive only when no chain matches it specifically.
+//! leave the criterion empty survive only when no chain matches it specifically, and there is
+//! no going back to an earlier step. "Most specific" is: the exact port; the longest matching
+//! prefix; the exact server name, else the longest `*.suffix`; the exact transport protocol;
+//! the connection's earliest application protocol that some chain lists; for source type, the
+//! chains for the connection's kind (local or external) over ANY.
 
 use crate::config::{Cidr, ConfigError};
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
@@ -93,6 +97,20 @@ impl ChainMatch {
                 "is not supported (nor by Envoy)",
             ));
         }
+        for (i, name) in m.server_names.iter().enumerate() {
+            let whole_label = name
+                .strip_prefix("*.")
+                .is_some_and(|rest| !rest.contains('*'));
+            if name.contains('*') && !whole_label {
+                return Err(ConfigError::new(
+                    format!("server_names[{i}]"),
+                    format!(
+                        "partial wildcards are not supported: {name:?} (a wildcard is a whole \
+                         first label, as in \"*.example.com\")"
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             destination_port,
             prefix_ranges: ranges(&m.prefix_ranges, "prefix_ranges")?,
@@ -162,9 +180,9 @@ fn server_name_score(names: &[String], sni: Option<&str>) -> Score {
         if *n == sni {
             return Some(u32::MAX);
         }
+        // `*.example.com` matches any name under `example.com`, the longest suffix first.
         if let Some(suffix) = n.strip_prefix('*')
             && sni.ends_with(suffix)
-            && sni.len() > suffix.len()
         {
             best = best.max(Some(suffix.len() as u32 + 1));
         }
@@ -213,14 +231,18 @@ pub fn select<T: HasMatch>(chains: &[T], meta: &ConnMeta<'_>) -> Option<usize> {
             Some(t) => (t == meta.transport_protocol).then_some(1),
         }
     });
+    // The connection's protocols in its own order (the client's ALPN preference): the chains
+    // that list the first protocol any chain lists win.
+    let protocols = meta.application_protocols;
     narrow(&mut c, |i| {
         let a = &chains[i].chain_match().application_protocols;
         if a.is_empty() {
             Some(0)
         } else {
-            a.iter()
-                .any(|p| meta.application_protocols.contains(p))
-                .then_some(1)
+            protocols
+                .iter()
+                .position(|p| a.contains(p))
+                .map(|pos| (protocols.len() - pos) as u32)
         }
     });
     narrow(&mut c, |i| {
@@ -251,105 +273,4 @@ pub fn select<T: HasMatch>(chains: &[T], meta: &ConnMeta<'_>) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use envoy_types::pb::google::protobuf::UInt32Value;
-
-    fn cidr(a: &str, len: u32) -> core_pb::CidrRange {
-        core_pb::CidrRange {
-            address_prefix: a.into(),
-            prefix_len: Some(UInt32Value { value: len }),
-        }
-    }
-
-    fn m(f: impl FnOnce(&mut listener_pb::FilterChainMatch)) -> ChainMatch {
-        let mut x = listener_pb::FilterChainMatch::default();
-        f(&mut x);
-        ChainMatch::compile(Some(&x)).unwrap()
-    }
-
-    fn meta(local: &str, remote: &str) -> ConnMeta<'static> {
-        ConnMeta {
-            local: Some(local.parse().unwrap()),
-            remote: Some(remote.parse().unwrap()),
-            transport_protocol: "raw_buffer",
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn destination_port_beats_wildcard_and_excludes_others() {
-        let any = ChainMatch::any();
-        let p80 = m(|x| x.destination_port = Some(UInt32Value { value: 80 }));
-        let p81 = m(|x| x.destination_port = Some(UInt32Value { value: 81 }));
-        let chains = [&any, &p80, &p81];
-        assert_eq!(
-            select(&chains, &meta("10.0.0.1:80", "10.0.0.2:5000")),
-            Some(1)
-        );
-        assert_eq!(
-            select(&chains, &meta("10.0.0.1:82", "10.0.0.2:5000")),
-            Some(0)
-        );
-        assert_eq!(
-            select(&[&p80, &p81], &meta("10.0.0.1:82", "10.0.0.2:5000")),
-            None
-        );
-    }
-
-    #[test]
-    fn longest_prefix_wins_and_no_backtracking() {
-        let wide = m(|x| x.prefix_ranges = vec![cidr("10.0.0.0", 8)]);
-        let narrow_ = m(|x| {
-            x.prefix_ranges = vec![cidr("10.1.0.0", 16)];
-            x.transport_protocol = "tls".into();
-        });
-        // 10.1.x matches the narrow chain on IP; it then fails transport protocol and Envoy
-        // does not fall back to the wide chain.
-        assert_eq!(
-            select(&[&wide, &narrow_], &meta("10.1.2.3:80", "1.1.1.1:1")),
-            None
-        );
-        assert_eq!(
-            select(&[&wide, &narrow_], &meta("10.2.2.3:80", "1.1.1.1:1")),
-            Some(0)
-        );
-    }
-
-    #[test]
-    fn source_type_and_ports_and_sni() {
-        let local = m(|x| x.source_type = 1);
-        let any = ChainMatch::any();
-        assert_eq!(
-            select(&[&any, &local], &meta("127.0.0.1:80", "127.0.0.1:9")),
-            Some(1)
-        );
-        assert_eq!(
-            select(&[&any, &local], &meta("10.0.0.1:80", "10.0.0.9:9")),
-            Some(0)
-        );
-        let sp = m(|x| x.source_ports = vec![9]);
-        assert_eq!(
-            select(&[&any, &sp], &meta("10.0.0.1:80", "10.0.0.9:9")),
-            Some(1)
-        );
-        let wild = m(|x| x.server_names = vec!["*.example.com".into()]);
-        let exact = m(|x| x.server_names = vec!["a.example.com".into()]);
-        let mut mt = meta("10.0.0.1:443", "10.0.0.9:9");
-        mt.server_name = Some("a.example.com");
-        assert_eq!(select(&[&wild, &exact], &mt), Some(1));
-        mt.server_name = Some("b.example.com");
-        assert_eq!(select(&[&wild, &exact], &mt), Some(0));
-    }
-
-    #[test]
-    fn cidr_contains_mapped_v4_and_v6() {
-        let c = Cidr::from_proto(&cidr("192.168.0.0", 16)).unwrap();
-        assert!(c.contains("::ffff:192.168.1.1".parse().unwrap()));
-        assert!(!c.contains("192.169.0.1".parse().unwrap()));
-        let c6 = Cidr::from_proto(&cidr("fd00::", 8)).unwrap();
-        assert!(c6.contains("fd12::1".parse().unwrap()));
-        assert!(Cidr::from_proto(&cidr("1.2.3.4", 33)).is_err());
-        assert!(Cidr::from_proto(&cidr("nope", 8)).is_err());
-    }
-}
+mod tests;

@@ -3,8 +3,7 @@
 
 use super::World;
 use super::chain_match::{ChainMatch, ConnMeta};
-use crate::config::istio::set_internal_dst_address;
-use crate::config::{self, Address, ConfigError, Within, typed_config};
+use crate::config::{self, Address, ConfigError, Within};
 use crate::filters::{
     self, HcmConfig, NetworkFilterConfig, NonTerminalFilterConfig, TcpProxyConfig, hcm::RouteSpec,
 };
@@ -13,95 +12,17 @@ use crate::stats::istio::ListenerDirection;
 use crate::stats::{Counter, Gauge, Histogram, Store, Unit};
 use crate::tls::{SdsSecretConfig, Side, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
-use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3 as http_inspector_pb;
-use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3 as original_dst_pb;
-use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3 as tls_inspector_pb;
-use prost::Name;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod listener_filters;
 #[cfg(test)]
 mod tests;
 
-/// A listener filter, decoded. None runs yet (their runtime comes with the TLS and sidecar
-/// capture work): each is counted as `tern.config.not_enforced.<kind>` when compiled.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ListenerFilter {
-    /// `envoy.filters.listener.tls_inspector`: SNI and ALPN for filter chain match. Without it
-    /// every connection matches as `raw_buffer` with no server name.
-    TlsInspector(tls_inspector_pb::TlsInspector),
-    /// `envoy.filters.listener.http_inspector`: HTTP/1 or h2c as the application protocol.
-    HttpInspector(http_inspector_pb::HttpInspector),
-    /// `envoy.filters.listener.original_dst`: the destination before iptables redirection.
-    OriginalDst(original_dst_pb::OriginalDst),
-    /// Istio's `set_dst_address` (`istio.set_internal_dst_address.v1.Config`): the destination
-    /// from internal-listener metadata.
-    SetInternalDstAddress(set_internal_dst_address::Config),
-}
-
-impl ListenerFilter {
-    /// Decode one `listener_filters` entry. An unknown type is an error naming the filter and
-    /// its type URL.
-    fn compile(f: &listener_pb::ListenerFilter, store: &Store) -> Result<Self, ConfigError> {
-        use listener_pb::listener_filter::ConfigType;
-        let any = match &f.config_type {
-            Some(ConfigType::TypedConfig(any)) => any,
-            Some(ConfigType::ConfigDiscovery(_)) => {
-                return Err(ConfigError::new(
-                    "config_discovery",
-                    format!(
-                        "listener filter {}: extension config discovery is not supported",
-                        f.name
-                    ),
-                ));
-            }
-            None => {
-                return Err(ConfigError::new(
-                    "typed_config",
-                    format!("listener filter {}: typed_config is required", f.name),
-                ));
-            }
-        };
-        let tc = typed_config(any)?;
-        let url = tc.type_url();
-        let decoded = if url == tls_inspector_pb::TlsInspector::type_url() {
-            tc.decode().map(|c| {
-                store.not_enforced(
-                    "envoy.filters.listener.tls_inspector",
-                    "SNI/ALPN detection for filter chain match (issue #6)",
-                );
-                ListenerFilter::TlsInspector(c)
-            })
-        } else if url == http_inspector_pb::HttpInspector::type_url() {
-            tc.decode().map(|c| {
-                store.not_enforced(
-                    "envoy.filters.listener.http_inspector",
-                    "HTTP protocol detection for filter chain match (sidecar capture)",
-                );
-                ListenerFilter::HttpInspector(c)
-            })
-        } else if url == original_dst_pb::OriginalDst::type_url() {
-            tc.decode().map(|c| {
-                store.not_enforced(
-                    "envoy.filters.listener.original_dst",
-                    "the original destination of redirected connections (sidecar capture)",
-                );
-                ListenerFilter::OriginalDst(c)
-            })
-        } else if url == set_internal_dst_address::Config::type_url() {
-            tc.decode().map(|c| {
-                store.not_enforced(
-                    "istio.set_dst_address",
-                    "destination from internal listener metadata (no internal listeners yet)",
-                );
-                ListenerFilter::SetInternalDstAddress(c)
-            })
-        } else {
-            Err(ConfigError::new("typed_config", "unsupported type"))
-        };
-        decoded.map_err(|e| filters::naming(e, "listener filter", &f.name, url))
-    }
-}
+pub use listener_filters::{
+    FilterDisabled, HTTP_INITIAL_READ, HTTP_MAX_INSPECT, HttpInspector, HttpInspectorStats,
+    ListenerFilter, ListenerFilterConfig, TLS_MAX_CLIENT_HELLO, TlsInspector, TlsInspectorStats,
+};
 
 /// The terminal network filter of a chain, ready to run.
 #[derive(Debug, Clone)]
@@ -192,6 +113,11 @@ pub struct ListenerStats {
     pub tls_not_supported: Counter,
     /// `downstream_cx_length_ms`.
     pub downstream_cx_length_ms: Histogram,
+    /// `downstream_pre_cx_active`: connections in the listener filters.
+    pub downstream_pre_cx_active: Gauge,
+    /// `downstream_pre_cx_timeout`: connections whose listener filters ran out of
+    /// `listener_filters_timeout`.
+    pub downstream_pre_cx_timeout: Counter,
 }
 
 /// A compiled listener.
@@ -212,7 +138,8 @@ pub struct Listener {
     pub backlog: u32,
     /// `per_connection_buffer_limit_bytes` (default 1 MiB).
     pub per_connection_buffer_limit: u32,
-    /// `listener_filters`, decoded (none runs yet).
+    /// `listener_filters`, compiled: the TLS and HTTP inspectors run on TCP connections
+    /// before filter chain selection; the others are decoded only.
     pub listener_filters: Vec<ListenerFilter>,
     /// `listener_filters_timeout` (default 15 s; 0 disables).
     pub listener_filters_timeout: Option<Duration>,
@@ -332,6 +259,19 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
         listener_filters
             .push(ListenerFilter::compile(f, store).within(format!("listener_filters[{i}]"))?);
     }
+    if matches!(address, Address::Pipe(_))
+        && listener_filters.iter().any(|f| {
+            matches!(
+                f.config,
+                ListenerFilterConfig::TlsInspector(_) | ListenerFilterConfig::HttpInspector(_)
+            )
+        })
+    {
+        store.not_enforced(
+            "listener_filters.pipe",
+            "TLS and HTTP inspectors run on TCP listeners only",
+        );
+    }
     let istio_direction = filters::istio_metrics::listener_direction(l.traffic_direction);
     let mut chains = Vec::with_capacity(l.filter_chains.len());
     for (i, fc) in l.filter_chains.iter().enumerate() {
@@ -408,6 +348,9 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
                 format!("listener.{prefix}.downstream_cx_length_ms"),
                 Unit::Milliseconds,
             ),
+            downstream_pre_cx_active: store
+                .gauge(format!("listener.{prefix}.downstream_pre_cx_active")),
+            downstream_pre_cx_timeout: c("downstream_pre_cx_timeout"),
         },
         access_log,
         direction,

@@ -1,9 +1,12 @@
 use super::*;
 use crate::filters::HttpFilterConfig;
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
+use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3 as http_inspector_pb;
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3 as original_dst_pb;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3 as tls_inspector_pb;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp_pb;
 use envoy_types::pb::google::protobuf::Any;
-use prost::Message;
+use prost::{Message, Name};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -43,11 +46,11 @@ fn every_istio_sidecar_listener_compiles() {
     for l in &listeners {
         let c = compile_listener(l, &store).unwrap_or_else(|e| panic!("{e}"));
         for f in &c.listener_filters {
-            let kind = match f {
-                ListenerFilter::TlsInspector(_) => "tls_inspector",
-                ListenerFilter::HttpInspector(_) => "http_inspector",
-                ListenerFilter::OriginalDst(_) => "original_dst",
-                ListenerFilter::SetInternalDstAddress(_) => "set_dst_address",
+            let kind = match f.config {
+                ListenerFilterConfig::TlsInspector(_) => "tls_inspector",
+                ListenerFilterConfig::HttpInspector(_) => "http_inspector",
+                ListenerFilterConfig::OriginalDst(_) => "original_dst",
+                ListenerFilterConfig::SetInternalDstAddress(_) => "set_dst_address",
             };
             *listener_filters.entry(kind).or_default() += 1;
         }
@@ -236,4 +239,135 @@ fn unnamed_and_internal_listeners() {
     let mut none = listener("none");
     none.address = None;
     assert!(compile_listener(&none, &store).is_err());
+}
+
+fn tls_inspector_filter(c: &tls_inspector_pb::TlsInspector) -> listener_pb::ListenerFilter {
+    listener_pb::ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".into(),
+        config_type: Some(listener_pb::listener_filter::ConfigType::TypedConfig(Any {
+            type_url: tls_inspector_pb::TlsInspector::type_url(),
+            value: c.encode_to_vec(),
+        })),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn inspectors_compile_with_limits_and_root_stats() {
+    use envoy_types::pb::google::protobuf::UInt32Value;
+    let store = Store::new();
+    let mut l = listener("l");
+    l.listener_filters = vec![
+        tls_inspector_filter(&Default::default()),
+        listener_filter(
+            "envoy.filters.listener.http_inspector",
+            &http_inspector_pb::HttpInspector::type_url(),
+        ),
+    ];
+    let c = compile_listener(&l, &store).unwrap();
+    let ListenerFilterConfig::TlsInspector(t) = &c.listener_filters[0].config else {
+        panic!("{:?}", c.listener_filters[0]);
+    };
+    assert_eq!(t.max_client_hello_size, 16 * 1024);
+    assert_eq!(t.initial_read_buffer_size, 16 * 1024);
+    assert!(!t.close_on_parse_error);
+    assert!(matches!(
+        c.listener_filters[1].config,
+        ListenerFilterConfig::HttpInspector(_)
+    ));
+    // Enforced filters are no longer counted as not enforced; their stats are Envoy's, in
+    // the root scope.
+    assert_eq!(
+        store.counter_value("tern.config.not_enforced.envoy.filters.listener.tls_inspector"),
+        None
+    );
+    assert_eq!(store.counter_value("tls_inspector.tls_found"), Some(0));
+    assert_eq!(store.counter_value("http_inspector.http11_found"), Some(0));
+    assert_eq!(
+        store.counter_value("listener.127.0.0.1_0.downstream_pre_cx_timeout"),
+        Some(0)
+    );
+
+    let with = |max: Option<u32>, initial: Option<u32>| {
+        let mut l = listener("l");
+        l.listener_filters = vec![tls_inspector_filter(&tls_inspector_pb::TlsInspector {
+            max_client_hello_size: max.map(|value| UInt32Value { value }),
+            initial_read_buffer_size: initial.map(|value| UInt32Value { value }),
+            ..Default::default()
+        })];
+        compile_listener(&l, &store).map(|c| match &c.listener_filters[0].config {
+            ListenerFilterConfig::TlsInspector(t) => {
+                (t.max_client_hello_size, t.initial_read_buffer_size)
+            }
+            other => panic!("{other:?}"),
+        })
+    };
+    assert_eq!(with(Some(1000), None).unwrap(), (1000, 1000));
+    assert_eq!(with(Some(1000), Some(4096)).unwrap(), (1000, 1000));
+    assert_eq!(with(None, Some(512)).unwrap(), (16384, 512));
+    let e = with(Some(16385), None).unwrap_err().to_string();
+    assert!(e.contains("max_client_hello_size"), "{e}");
+    assert!(with(Some(255), None).is_err());
+    assert!(with(None, Some(255)).is_err());
+    assert!(with(None, Some(65537)).is_err());
+}
+
+#[test]
+fn filter_disabled_predicates() {
+    use envoy_types::pb::envoy::r#type::v3::Int32Range;
+    use listener_pb::ListenerFilterChainMatchPredicate as P;
+    use listener_pb::listener_filter_chain_match_predicate::{MatchSet, Rule};
+    let port = |start, end| P {
+        rule: Some(Rule::DestinationPortRange(Int32Range { start, end })),
+    };
+    let store = Store::new();
+    let compile = |p: P| {
+        let mut f = tls_inspector_filter(&Default::default());
+        f.filter_disabled = Some(p);
+        let mut l = listener("l");
+        l.listener_filters = vec![f];
+        compile_listener(&l, &store).map(|c| c.listener_filters[0].clone())
+    };
+    let f = compile(port(80, 81)).unwrap();
+    assert!(!f.enabled_for(Some(80)));
+    assert!(f.enabled_for(Some(81)));
+    assert!(f.enabled_for(None));
+    let not = compile(P {
+        rule: Some(Rule::NotMatch(Box::new(port(80, 90)))),
+    })
+    .unwrap();
+    assert!(not.enabled_for(Some(85)) && !not.enabled_for(Some(443)));
+    let or = compile(P {
+        rule: Some(Rule::OrMatch(MatchSet {
+            rules: vec![port(80, 81), port(443, 444)],
+        })),
+    })
+    .unwrap();
+    assert!(!or.enabled_for(Some(443)) && or.enabled_for(Some(8080)));
+    let and = compile(P {
+        rule: Some(Rule::AndMatch(MatchSet {
+            rules: vec![port(1, 1000), port(500, 2000)],
+        })),
+    })
+    .unwrap();
+    assert!(!and.enabled_for(Some(600)) && and.enabled_for(Some(100)));
+    let any = compile(P {
+        rule: Some(Rule::AnyMatch(true)),
+    })
+    .unwrap();
+    assert!(!any.enabled_for(Some(1)));
+    for bad in [
+        P { rule: None },
+        P {
+            rule: Some(Rule::AnyMatch(false)),
+        },
+        P {
+            rule: Some(Rule::OrMatch(MatchSet {
+                rules: vec![port(1, 2)],
+            })),
+        },
+    ] {
+        let e = compile(bad).unwrap_err().to_string();
+        assert!(e.contains("filter_disabled"), "{e}");
+    }
 }
