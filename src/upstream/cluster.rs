@@ -209,7 +209,7 @@ pub struct Cluster {
     pub per_connection_buffer_limit: u32,
     /// Circuit breaker thresholds.
     pub circuit_breakers: CircuitBreakers,
-    /// `transport_socket` (none: plaintext). TLS is not enforced yet (issue #6).
+    /// `transport_socket` (none: plaintext).
     pub transport_socket: Option<TransportSocket>,
     /// `transport_socket_matches`, in order.
     pub transport_socket_matches: Vec<TransportSocketMatch>,
@@ -346,20 +346,21 @@ impl Cluster {
         };
         let (protocol, pool) = protocol_and_pool(c)?;
         let circuit_breakers = circuit_breakers(c);
-        let transport_socket = c
-            .transport_socket
-            .as_ref()
-            .map(|ts| TransportSocket::compile(ts, Side::Upstream, store))
-            .transpose()
-            .within("transport_socket")?;
-        let transport_socket_matches = transport_socket_matches(c, store)?;
-        let filters = upstream_filters(&c.filters, store)?;
-        note_not_enforced(c, &discovery, store);
         let stat_name = if c.alt_stat_name.is_empty() {
             &c.name
         } else {
             &c.alt_stat_name
         };
+        let scope = format!("cluster.{stat_name}.");
+        let transport_socket = c
+            .transport_socket
+            .as_ref()
+            .map(|ts| TransportSocket::compile(ts, Side::Upstream, store, &scope))
+            .transpose()
+            .within("transport_socket")?;
+        let transport_socket_matches = transport_socket_matches(c, store, &scope)?;
+        let filters = upstream_filters(&c.filters, store)?;
+        note_not_enforced(c, &discovery, store);
         let set = Arc::new(set);
         let lb = lb::build(&lb_settings, &set);
         let stats = ClusterStats::for_cluster(store, stat_name);

@@ -34,6 +34,7 @@ pub enum UpstreamFilter {
 pub(super) fn transport_socket_matches(
     c: &cluster_pb::Cluster,
     store: &Store,
+    scope: &str,
 ) -> Result<Vec<TransportSocketMatch>, ConfigError> {
     if c.transport_socket_matcher.is_some() {
         return Err(ConfigError::new(
@@ -52,7 +53,7 @@ pub(super) fn transport_socket_matches(
         out.push(TransportSocketMatch {
             name: m.name.clone(),
             criteria: m.r#match.clone().unwrap_or_default(),
-            socket: TransportSocket::compile(ts, Side::Upstream, store)
+            socket: TransportSocket::compile(ts, Side::Upstream, store, scope)
                 .within(format!("{path}.transport_socket"))?,
         });
     }
