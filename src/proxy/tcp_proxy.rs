@@ -244,6 +244,10 @@ impl Record {
         info.downstream_local = conn.local;
         info.downstream_remote = conn.remote;
         info.downstream_direct_remote = conn.remote;
+        if let Some(t) = &conn.tls {
+            info.requested_server_name = t.sni.clone();
+            info.downstream_tls = Some(t.clone());
+        }
         Record(Some(Box::new((info, observers.clone()))))
     }
 

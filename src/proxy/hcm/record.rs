@@ -141,6 +141,10 @@ impl Recorder {
         info.downstream_remote = conn.remote;
         info.downstream_direct_remote = conn.remote;
         info.protocol = Some(Protocol::from_version(version));
+        if let Some(t) = &conn.tls {
+            info.requested_server_name = t.sni.clone();
+            info.downstream_tls = Some(t.clone());
+        }
         Recorder(Some(Box::new(Rec {
             info,
             needs: observers.needs(),
@@ -193,7 +197,11 @@ impl Recorder {
             i.method = Some(method.clone());
             i.path = Some(path.to_owned());
             i.authority = Some(authority.to_owned());
-            i.scheme = Some("http");
+            i.scheme = Some(if i.downstream_tls.is_some() {
+                "https"
+            } else {
+                "http"
+            });
             i.request_headers = Some(headers.clone());
         }
     }
