@@ -7,6 +7,8 @@ mod support;
 
 #[path = "tls/downstream.rs"]
 mod downstream;
+#[path = "tls/upstream.rs"]
+mod upstream_tls;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -212,4 +214,95 @@ pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write temp file");
     p
+}
+
+/// A TLS upstream (HTTP/1.1 and HTTP/2 by ALPN) with `cert`, asking for client certificates
+/// signed by `client_ca` when given. It answers every request with `sni: <name>`,
+/// `alpn: <protocol>`, `version: <HTTP version>` and `peer: <client URI SANs>` lines.
+pub async fn tls_upstream(
+    cert: &Cert,
+    client_ca: Option<&Ca>,
+    alpn: &[&str],
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let b = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from(ca.der.clone())).expect("CA");
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("verifier");
+            b.with_client_cert_verifier(v)
+        }
+        None => b.with_no_client_auth(),
+    };
+    let mut cfg = b
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der.clone())],
+            PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key"),
+        )
+        .expect("server cert");
+    cfg.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let (_, conn) = tls.get_ref();
+                let facts = format!(
+                    "sni: {}\nalpn: {}\npeer: {}\n",
+                    conn.server_name().unwrap_or("-"),
+                    conn.alpn_protocol()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .unwrap_or("-".into()),
+                    conn.peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| tern::tls::cert::CertSummary::parse(c))
+                        .map(|s| s.uri_sans.join(","))
+                        .unwrap_or("-".into()),
+                );
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let body = format!(
+                            "{facts}version: {:?}\npath: {}\n",
+                            req.version(),
+                            req.uri().path()
+                        );
+                        async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// A line `name: value` of a body.
+pub fn line<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
 }

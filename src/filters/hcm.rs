@@ -243,6 +243,32 @@ pub struct HcmConfig {
 }
 
 impl HcmConfig {
+    /// Istio's `istio.alpn` filter: the ALPN protocols to offer upstream for a request sent
+    /// over HTTP/2 (`http2`) or HTTP/1.1, if the filter is in the chain and lists them.
+    pub fn istio_alpn(&self, http2: bool) -> Option<Vec<Vec<u8>>> {
+        use crate::config::istio::alpn::Protocol;
+        let want = if http2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http11
+        } as i32;
+        self.http_filters.iter().find_map(|f| match f {
+            HttpFilterConfig::Alpn(c) => c
+                .alpn_override
+                .iter()
+                .find(|o| o.upstream_protocol == want)
+                .map(|o| {
+                    o.alpn_override
+                        .iter()
+                        .map(|a| a.as_bytes().to_vec())
+                        .collect()
+                }),
+            _ => None,
+        })
+    }
+}
+
+impl HcmConfig {
     /// Compile from the filter's `typed_config`.
     pub fn compile(any: &Any, store: &Store) -> Result<Self, ConfigError> {
         let h: hcm_pb::HttpConnectionManager = config::typed_config(any)?.decode()?;

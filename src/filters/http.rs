@@ -36,7 +36,8 @@ pub enum HttpFilterConfig {
     /// A Wasm filter on Envoy's null runtime: Istio's built-in `istio.metadata_exchange` (or,
     /// in older releases, stats) plugin. Not enforced.
     Wasm(NullVmPlugin),
-    /// Istio's `istio.alpn`: ALPN values for upstream mTLS. Not enforced (no upstream TLS).
+    /// Istio's `istio.alpn`: the ALPN values offered on upstream TLS connections, by the
+    /// upstream HTTP protocol (see `HcmConfig::istio_alpn`).
     Alpn(alpn::FilterConfig),
     /// Istio's peer metadata filter (`io.istio.http.peer_metadata.Config`). Not enforced.
     PeerMetadata(peer_metadata::Config),
@@ -189,9 +190,7 @@ fn compile_one(
         }
         HttpFilterConfig::Wasm(plugin)
     } else if url == alpn::FilterConfig::type_url() {
-        let c = tc.decode()?;
-        store.not_enforced("istio.alpn", "ALPN override for upstream mTLS (issue #6)");
-        HttpFilterConfig::Alpn(c)
+        HttpFilterConfig::Alpn(tc.decode()?)
     } else if url == peer_metadata::Config::type_url() {
         let c = tc.decode()?;
         store.not_enforced(

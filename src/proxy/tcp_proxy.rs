@@ -53,7 +53,21 @@ where
             i.upstream_host = Some(host.address.to_string());
             i.attempt_count += 1;
         });
-        match pool::connect_host(&host, &cluster.stats, cluster.pool.connect_timeout).await {
+        let tls = pool::UpstreamTls::for_host(
+            &cluster,
+            &host,
+            || world.secrets.load_full(),
+            None,
+            None,
+            None,
+        );
+        let connect = pool::connect_host(
+            &host,
+            &cluster.stats,
+            cluster.pool.connect_timeout,
+            tls.as_ref(),
+        );
+        match connect.await {
             Ok(io) => {
                 upstream = Some((io, host));
                 break;
@@ -68,6 +82,8 @@ where
                         let text = text.rfind(" (os error ").map_or(&*text, |i| &text[..i]);
                         i.upstream_transport_failure_reason =
                             Some(format!("delayed connect error: {text}"));
+                    } else if let pool::UpstreamError::Tls(t) = &e {
+                        i.upstream_transport_failure_reason = Some(format!("TLS_error: {t}"));
                     }
                 });
                 tried.push(host);
@@ -83,7 +99,10 @@ where
         }
         return;
     };
-    rec.with(|i| i.upstream_local = up.local());
+    rec.with(|i| {
+        i.upstream_local = up.local();
+        i.upstream_tls = up.tls().cloned();
+    });
     let _req = host.start_request();
     let span = tracing::debug_span!("tcp_proxy", upstream = %host.address);
     let deadline = cfg.max_downstream_connection_duration;

@@ -412,6 +412,19 @@ impl Cluster {
         out
     }
 
+    /// The TLS context for connections to `host`: the first `transport_socket_matches` entry
+    /// its metadata matches, else `transport_socket`; `None` for plaintext.
+    pub fn tls_for(&self, host: &Host) -> Option<&Arc<crate::tls::ClientContext>> {
+        let labels = host.socket_match.as_ref().map(|l| l.as_slice());
+        let socket = self
+            .transport_socket_matches
+            .iter()
+            .find(|m| m.matches(labels))
+            .map(|m| &m.socket)
+            .or(self.transport_socket.as_ref())?;
+        socket.client()
+    }
+
     /// Pick a host for a request.
     pub fn choose_host(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
         let (host, panic) = self.hosts.load().lb.choose_with_panic(ctx)?;
@@ -467,8 +480,7 @@ impl Cluster {
         self.hosts.store(Arc::new(HostState { set, lb }));
         for h in removed {
             if let Some(p) = h.pools_if_any() {
-                p.http1.clear();
-                p.http2.clear();
+                p.clear();
             }
         }
     }
@@ -564,6 +576,11 @@ fn protocol_and_pool(
         ..PoolSettings::default()
     };
     #[allow(deprecated)]
+    if let Some(u) = &c.upstream_http_protocol_options {
+        pool.auto_sni = u.auto_sni;
+        pool.auto_san_validation = u.auto_san_validation;
+    }
+    #[allow(deprecated)]
     let legacy_h2 = c.http2_protocol_options.is_some();
     #[allow(deprecated)]
     let mut common = c.common_http_protocol_options;
@@ -592,6 +609,10 @@ fn protocol_and_pool(
             config::unpack(any).within(format!("typed_extension_protocol_options[{name}]"))?;
         if opts.common_http_protocol_options.is_some() {
             common = opts.common_http_protocol_options;
+        }
+        if let Some(u) = &opts.upstream_http_protocol_options {
+            pool.auto_sni = u.auto_sni;
+            pool.auto_san_validation = u.auto_san_validation;
         }
         use upstream_http_pb::http_protocol_options::UpstreamProtocolOptions as U;
         use upstream_http_pb::http_protocol_options::explicit_http_config::ProtocolConfig as P;

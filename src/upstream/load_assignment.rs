@@ -5,7 +5,7 @@
 //!
 //! Pure conversion: no I/O, no DNS (the caller resolves), and nothing from `lb`.
 
-use super::host::{Host, HostSet, Locality, PrioritySet};
+use super::host::{Host, HostSet, Locality, PrioritySet, SocketMatchLabels, struct_labels};
 use crate::config::{Address, ConfigError, Within, socket_address_of};
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint_pb;
@@ -67,6 +67,8 @@ pub struct DnsTarget {
     pub priority: usize,
     /// Index of the locality in that priority's [`HostSet::localities`].
     pub locality: usize,
+    /// The endpoint's `envoy.transport_socket_match` metadata.
+    pub socket_match: Option<SocketMatchLabels>,
 }
 
 /// Build the host sets of a STATIC or EDS cluster (`Cluster.load_assignment` or an EDS
@@ -134,6 +136,7 @@ pub fn dns_targets_from_assignment(
             health: at.health,
             priority: at.priority,
             locality: at.locality,
+            socket_match: at.socket_match.clone(),
         });
         Ok(())
     })?;
@@ -168,6 +171,7 @@ pub fn priority_set_from_resolved(
                 target.weight,
             );
             host.locality = locality;
+            host.socket_match = target.socket_match.clone();
             target.health.apply(&host);
             hs.hosts.push(Arc::new(host));
         }
@@ -181,12 +185,14 @@ struct At {
     locality: usize,
     weight: u32,
     health: EndpointHealth,
+    socket_match: Option<SocketMatchLabels>,
 }
 
 fn push_host(set: &mut PrioritySet, at: At, address: Address, hostname: String) {
     if let Some(hs) = set.priorities.get_mut(at.priority) {
         let mut host = Host::new(address, hostname, at.weight);
         host.locality = at.locality;
+        host.socket_match = at.socket_match;
         at.health.apply(&host);
         hs.hosts.push(Arc::new(host));
     }
@@ -340,6 +346,11 @@ fn for_each_endpoint(
                 locality,
                 weight,
                 health: EndpointHealth::from_proto(lb.health_status),
+                socket_match: lb
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.filter_metadata.get("envoy.transport_socket_match"))
+                    .map(|s| Arc::new(struct_labels(s))),
             };
             f(at, endpoint).map_err(|e| e.within(path()))?;
         }

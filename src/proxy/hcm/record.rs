@@ -260,6 +260,13 @@ impl Recorder {
         });
     }
 
+    /// The upstream connection's TLS session, if any.
+    pub(crate) fn upstream_tls(&mut self, tls: Option<Arc<crate::tls::TlsInfo>>) {
+        if tls.is_some() {
+            self.with(|i| i.upstream_tls = tls);
+        }
+    }
+
     /// The trace decision.
     pub(crate) fn trace(&mut self, d: &crate::trace_context::Decision) {
         self.with(|i| {
@@ -353,7 +360,9 @@ fn elapsed_us(start: Instant) -> u64 {
 /// Envoy's response flag and reset reason for an upstream failure before headers.
 fn failure(e: &UpstreamError) -> (ResponseFlag, &'static str) {
     match e {
-        UpstreamError::ConnectFailure(_) | UpstreamError::Unsupported(_) => (
+        UpstreamError::ConnectFailure(_)
+        | UpstreamError::Unsupported(_)
+        | UpstreamError::Tls(_) => (
             ResponseFlag::UpstreamConnectionFailure,
             "remote_connection_failure",
         ),
@@ -372,6 +381,9 @@ fn failure(e: &UpstreamError) -> (ResponseFlag, &'static str) {
 /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`: the socket error of a failed connect, as Envoy
 /// words it (`delayed connect error: Connection refused`).
 fn transport_failure(e: &UpstreamError) -> Option<String> {
+    if let UpstreamError::Tls(t) = e {
+        return Some(format!("TLS_error: {t}"));
+    }
     let UpstreamError::ConnectFailure(io) = e else {
         return None;
     };
