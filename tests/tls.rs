@@ -5,8 +5,12 @@
 
 mod support;
 
+#[path = "tls/admin.rs"]
+mod admin;
 #[path = "tls/downstream.rs"]
 mod downstream;
+#[path = "support/envoy.rs"]
+mod envoy_support;
 #[path = "tls/upstream.rs"]
 mod upstream_tls;
 

@@ -35,7 +35,7 @@ impl CertSummary {
         let mut s = CertSummary {
             subject: rfc2253(c.subject()),
             issuer: rfc2253(c.issuer()),
-            serial: hex(c.tbs_certificate.raw_serial()),
+            serial: serial_hex(c.tbs_certificate.raw_serial()),
             not_before: c.validity().not_before.timestamp(),
             not_after: c.validity().not_after.timestamp(),
             ..Default::default()
@@ -57,6 +57,27 @@ impl CertSummary {
         }
         Some(s)
     }
+}
+
+/// The DNS, URI and IP SANs of a certificate in their order, tagged `dns`, `uri`,
+/// `ip_address` (the SAN kinds `/certs` lists).
+pub fn ordered_sans(der: &[u8]) -> Vec<(&'static str, String)> {
+    let Ok((_, c)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = c.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(("dns", (*d).to_owned())),
+            GeneralName::URI(u) => Some(("uri", (*u).to_owned())),
+            GeneralName::IPAddress(ip) => ip_string(ip).map(|i| ("ip_address", i)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The raw DER subject of a certificate (for the CA list a server sends).
@@ -82,6 +103,14 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
+}
+
+/// A serial number in lowercase hex, without the sign byte DER adds to a positive number.
+fn serial_hex(raw: &[u8]) -> String {
+    match raw {
+        [0, rest @ ..] if !rest.is_empty() => hex(rest),
+        _ => hex(raw),
+    }
 }
 
 /// Lowercase hex.
