@@ -11,6 +11,8 @@ mod admin;
 mod downstream;
 #[path = "support/envoy.rs"]
 mod envoy_support;
+#[path = "tls/istio.rs"]
+mod istio;
 #[path = "tls/upstream.rs"]
 mod upstream_tls;
 
