@@ -89,20 +89,22 @@ async fn handshake(
     secrets: &SecretMap,
     opts: ConnectOptions,
 ) -> (Result<TlsInfo, TlsError>, Result<TlsInfo, TlsError>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (a, b) = tokio::io::duplex(64 * 1024);
+    // One byte each way after the handshake, so TLS 1.3 session tickets reach the client.
     let srv = async {
-        let r = s.accept(a, secrets, Duration::from_secs(5)).await;
-        r.map(|(mut stream, info)| {
-            // Finish the handshake on the wire (TLS 1.3 tickets) before dropping.
-            let _ =
-                futures_util::FutureExt::now_or_never(tokio::io::AsyncWriteExt::flush(&mut stream));
-            info
-        })
+        let (mut stream, info) = s.accept(a, secrets, Duration::from_secs(5)).await?;
+        let _ = stream.write_all(b"x").await;
+        let _ = stream.flush().await;
+        let _ = stream.read(&mut [0u8; 1]).await;
+        Ok(info)
     };
     let cli = async {
-        c.connect(b, secrets, None, &opts)
-            .await
-            .map(|(_, info)| info)
+        let (mut stream, info) = c.connect(b, secrets, None, &opts).await?;
+        let _ = stream.read(&mut [0u8; 1]).await;
+        let _ = stream.write_all(b"y").await;
+        let _ = stream.flush().await;
+        Ok(info)
     };
     tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(srv, cli) })
         .await
@@ -370,3 +372,29 @@ async fn auto_san_validation_and_key_types() {
 }
 
 mod more;
+
+#[tokio::test]
+async fn sessions_resume_on_both_versions() {
+    let store = Store::new();
+    let ca = Ca::new("root");
+    let s = server(
+        &store,
+        common(Some(&ca.server(&["a.test"])), None, &[]),
+        false,
+    );
+    for max in [3, 4] {
+        // TLS 1.2 (the client default) resumes by ticket or id, TLS 1.3 by ticket.
+        let mut cc = common(None, Some(vc(&ca)), &[]);
+        cc.tls_params = Some(tls_pb::TlsParameters {
+            tls_maximum_protocol_version: max,
+            ..Default::default()
+        });
+        let c = client(&store, cc, "a.test");
+        let first = handshake(&s, &c, &SecretMap::new(), Default::default()).await;
+        assert!(!first.1.unwrap().resumed);
+        let second = handshake(&s, &c, &SecretMap::new(), Default::default()).await;
+        assert!(second.1.unwrap().resumed, "TLS max {max}");
+    }
+    assert_eq!(count(&store, "cluster.c.ssl.session_reused"), 2);
+    assert_eq!(count(&store, "listener.l.ssl.session_reused"), 2);
+}
