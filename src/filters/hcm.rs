@@ -1,5 +1,9 @@
 //! `envoy.filters.network.http_connection_manager` configuration, and its HTTP filter chain.
 
+mod xfcc;
+
+pub use xfcc::{ClientCertConfig, ForwardClientCert};
+
 use super::http::HttpFilterConfig;
 use crate::config::{self, ConfigError, Within};
 use crate::stats::{Counter, Gauge, Histogram, Store, Unit};
@@ -195,6 +199,8 @@ pub struct HcmConfig {
     pub h2_initial_connection_window: Option<u32>,
     /// `use_remote_address`.
     pub use_remote_address: bool,
+    /// `forward_client_cert_details` / `set_current_client_cert_details`.
+    pub client_cert: ClientCertConfig,
     /// `xff_num_trusted_hops`.
     pub xff_num_trusted_hops: u32,
     /// `skip_xff_append`.
@@ -425,6 +431,7 @@ impl HcmConfig {
                 .as_ref()
                 .map(|v| v.value),
             use_remote_address: config::bool_or(h.use_remote_address.as_ref(), false),
+            client_cert: ClientCertConfig::compile(&h, store)?,
             xff_num_trusted_hops: h.xff_num_trusted_hops,
             skip_xff_append: h.skip_xff_append,
             via,

@@ -11,6 +11,7 @@ mod stream;
 mod upgrade;
 mod upstream_request;
 mod upstream_stats;
+mod xfcc;
 
 pub use local_reply::local_reply;
 pub use request::set_local_address_ipv6;

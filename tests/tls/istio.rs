@@ -286,6 +286,7 @@ fn sidecar_listener(
     routes: &[(&str, &str)],
     log: &std::path::Path,
     ts: &str,
+    hcm_extra: &str,
 ) -> String {
     let mut r = String::new();
     for (prefix, cluster) in routes {
@@ -309,6 +310,7 @@ fn sidecar_listener(
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {name}
+{hcm_extra}
           access_log:
 {access_log}
           route_config:
@@ -360,6 +362,7 @@ async fn two_terns_istio_mutual_tls_http1_http2_grpc() {
         ],
         &server_log,
         &istio_inbound_tls(),
+        "          forward_client_cert_details: APPEND_FORWARD\n          set_current_client_cert_details: { subject: true, dns: true, uri: true }",
     );
     let server = start_tern(&sidecar_bootstrap(
         &server_ads,
@@ -395,6 +398,7 @@ async fn two_terns_istio_mutual_tls_http1_http2_grpc() {
             ("/", "outbound|8080||svc.ns.svc.cluster.local"),
         ],
         &client_log,
+        "",
         "",
     );
     let client = start_tern(&sidecar_bootstrap(
@@ -435,6 +439,18 @@ async fn two_terns_istio_mutual_tls_http1_http2_grpc() {
     }
     let got = got.expect("HTTP/1.1 through the mTLS hop");
     assert!(got.body.contains("version HTTP/1.1"), "{}", got.body);
+    // The server sidecar tells the app who called (Istio's APPEND_FORWARD).
+    let xfcc = got
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("x-forwarded-client-cert: "))
+        .expect("XFCC");
+    assert!(xfcc.starts_with(&format!("By={server_id};Hash=")), "{xfcc}");
+    // rcgen leaves an empty common name in the SPIFFE certificates.
+    assert!(
+        xfcc.ends_with(&format!(";Subject=\"CN=\";URI={client_id}")),
+        "{xfcc}"
+    );
 
     // HTTP/2.
     let h2 = h2_client();

@@ -239,6 +239,11 @@ async fn decode(
         "http"
     };
     request::forwarded_headers(&mut parts.headers, cfg, ctx.conn.remote, scheme);
+    super::xfcc::apply(
+        &mut parts.headers,
+        &cfg.client_cert,
+        ctx.conn.tls.as_deref(),
+    );
     // An external request (use_remote_address and not internal) gets a fresh id unless
     // preserve_external_request_id, as in Envoy.
     let external = cfg.use_remote_address && !parts.headers.contains_key("x-envoy-internal");
