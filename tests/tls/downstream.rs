@@ -275,3 +275,30 @@ async fn openssl_s_client_versions_and_alpn() {
     let (ok, out) = s_client(only12, &ca_file, &["-tls1_2"]).await;
     assert!(ok && out.contains("ECDHE-ECDSA-AES128-GCM-SHA256"), "{out}");
 }
+
+#[tokio::test]
+async fn static_secrets_are_found_by_name() {
+    let up = upstream::http("up").await;
+    let ca = Ca::new("root");
+    let cert = ca.server(&["tern.test"]);
+    let ts = r#"      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context: { tls_certificate_sds_secret_configs: [{ name: server_cert }] }
+"#;
+    let mut yaml = bootstrap(
+        &[tls_http_listener("l", ts, "up", None)],
+        &[static_cluster("up", &[up.addr], "")],
+    );
+    yaml.push_str(&format!(
+        "  secrets:\n  - name: server_cert\n    tls_certificate: {}\n",
+        super::inline_cert(&cert)
+    ));
+    let tern = start_tern(&yaml).await;
+    let addr = tern.listener_addr("l").unwrap();
+    let got = tls_get(addr, client_config(&ca, None, &[]), "tern.test", "/")
+        .await
+        .unwrap();
+    assert_eq!((got.status, got.peer_der), (200, cert.der));
+}
