@@ -3,6 +3,7 @@
 use super::support::certs::{Ca, LeafSpec, spiffe_id};
 use super::support::{bootstrap, have, logs, start_tern, static_cluster, upstream, within};
 use super::{client_config, downstream_tls, temp_file, tls_get, tls_http_listener, trust};
+use rustls::pki_types::pem::PemObject;
 
 #[tokio::test]
 async fn termination_with_rustls_and_curl() {
@@ -301,4 +302,129 @@ async fn static_secrets_are_found_by_name() {
         .await
         .unwrap();
     assert_eq!((got.status, got.peer_der), (200, cert.der));
+}
+
+/// `openssl` makes the keys rcgen (on ring) cannot: RSA, in PKCS#1 and PKCS#8 PEM, and an EC
+/// key in SEC1 PEM; each serves a handshake.
+#[tokio::test]
+async fn rsa_and_legacy_pem_keys_from_files() {
+    if !have("openssl") {
+        eprintln!("openssl not installed; skipped");
+        return;
+    }
+    let up = upstream::http("up").await;
+    let dir = temp_file("keys-marker", "").parent().unwrap().join("keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let kinds = [
+        (
+            "rsa-pkcs8",
+            vec![
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "rsa-pkcs8.key",
+            ],
+        ),
+        (
+            "rsa-pkcs1",
+            vec!["genrsa", "-traditional", "-out", "rsa-pkcs1.key", "2048"],
+        ),
+        (
+            "ec-sec1",
+            vec![
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "ec-sec1.key",
+            ],
+        ),
+    ];
+    let mut listeners = Vec::new();
+    for (name, genkey) in &kinds {
+        run(genkey);
+        // Self-signed, but not a CA (rustls refuses a CA certificate as a server's).
+        std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:tern.test\n").unwrap();
+        run(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            "/CN=tern.test",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-signkey",
+            &format!("{name}.key"),
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+        let header = std::fs::read_to_string(dir.join(format!("{name}.key"))).unwrap();
+        let first = header.lines().next().unwrap().to_owned();
+        match *name {
+            "rsa-pkcs1" => assert_eq!(first, "-----BEGIN RSA PRIVATE KEY-----"),
+            "ec-sec1" => assert_eq!(first, "-----BEGIN EC PRIVATE KEY-----"),
+            _ => assert_eq!(first, "-----BEGIN PRIVATE KEY-----"),
+        }
+        let ts = format!(
+            r#"      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context: {{ tls_certificates: [{{ certificate_chain: {{ filename: {d}/{name}.pem }}, private_key: {{ filename: {d}/{name}.key }} }}] }}
+"#,
+            d = dir.display()
+        );
+        listeners.push(tls_http_listener(name, &ts, "up", None));
+    }
+    let tern = start_tern(&bootstrap(
+        &listeners,
+        &[static_cluster("up", &[up.addr], "")],
+    ))
+    .await;
+    for (name, _) in &kinds {
+        let pem = std::fs::read(dir.join(format!("{name}.pem"))).unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone()).unwrap();
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let addr = tern.listener_addr(name).unwrap();
+        let got = tls_get(addr, std::sync::Arc::new(cfg), "tern.test", "/")
+            .await
+            .unwrap();
+        assert_eq!((got.status, got.peer_der), (200, der.to_vec()), "{name}");
+    }
 }
