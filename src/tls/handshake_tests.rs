@@ -398,3 +398,60 @@ async fn sessions_resume_on_both_versions() {
     assert_eq!(count(&store, "cluster.c.ssl.session_reused"), 2);
     assert_eq!(count(&store, "listener.l.ssl.session_reused"), 2);
 }
+
+#[tokio::test]
+async fn intermediates_and_max_verify_depth() {
+    let store = Store::new();
+    let root = Ca::new("root");
+    let mid = root.intermediate("mid");
+    let s = server(
+        &store,
+        common(Some(&mid.server(&["a.test"])), None, &[]),
+        false,
+    );
+    // The server sends its intermediate; the client trusts the root only.
+    let c = client(&store, common(None, Some(vc(&root)), &[]), "a.test");
+    assert!(
+        handshake(&s, &c, &SecretMap::new(), Default::default())
+            .await
+            .1
+            .is_ok()
+    );
+    // max_verify_depth counts the intermediates and the anchor, not the leaf.
+    for (depth, ok) in [(1, false), (2, true)] {
+        let mut v = vc(&root);
+        v.max_verify_depth = Some(envoy_types::pb::google::protobuf::UInt32Value { value: depth });
+        let c = client(&store, common(None, Some(v), &[]), "a.test");
+        let r = handshake(&s, &c, &SecretMap::new(), Default::default())
+            .await
+            .1;
+        assert_eq!(r.is_ok(), ok, "depth {depth}");
+    }
+    // A CRL of the root that revokes the intermediate.
+    let mut v = vc(&root);
+    let mid_as_cert = Cert {
+        cert_pem: String::new(),
+        der: mid.der.clone(),
+        key_pem: String::new(),
+        serial: cert::CertSummary::parse(&mid.der)
+            .map(|s| u64::from_str_radix(&s.serial, 16).unwrap())
+            .unwrap(),
+    };
+    v.crl = inline(&format!("{}{}", root.crl(&[&mid_as_cert]), mid.crl(&[])));
+    let c = client(&store, common(None, Some(v.clone()), &[]), "a.test");
+    assert!(
+        handshake(&s, &c, &SecretMap::new(), Default::default())
+            .await
+            .1
+            .is_err()
+    );
+    // Leaf-only CRL checking does not look at the intermediate.
+    v.only_verify_leaf_cert_crl = true;
+    let c = client(&store, common(None, Some(v), &[]), "a.test");
+    assert!(
+        handshake(&s, &c, &SecretMap::new(), Default::default())
+            .await
+            .1
+            .is_ok()
+    );
+}

@@ -42,13 +42,16 @@ pub struct Ca {
     pub cert_pem: String,
     /// Its certificate, DER.
     pub der: Vec<u8>,
+    /// The certificates a leaf it signs is sent with: empty for a root, the intermediates
+    /// (this one first) for an intermediate.
+    pub chain_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
 /// A leaf certificate and its key.
 #[derive(Debug, Clone)]
 pub struct Cert {
-    /// The leaf certificate, PEM.
+    /// The leaf certificate then its intermediates, PEM.
     pub cert_pem: String,
     /// The leaf certificate, DER.
     pub der: Vec<u8>,
@@ -77,26 +80,45 @@ pub struct LeafSpec {
     pub key: Option<KeyKind>,
 }
 
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn.push(DnType::OrganizationName, "tern tests");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.serial_number = Some(SerialNumber::from(next_serial()));
+    p
+}
+
 impl Ca {
+    /// An intermediate CA named `cn`, signed by this one.
+    pub fn intermediate(&self, cn: &str) -> Ca {
+        let p = ca_params(cn);
+        let k = key(KeyKind::EcdsaP256);
+        let cert = p.signed_by(&k, &self.issuer).expect("sign intermediate");
+        Ca {
+            chain_pem: format!("{}{}", cert.pem(), self.chain_pem),
+            cert_pem: cert.pem(),
+            der: cert.der().to_vec(),
+            issuer: Issuer::new(p, k),
+        }
+    }
+
     /// A new self-signed CA named `cn`.
     pub fn new(cn: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        dn.push(DnType::OrganizationName, "tern tests");
-        p.distinguished_name = dn;
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        p.serial_number = Some(SerialNumber::from(next_serial()));
+        let p = ca_params(cn);
         let k = key(KeyKind::EcdsaP256);
         let cert = p.self_signed(&k).expect("self-signed CA");
         Ca {
             cert_pem: cert.pem(),
             der: cert.der().to_vec(),
+            chain_pem: String::new(),
             issuer: Issuer::new(p, k),
         }
     }
@@ -142,7 +164,7 @@ impl Ca {
         let k = key(spec.key.unwrap_or(KeyKind::EcdsaP256));
         let cert = p.signed_by(&k, &self.issuer).expect("sign leaf");
         Cert {
-            cert_pem: cert.pem(),
+            cert_pem: format!("{}{}", cert.pem(), self.chain_pem),
             der: cert.der().to_vec(),
             key_pem: k.serialize_pem(),
             serial,
