@@ -216,3 +216,35 @@ fn config_errors_are_clear() {
         .to_string();
     assert!(e.contains("invalid regex"), "{e}");
 }
+
+#[test]
+fn certificate_summaries_as_envoy_prints_them() {
+    let ca = Ca::new("root");
+    let s = cert::CertSummary::parse(&ca.der).unwrap();
+    // RFC 2253: the last RDN first.
+    assert_eq!(s.subject, "O=tern tests,CN=root");
+    assert_eq!(s.issuer, s.subject);
+    let leaf = ca.leaf(&certs::LeafSpec {
+        cn: "a,b".into(),
+        dns: vec!["a.test".into()],
+        uris: vec!["spiffe://td/ns/x/sa/y".into()],
+        ips: vec![std::net::Ipv6Addr::LOCALHOST.into()],
+        emails: vec!["me@a.test".into()],
+        ..Default::default()
+    });
+    let s = cert::CertSummary::parse(&leaf.der).unwrap();
+    assert_eq!(s.subject, "CN=a\\,b");
+    assert_eq!(s.serial, format!("{:04x}", leaf.serial));
+    assert_eq!(s.uri_sans, ["spiffe://td/ns/x/sa/y"]);
+    assert_eq!(s.ip_sans, ["::1"]);
+    assert_eq!(s.email_sans, ["me@a.test"]);
+    assert_eq!(
+        cert::ordered_sans(&leaf.der),
+        [
+            ("dns", "a.test".to_owned()),
+            ("uri", "spiffe://td/ns/x/sa/y".to_owned()),
+            ("ip_address", "::1".to_owned())
+        ]
+    );
+    assert!(cert::CertSummary::parse(b"not a certificate").is_none());
+}
