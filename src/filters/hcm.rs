@@ -1,5 +1,6 @@
 //! `envoy.filters.network.http_connection_manager` configuration, and its HTTP filter chain.
 
+mod istio_alpn;
 mod xfcc;
 
 pub use xfcc::{ClientCertConfig, ForwardClientCert};
@@ -12,6 +13,7 @@ use crate::trace_context::TracingConfig;
 use envoy_types::pb::envoy::config::route::v3 as route_pb;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
 use envoy_types::pb::google::protobuf::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `codec_type`.
@@ -167,6 +169,8 @@ pub struct HcmConfig {
     pub route: RouteSpec,
     /// `http_filters`, router last.
     pub http_filters: Vec<HttpFilterConfig>,
+    /// Istio's `istio.alpn` lists for HTTP/1.1 and HTTP/2 upstreams.
+    istio_alpn: [Option<Arc<[Vec<u8>]>>; 2],
     /// The router filter's settings.
     pub router: RouterConfig,
     /// `stream_idle_timeout` (default 5 min; 0 disables).
@@ -251,26 +255,8 @@ pub struct HcmConfig {
 impl HcmConfig {
     /// Istio's `istio.alpn` filter: the ALPN protocols to offer upstream for a request sent
     /// over HTTP/2 (`http2`) or HTTP/1.1, if the filter is in the chain and lists them.
-    pub fn istio_alpn(&self, http2: bool) -> Option<Vec<Vec<u8>>> {
-        use crate::config::istio::alpn::Protocol;
-        let want = if http2 {
-            Protocol::Http2
-        } else {
-            Protocol::Http11
-        } as i32;
-        self.http_filters.iter().find_map(|f| match f {
-            HttpFilterConfig::Alpn(c) => c
-                .alpn_override
-                .iter()
-                .find(|o| o.upstream_protocol == want)
-                .map(|o| {
-                    o.alpn_override
-                        .iter()
-                        .map(|a| a.as_bytes().to_vec())
-                        .collect()
-                }),
-            _ => None,
-        })
+    pub fn istio_alpn(&self, http2: bool) -> Option<Arc<[Vec<u8>]>> {
+        self.istio_alpn[usize::from(http2)].clone()
     }
 }
 
@@ -390,6 +376,7 @@ impl HcmConfig {
             stat_prefix: h.stat_prefix.clone(),
             codec,
             route,
+            istio_alpn: istio_alpn::lists(&http_filters),
             http_filters,
             router,
             stream_idle_timeout: config::timeout_or_disabled(

@@ -76,7 +76,7 @@ pub struct ConnectOptions {
     /// Check the SNI against the server's DNS SANs (the cluster's `auto_san_validation`).
     pub auto_san: bool,
     /// ALPN protocols to offer instead of `alpn_protocols`.
-    pub alpn: Option<Vec<Vec<u8>>>,
+    pub alpn: Option<Arc<[Vec<u8>]>>,
 }
 
 impl ClientContext {
@@ -211,9 +211,9 @@ impl ClientContext {
             &built.config
         };
         let config = match &opts.alpn {
-            Some(a) if *a != base.alpn_protocols => {
+            Some(a) if **a != base.alpn_protocols[..] => {
                 let mut c = (**base).clone();
-                c.alpn_protocols = a.clone();
+                c.alpn_protocols = a.to_vec();
                 Arc::new(c)
             }
             _ => base.clone(),

@@ -220,7 +220,7 @@ async fn alpn_disjoint_goes_on_without_alpn_as_boringssl() {
     );
     let c = client(&store, common(None, Some(vc(&ca)), &[]), "a.test");
     let opts = ConnectOptions {
-        alpn: Some(vec![b"istio-peer-exchange".to_vec(), b"istio".to_vec()]),
+        alpn: Some(vec![b"istio-peer-exchange".to_vec(), b"istio".to_vec()].into()),
         ..Default::default()
     };
     let (si, ci) = handshake(&s, &c, &SecretMap::new(), opts).await;

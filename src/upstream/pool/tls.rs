@@ -46,7 +46,7 @@ impl UpstreamTls {
         secrets: impl FnOnce() -> Arc<SecretMap>,
         protocol: Option<UpstreamProtocol>,
         authority: Option<&str>,
-        alpn: Option<Vec<Vec<u8>>>,
+        alpn: Option<Arc<[Vec<u8>]>>,
     ) -> Option<UpstreamTls> {
         let ctx = cluster.tls_for(host)?.clone();
         let mut opts = ConnectOptions::default();
@@ -64,8 +64,10 @@ impl UpstreamTls {
         }
         opts.auto_san = cluster.pool.auto_san_validation;
         opts.alpn = alpn.or_else(|| {
-            (ctx.alpn.is_empty() && protocol == Some(UpstreamProtocol::Http2))
-                .then(|| vec![b"h2".to_vec()])
+            (ctx.alpn.is_empty() && protocol == Some(UpstreamProtocol::Http2)).then(|| {
+                static H2: std::sync::OnceLock<Arc<[Vec<u8>]>> = std::sync::OnceLock::new();
+                H2.get_or_init(|| Arc::from(vec![b"h2".to_vec()])).clone()
+            })
         });
         Some(UpstreamTls {
             ctx,
