@@ -13,6 +13,8 @@ mod downstream;
 mod envoy_support;
 #[path = "tls/istio.rs"]
 mod istio;
+#[path = "tls/mesh.rs"]
+mod mesh;
 #[path = "tls/upstream.rs"]
 mod upstream_tls;
 
