@@ -6,6 +6,7 @@
 //! only; its few writes go through the [`ListenerManager`] (drain), the [`ServerStatus`]
 //! (health check, quit) and the logging setup.
 
+mod certs;
 mod clusters;
 pub mod config_dump;
 mod endpoints;

@@ -231,7 +231,7 @@ fn compile_non_terminal(
         let c = tc.decode()?;
         store.not_enforced(
             "istio_authn",
-            "the peer principal from mTLS (needs TLS, issue #6)",
+            "the peer principal as filter state (tern has no filter state; the peer's SPIFFE id is in the connection's TLS info)",
         );
         Ok(Some(NonTerminalFilterConfig::IstioAuthn(c)))
     } else if url == rbac_pb::Rbac::type_url() {

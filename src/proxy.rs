@@ -33,6 +33,9 @@ pub struct ConnInfo {
     pub buffer_limit: u32,
     /// The listener's `traffic_direction`.
     pub direction: crate::stream_info::TrafficDirection,
+    /// The TLS session, when the filter chain terminated TLS: SNI, ALPN, version, cipher,
+    /// the peer's certificate (its SPIFFE id) and ours.
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 /// A new connection id.

@@ -20,7 +20,6 @@ use crate::stats::Store;
 use crate::upstream::cluster::Cluster;
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -31,8 +30,8 @@ pub type ClusterMap = HashMap<String, Arc<Cluster>>;
 pub type RouteMap = HashMap<String, Arc<RouteTable>>;
 /// Listeners by name.
 pub type ListenerMap = BTreeMap<String, Arc<Listener>>;
-/// SDS secrets by name.
-pub type SecretMap = HashMap<String, Arc<Secret>>;
+/// SDS secrets by name (the bootstrap's `static_resources.secrets` and SDS).
+pub type SecretMap = crate::tls::SecretMap;
 
 /// Everything the data path reads.
 #[derive(Debug)]
@@ -103,6 +102,17 @@ impl World {
         let (clusters, listeners) = self.compile_static(b)?;
         for c in clusters.values() {
             c.start_dns();
+        }
+        // Static secrets are found by name like SDS ones (an SdsSecretConfig without
+        // sds_config names one of them).
+        if let Some(sr) = &b.static_resources
+            && !sr.secrets.is_empty()
+        {
+            let mut map = (**self.secrets.load()).clone();
+            for s in &sr.secrets {
+                map.insert(s.name.clone(), Arc::new(s.clone()));
+            }
+            self.secrets.store(Arc::new(map));
         }
         self.clusters.store(Arc::new(clusters));
         self.listeners.store(Arc::new(listeners));

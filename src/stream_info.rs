@@ -128,6 +128,10 @@ pub struct StreamInfo {
     pub downstream_direct_remote: Option<SocketAddr>,
     /// `%REQUESTED_SERVER_NAME%` (SNI; none until tern terminates TLS).
     pub requested_server_name: Option<String>,
+    /// The downstream TLS session (`%DOWNSTREAM_PEER_URI_SAN%`...).
+    pub downstream_tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
+    /// The upstream TLS session (`%UPSTREAM_PEER_URI_SAN%`...).
+    pub upstream_tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
     /// The downstream protocol (none for TCP).
     pub protocol: Option<Protocol>,
     /// `:method`.
@@ -232,6 +236,8 @@ impl StreamInfo {
             downstream_remote: None,
             downstream_direct_remote: None,
             requested_server_name: None,
+            downstream_tls: None,
+            upstream_tls: None,
             protocol: None,
             method: None,
             path: None,

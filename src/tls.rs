@@ -1,11 +1,34 @@
-//! Transport sockets: a filter chain's or cluster's `transport_socket`, decoded once when the
-//! configuration arrives, with the SDS secrets it names. TLS itself (rustls server and client
-//! configs, SAN/SPIFFE checks, ALPN) comes with issue #6; until then a TLS transport socket is
-//! accepted and counted as not enforced (`tern.config.not_enforced.*`): a downstream
-//! connection that selects a TLS filter chain is closed, an upstream cluster with TLS speaks
-//! plaintext.
+//! Transport sockets: a filter chain's or cluster's `transport_socket`, compiled once when the
+//! configuration arrives, with the SDS secrets it names. TLS runs on rustls with the ring
+//! provider: [`ServerContext`] terminates TLS on accepted connections, [`ClientContext`]
+//! originates it to upstream hosts. Each builds its rustls configuration from the secrets
+//! current at handshake time (SDS `World::secrets`, files, inline data) and rebuilds it when
+//! they change, so rotation reaches new handshakes at once while open connections keep theirs.
+//! Peer certificates go through tern's own verifier (`verifier`): CA and CRLs, SAN matchers,
+//! pins, Istio's SPIFFE validator, with Envoy's `ssl.*` counters.
 //!
 //! Depends on `config` and `stats` only.
+
+pub mod cert;
+mod client;
+mod context;
+#[cfg(test)]
+mod handshake_tests;
+mod info;
+pub mod params;
+mod server;
+pub mod source;
+mod stats;
+mod validation;
+mod verifier;
+
+pub use client::{ClientBuilt, ClientContext, ConnectOptions};
+pub use context::LoadedCert;
+pub use info::TlsInfo;
+pub use server::{ServerBuilt, ServerContext};
+pub use stats::SslStats;
+pub use validation::ca_certificates;
+pub use verifier::Validator;
 
 use crate::config::{ConfigError, Within, typed_config};
 use crate::stats::Store;
@@ -15,8 +38,42 @@ use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3 as raw
 use envoy_types::pb::envoy::extensions::transport_sockets::tcp_stats::v3 as tcp_stats_pb;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls_pb;
 use prost::Name;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use tls_pb::SdsSecretConfig;
+
+/// SDS secrets by name (`World::secrets`).
+pub type SecretMap = HashMap<String, Arc<tls_pb::Secret>>;
+
+/// Why a TLS context could not be used or a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A secret, file or inline certificate is missing or bad.
+    #[error("{0}")]
+    Secret(String),
+    /// The handshake failed (the rustls error is the source's inner error).
+    #[error("TLS handshake: {0}")]
+    Handshake(#[source] std::io::Error),
+    /// The handshake did not finish in time.
+    #[error("TLS handshake timed out")]
+    Timeout,
+}
+
+impl TlsError {
+    /// The rustls error behind a failed handshake.
+    pub fn rustls(&self) -> Option<&rustls::Error> {
+        match self {
+            TlsError::Handshake(e) => e.get_ref()?.downcast_ref::<rustls::Error>(),
+            _ => None,
+        }
+    }
+
+    /// Whether the peer sent no certificate where one was required.
+    pub fn is_no_certificate(&self) -> bool {
+        matches!(self.rustls(), Some(rustls::Error::NoCertificatesPresented))
+    }
+}
 
 /// Which end of a connection a transport socket is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +89,10 @@ pub enum Side {
 pub enum TransportSocket {
     /// `envoy.transport_sockets.raw_buffer`: plaintext.
     RawBuffer,
-    /// `envoy.transport_sockets.tls` with a `DownstreamTlsContext` (not enforced yet: a
-    /// connection that selects the chain is closed).
-    DownstreamTls(Box<tls_pb::DownstreamTlsContext>),
-    /// `envoy.transport_sockets.tls` with an `UpstreamTlsContext` (not enforced yet: the
-    /// cluster speaks plaintext).
-    UpstreamTls(Box<tls_pb::UpstreamTlsContext>),
+    /// `envoy.transport_sockets.tls` with a `DownstreamTlsContext`.
+    DownstreamTls(Arc<ServerContext>),
+    /// `envoy.transport_sockets.tls` with an `UpstreamTlsContext`.
+    UpstreamTls(Arc<ClientContext>),
     /// `envoy.transport_sockets.internal_upstream`: its `transport_socket` runs; the metadata
     /// passthrough to internal listeners is not enforced (tern has no internal listeners yet).
     InternalUpstream(Box<TransportSocket>),
@@ -49,14 +104,35 @@ pub enum TransportSocket {
 impl TransportSocket {
     /// Decode a `TransportSocket` for `side`. The type URL decides (Istio names the socket
     /// `tls` as often as `envoy.transport_sockets.tls`); an unknown type, a context for the
-    /// other side, or a malformed value is an error naming the socket and the type URL. Each
-    /// socket that is not enforced counts `tern.config.not_enforced.<kind>` in `store`.
+    /// other side, a malformed value or TLS settings rustls cannot honour are an error naming
+    /// the socket. TLS contexts count `ssl.*` under `scope` (`listener.<address>.` or
+    /// `cluster.<name>.`). Each wrapper that is not enforced counts
+    /// `tern.config.not_enforced.<kind>` in `store`.
     pub fn compile(
         ts: &core_pb::TransportSocket,
         side: Side,
         store: &Store,
+        scope: &str,
     ) -> Result<Self, ConfigError> {
-        compile_inner(ts, side, store, 0)
+        compile_inner(ts, side, store, scope, 0)
+    }
+
+    /// The server context, looking through wrappers.
+    pub fn server(&self) -> Option<&Arc<ServerContext>> {
+        match self {
+            TransportSocket::DownstreamTls(c) => Some(c),
+            TransportSocket::InternalUpstream(i) | TransportSocket::TcpStats(i) => i.server(),
+            _ => None,
+        }
+    }
+
+    /// The client context, looking through wrappers.
+    pub fn client(&self) -> Option<&Arc<ClientContext>> {
+        match self {
+            TransportSocket::UpstreamTls(c) => Some(c),
+            TransportSocket::InternalUpstream(i) | TransportSocket::TcpStats(i) => i.client(),
+            _ => None,
+        }
     }
 
     /// Whether the socket needs TLS (directly or inside a wrapper).
@@ -85,13 +161,13 @@ impl TransportSocket {
             TransportSocket::DownstreamTls(d) => {
                 use tls_pb::downstream_tls_context::SessionTicketKeysType;
                 if let Some(SessionTicketKeysType::SessionTicketKeysSdsSecretConfig(s)) =
-                    &d.session_ticket_keys_type
+                    &d.proto.session_ticket_keys_type
                 {
                     push(out, s);
                 }
-                d.common_tls_context.as_ref()
+                d.proto.common_tls_context.as_ref()
             }
-            TransportSocket::UpstreamTls(u) => u.common_tls_context.as_ref(),
+            TransportSocket::UpstreamTls(u) => u.proto.common_tls_context.as_ref(),
             TransportSocket::InternalUpstream(inner) | TransportSocket::TcpStats(inner) => {
                 inner.sds_secrets_into(out);
                 None
@@ -130,6 +206,7 @@ fn compile_inner(
     ts: &core_pb::TransportSocket,
     side: Side,
     store: &Store,
+    scope: &str,
     depth: usize,
 ) -> Result<TransportSocket, ConfigError> {
     if depth > MAX_NESTING {
@@ -173,22 +250,16 @@ fn compile_inner(
             return Err(unsupported("is a downstream context on an upstream socket"));
         }
         let ctx: tls_pb::DownstreamTlsContext = tc.decode()?;
-        store.not_enforced(
-            "envoy.transport_sockets.tls.downstream",
-            "TLS termination (issue #6): connections that select the filter chain are closed",
-        );
-        return Ok(TransportSocket::DownstreamTls(Box::new(ctx)));
+        let ctx = ServerContext::compile(&ctx, store, scope).within("typed_config")?;
+        return Ok(TransportSocket::DownstreamTls(Arc::new(ctx)));
     }
     if url == tls_pb::UpstreamTlsContext::type_url() {
         if side != Side::Upstream {
             return Err(unsupported("is an upstream context on a filter chain"));
         }
         let ctx: tls_pb::UpstreamTlsContext = tc.decode()?;
-        store.not_enforced(
-            "envoy.transport_sockets.tls.upstream",
-            "TLS origination (issue #6): the cluster speaks plaintext",
-        );
-        return Ok(TransportSocket::UpstreamTls(Box::new(ctx)));
+        let ctx = ClientContext::compile(&ctx, store, scope).within("typed_config")?;
+        return Ok(TransportSocket::UpstreamTls(Arc::new(ctx)));
     }
     if url == internal_pb::InternalUpstreamTransport::type_url() {
         if side != Side::Upstream {
@@ -200,8 +271,8 @@ fn compile_inner(
             .as_ref()
             .ok_or_else(|| ConfigError::new("transport_socket", "is required"))
             .within("typed_config")?;
-        let inner =
-            compile_inner(inner, side, store, depth + 1).within("typed_config.transport_socket")?;
+        let inner = compile_inner(inner, side, store, scope, depth + 1)
+            .within("typed_config.transport_socket")?;
         store.not_enforced(
             "envoy.transport_sockets.internal_upstream",
             "metadata passthrough to internal listeners; the inner transport socket is used",
@@ -215,8 +286,8 @@ fn compile_inner(
             .as_ref()
             .ok_or_else(|| ConfigError::new("transport_socket", "is required"))
             .within("typed_config")?;
-        let inner =
-            compile_inner(inner, side, store, depth + 1).within("typed_config.transport_socket")?;
+        let inner = compile_inner(inner, side, store, scope, depth + 1)
+            .within("typed_config.transport_socket")?;
         store.not_enforced(
             "envoy.transport_sockets.tcp_stats",
             "kernel TCP statistics; the inner transport socket is used",
@@ -275,16 +346,15 @@ mod tests {
                 ..Default::default()
             },
         );
-        let ts = TransportSocket::compile(&down, Side::Downstream, &store).unwrap();
+        let ts =
+            TransportSocket::compile(&down, Side::Downstream, &store, "listener.test.").unwrap();
         assert!(ts.is_tls());
         let names: Vec<String> = ts.sds_secrets().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["default", "ROOTCA"]);
-        assert_eq!(
-            store.counter_value("tern.config.not_enforced.envoy.transport_sockets.tls.downstream"),
-            Some(1)
-        );
+        assert_eq!(store.counter_value("listener.test.ssl.handshake"), Some(0));
         // The same context on the wrong side is an error.
-        let e = TransportSocket::compile(&down, Side::Upstream, &store).unwrap_err();
+        let e =
+            TransportSocket::compile(&down, Side::Upstream, &store, "listener.test.").unwrap_err();
         assert!(e.to_string().contains("DownstreamTlsContext"), "{e}");
 
         let up = socket(
@@ -302,7 +372,8 @@ mod tests {
                 ..Default::default()
             },
         );
-        let ts = TransportSocket::compile(&wrapped, Side::Upstream, &store).unwrap();
+        let ts =
+            TransportSocket::compile(&wrapped, Side::Upstream, &store, "listener.test.").unwrap();
         assert!(ts.is_tls());
         assert_eq!(ts.sds_secrets().len(), 2);
     }
@@ -311,14 +382,16 @@ mod tests {
     fn raw_buffer_and_unknown_sockets() {
         let store = Store::new();
         let raw = socket("envoy.transport_sockets.raw_buffer", &raw_pb::RawBuffer {});
-        let ts = TransportSocket::compile(&raw, Side::Upstream, &store).unwrap();
+        let ts = TransportSocket::compile(&raw, Side::Upstream, &store, "listener.test.").unwrap();
         assert_eq!(ts, TransportSocket::RawBuffer);
         assert!(ts.sds_secrets().is_empty());
         let bare = core_pb::TransportSocket {
             name: "raw_buffer".into(),
             config_type: None,
         };
-        assert!(TransportSocket::compile(&bare, Side::Downstream, &store).is_ok());
+        assert!(
+            TransportSocket::compile(&bare, Side::Downstream, &store, "listener.test.").is_ok()
+        );
         let alts = core_pb::TransportSocket {
             name: "envoy.transport_sockets.alts".into(),
             config_type: Some(core_pb::transport_socket::ConfigType::TypedConfig(Any {
@@ -327,7 +400,8 @@ mod tests {
                 value: vec![],
             })),
         };
-        let e = TransportSocket::compile(&alts, Side::Upstream, &store).unwrap_err();
+        let e =
+            TransportSocket::compile(&alts, Side::Upstream, &store, "listener.test.").unwrap_err();
         let e = e.to_string();
         assert!(
             e.contains("envoy.transport_sockets.alts") && e.contains("v3.Alts"),
@@ -340,6 +414,6 @@ mod tests {
                 value: vec![0xff, 0xff],
             })),
         };
-        assert!(TransportSocket::compile(&bad, Side::Upstream, &store).is_err());
+        assert!(TransportSocket::compile(&bad, Side::Upstream, &store, "listener.test.").is_err());
     }
 }

@@ -318,10 +318,7 @@ fn the_parser_rejects_broken_text() {
 }
 
 /// Families tern writes that Envoy 1.40 does not, each for a reason.
-const TERN_ONLY: &[&str] = &[
-    // Connections closed because their chain needs TLS, which tern does not terminate yet.
-    "envoy_listener_tls_not_supported",
-];
+const TERN_ONLY: &[&str] = &[];
 
 /// Counters and histogram counts that must be equal for the same traffic (byte counts and
 /// timings differ between the two proxies).

@@ -213,9 +213,9 @@ async fn istio_passthrough_cluster_is_accepted() {
 }
 
 #[tokio::test]
-async fn tls_filter_chains_close_connections_until_tls_arrives() {
-    // A filter chain with a TLS transport socket compiles (its SDS secrets are known), but
-    // tern terminates no TLS yet (issue #6): the connection is closed and counted.
+async fn tls_filter_chain_without_its_sds_secret_refuses_handshakes() {
+    // A filter chain with a TLS transport socket compiles (its SDS secrets are known); until
+    // the secret arrives every handshake fails: the connection is closed and counted.
     let (echo, _t) = upstream::tcp_echo().await;
     let listener = r#"
   - name: tls
@@ -255,7 +255,7 @@ async fn tls_filter_chains_close_connections_until_tls_arrives() {
     assert!(out.is_empty());
     let stats = &tern.world.stats;
     assert_eq!(
-        stats.counter_value("listener.tls.tls_not_supported"),
+        stats.counter_value("listener.tls.ssl.connection_error"),
         Some(1)
     );
     assert_eq!(stats.counter_value("tcp.tls.downstream_cx_total"), Some(0));

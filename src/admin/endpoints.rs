@@ -439,9 +439,11 @@ fn memory(_: &AdminRequest, _: &AdminCtx) -> Reply {
     }
 }
 
-fn certs(_: &AdminRequest, _: &AdminCtx) -> Reply {
-    // No TLS context holds a certificate until TLS (issue #6) is built.
-    Reply::json(pretty(&serde_json::json!({ "certificates": [] })))
+fn certs(_: &AdminRequest, ctx: &AdminCtx) -> Reply {
+    match to_json(&super::certs::certificates(&ctx.world), true) {
+        Ok(v) => Reply::json(pretty(&v)),
+        Err(e) => Reply::with(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
+    }
 }
 
 fn listeners(r: &AdminRequest, ctx: &AdminCtx) -> Reply {

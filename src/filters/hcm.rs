@@ -1,5 +1,10 @@
 //! `envoy.filters.network.http_connection_manager` configuration, and its HTTP filter chain.
 
+mod istio_alpn;
+mod xfcc;
+
+pub use xfcc::{ClientCertConfig, ForwardClientCert};
+
 use super::http::HttpFilterConfig;
 use super::istio_metrics::IstioHttpObserver;
 use crate::config::{self, ConfigError, Within};
@@ -167,6 +172,8 @@ pub struct HcmConfig {
     pub route: RouteSpec,
     /// `http_filters`, router last.
     pub http_filters: Vec<HttpFilterConfig>,
+    /// Istio's `istio.alpn` lists for HTTP/1.1 and HTTP/2 upstreams.
+    istio_alpn: [Option<Arc<[Vec<u8>]>>; 2],
     /// The router filter's settings.
     pub router: RouterConfig,
     /// `stream_idle_timeout` (default 5 min; 0 disables).
@@ -199,6 +206,8 @@ pub struct HcmConfig {
     pub h2_initial_connection_window: Option<u32>,
     /// `use_remote_address`.
     pub use_remote_address: bool,
+    /// `forward_client_cert_details` / `set_current_client_cert_details`.
+    pub client_cert: ClientCertConfig,
     /// `xff_num_trusted_hops`.
     pub xff_num_trusted_hops: u32,
     /// `skip_xff_append`.
@@ -246,6 +255,14 @@ pub struct HcmConfig {
     pub stats: HcmStats,
     /// Istio's peer metadata exchange, when a filter asks for it (the first one applies).
     pub peer_exchange: Option<Arc<PeerExchange>>,
+}
+
+impl HcmConfig {
+    /// Istio's `istio.alpn` filter: the ALPN protocols to offer upstream for a request sent
+    /// over HTTP/2 (`http2`) or HTTP/1.1, if the filter is in the chain and lists them.
+    pub fn istio_alpn(&self, http2: bool) -> Option<Arc<[Vec<u8>]>> {
+        self.istio_alpn[usize::from(http2)].clone()
+    }
 }
 
 impl HcmConfig {
@@ -383,6 +400,7 @@ impl HcmConfig {
             stat_prefix: h.stat_prefix.clone(),
             codec,
             route,
+            istio_alpn: istio_alpn::lists(&http_filters),
             http_filters,
             router,
             stream_idle_timeout: config::timeout_or_disabled(
@@ -424,6 +442,7 @@ impl HcmConfig {
                 .as_ref()
                 .map(|v| v.value),
             use_remote_address: config::bool_or(h.use_remote_address.as_ref(), false),
+            client_cert: ClientCertConfig::compile(&h, store)?,
             xff_num_trusted_hops: h.xff_num_trusted_hops,
             skip_xff_append: h.skip_xff_append,
             via,

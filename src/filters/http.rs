@@ -40,7 +40,8 @@ pub enum HttpFilterConfig {
     /// Istio's peer metadata exchange: the null-VM `envoy.wasm.metadata_exchange` plugin or
     /// the peer metadata filter (`io.istio.http.peer_metadata.Config`).
     PeerExchange(Arc<PeerExchange>),
-    /// Istio's `istio.alpn`: ALPN values for upstream mTLS. Not enforced (no upstream TLS).
+    /// Istio's `istio.alpn`: the ALPN values offered on upstream TLS connections, by the
+    /// upstream HTTP protocol (see `HcmConfig::istio_alpn`).
     Alpn(alpn::FilterConfig),
     /// Istio's `connect_authority` (HBONE). Not enforced.
     ConnectAuthority(connect_authority::Config),
@@ -189,9 +190,7 @@ fn compile_one(
             }
         }
     } else if url == alpn::FilterConfig::type_url() {
-        let c = tc.decode()?;
-        store.not_enforced("istio.alpn", "ALPN override for upstream mTLS (issue #6)");
-        HttpFilterConfig::Alpn(c)
+        HttpFilterConfig::Alpn(tc.decode()?)
     } else if url == peer_metadata::Config::type_url() {
         let c: peer_metadata::Config = tc.decode()?;
         let x = exchange_config(&c, store);

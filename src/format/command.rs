@@ -1,7 +1,10 @@
 //! Command operators (`%RESPONSE_CODE%`, `%REQ(x-request-id):10%`, ...): parsed once from a
 //! format string, then written per stream from a [`Source`].
 
+mod tls;
 mod write;
+
+pub use tls::TlsField;
 
 pub use write::{Written, write};
 
@@ -161,6 +164,13 @@ pub enum Command {
     UniqueId,
     /// `REQUESTED_SERVER_NAME`.
     RequestedServerName,
+    /// `DOWNSTREAM_*` / `UPSTREAM_*` TLS facts (`DOWNSTREAM_PEER_URI_SAN`...).
+    Tls {
+        /// `UPSTREAM_*`.
+        upstream: bool,
+        /// Which fact.
+        field: TlsField,
+    },
     /// `ROUTE_NAME`.
     RouteName,
     /// `HOSTNAME`.
@@ -313,6 +323,9 @@ impl Command {
         use Addr::*;
         use AddrPart::*;
         let addr = |a: Addr, p: AddrPart| plain(Command::Address(a, p));
+        if let Some((upstream, field)) = TlsField::parse(name) {
+            return plain(Command::Tls { upstream, field });
+        }
         match name {
             "START_TIME" => no_len(Command::StartTime(arg.unwrap_or("").to_owned())),
             "EMIT_TIME" => no_len(Command::EmitTime(arg.unwrap_or("").to_owned())),

@@ -3,10 +3,11 @@
 //! selects, and the network filter that serves it until it closes.
 
 use super::{Generation, inspect};
-use crate::proxy::{self, ConnInfo};
-use crate::snapshot::{ConnMeta, Listener, World};
+use crate::proxy::{self, ConnInfo, Drain};
+use crate::snapshot::{ConnMeta, FilterChain, Listener, World};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 /// An accepted stream.
@@ -67,12 +68,6 @@ pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<Wor
         }
         return;
     };
-    if chain.requires_tls() {
-        // TLS termination comes with issue #6; until then the connection is closed.
-        debug!(listener = %l.name, conn = id, chain = %chain.name, "filter chain needs TLS, not supported yet; connection closed");
-        l.stats.tls_not_supported.inc();
-        return;
-    }
     let Some(drain) = generation.drains.get(index).cloned() else {
         return;
     };
@@ -83,14 +78,14 @@ pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<Wor
         listener: l.name.as_str().into(),
         buffer_limit: l.per_connection_buffer_limit,
         direction: l.direction,
+        tls: None,
     };
-    let network = chain.network.clone();
     let stats = l.stats.clone();
     stats.downstream_cx_active.inc();
     let accepted_at = std::time::Instant::now();
     match io {
-        Io::Tcp(s) => proxy::serve_connection(s, network, world, conn, drain).await,
-        Io::Unix(s) => proxy::serve_connection(s, network, world, conn, drain).await,
+        Io::Tcp(s) => serve(s, chain, world, conn, drain).await,
+        Io::Unix(s) => serve(s, chain, world, conn, drain).await,
     }
     stats.downstream_cx_active.dec();
     stats.downstream_cx_destroy.inc();
@@ -113,6 +108,30 @@ impl<'a> PreConnection<'a> {
 impl Drop for PreConnection<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// Terminate TLS if the chain asks for it (the handshake bounded by the chain's
+/// `transport_socket_connect_timeout`), then run the chain's network filter.
+async fn serve<IO>(io: IO, chain: &FilterChain, world: Arc<World>, mut conn: ConnInfo, drain: Drain)
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let network = chain.network.clone();
+    let Some(tls) = chain.tls() else {
+        proxy::serve_connection(io, network, world, conn, drain).await;
+        return;
+    };
+    let secrets = world.secrets.load_full();
+    match tls.accept(io, &secrets, chain.handshake_timeout).await {
+        Ok((stream, info)) => {
+            drop(secrets);
+            conn.tls = Some(Arc::new(info));
+            proxy::serve_connection(stream, network, world, conn, drain).await;
+        }
+        Err(e) => {
+            debug!(listener = %conn.listener, conn = conn.id, chain = %chain.name, error = %e, "TLS handshake failed; connection closed");
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod stream;
 mod upgrade;
 mod upstream_request;
 mod upstream_stats;
+mod xfcc;
 
 pub use local_reply::local_reply;
 pub use request::set_local_address_ipv6;
@@ -73,7 +74,13 @@ pub async fn serve<IO>(
         cfg.stats.downstream_cx_tx_bytes_total.clone(),
     );
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Over TLS, AUTO follows the negotiated ALPN protocol when there is one.
+    let alpn = conn.tls.as_ref().and_then(|t| t.alpn.as_deref());
     match cfg.codec {
+        Codec::Auto if alpn == Some("h2") => builder = builder.http2_only(),
+        Codec::Auto if matches!(alpn, Some("http/1.1" | "http/1.0")) => {
+            builder = builder.http1_only()
+        }
         Codec::Auto => {}
         Codec::Http1 => builder = builder.http1_only(),
         Codec::Http2 => builder = builder.http2_only(),

@@ -60,7 +60,21 @@ where
             i.istio.upstream_workload = host.istio_workload.clone();
             i.istio.upstream_address = host.address.socket_addr();
         });
-        match pool::connect_host(&host, &cluster.stats, cluster.pool.connect_timeout).await {
+        let tls = pool::UpstreamTls::for_host(
+            &cluster,
+            &host,
+            || world.secrets.load_full(),
+            None,
+            None,
+            None,
+        );
+        let connect = pool::connect_host(
+            &host,
+            &cluster.stats,
+            cluster.pool.connect_timeout,
+            tls.as_ref(),
+        );
+        match connect.await {
             Ok(io) => {
                 upstream = Some((io, host));
                 break;
@@ -75,6 +89,8 @@ where
                         let text = text.rfind(" (os error ").map_or(&*text, |i| &text[..i]);
                         i.upstream_transport_failure_reason =
                             Some(format!("delayed connect error: {text}"));
+                    } else if let pool::UpstreamError::Tls(t) = &e {
+                        i.upstream_transport_failure_reason = Some(format!("TLS_error: {t}"));
                     }
                 });
                 tried.push(host);
@@ -90,7 +106,10 @@ where
         }
         return;
     };
-    rec.with(|i| i.upstream_local = up.local());
+    rec.with(|i| {
+        i.upstream_local = up.local();
+        i.upstream_tls = up.tls().cloned();
+    });
     let _req = host.start_request();
     let span = tracing::debug_span!("tcp_proxy", upstream = %host.address);
     let deadline = cfg.max_downstream_connection_duration;
@@ -252,6 +271,10 @@ impl Record {
         info.downstream_local = conn.local;
         info.downstream_remote = conn.remote;
         info.downstream_direct_remote = conn.remote;
+        if let Some(t) = &conn.tls {
+            info.requested_server_name = t.sni.clone();
+            info.downstream_tls = Some(t.clone());
+        }
         Record(Some(Box::new((info, observers.clone(), istio.cloned()))))
     }
 

@@ -81,19 +81,31 @@ pub struct FilterChain {
     pub matcher: ChainMatch,
     /// `transport_socket` (none: plaintext).
     pub transport_socket: Option<TransportSocket>,
+    /// `transport_socket_connect_timeout`: how long the TLS handshake may take (Envoy sets
+    /// no bound by default; tern uses [`DEFAULT_HANDSHAKE_TIMEOUT`] then).
+    pub handshake_timeout: Duration,
     /// The network filters before the terminal one (none enforced yet).
     pub filters: Vec<NonTerminalFilterConfig>,
     /// The terminal network filter.
     pub network: NetworkFilter,
 }
 
+/// The TLS handshake bound of a filter chain without `transport_socket_connect_timeout`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl FilterChain {
-    /// Whether the chain terminates TLS. Until TLS arrives (issue #6) a connection that
-    /// selects such a chain is closed and counted in `listener.<prefix>.tls_not_supported`.
+    /// Whether the chain terminates TLS.
     pub fn requires_tls(&self) -> bool {
         self.transport_socket
             .as_ref()
             .is_some_and(TransportSocket::is_tls)
+    }
+
+    /// The chain's TLS server context, if it terminates TLS.
+    pub fn tls(&self) -> Option<&Arc<crate::tls::ServerContext>> {
+        self.transport_socket
+            .as_ref()
+            .and_then(TransportSocket::server)
     }
 }
 
@@ -108,9 +120,6 @@ pub struct ListenerStats {
     pub downstream_cx_destroy: Counter,
     /// `no_filter_chain_match`.
     pub no_filter_chain_match: Counter,
-    /// `tls_not_supported`: connections closed because their filter chain needs TLS, which
-    /// tern does not terminate yet (issue #6).
-    pub tls_not_supported: Counter,
     /// `downstream_cx_length_ms`.
     pub downstream_cx_length_ms: Histogram,
     /// `downstream_pre_cx_active`: connections in the listener filters.
@@ -273,10 +282,24 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
         );
     }
     let istio_direction = filters::istio_metrics::listener_direction(l.traffic_direction);
+    // Envoy's stat names have no colons: `listener.127.0.0.1_15001`, `listener.[__]_15001`.
+    let prefix = match &address {
+        Address::Tcp(a) => a.to_string().replace(':', "_"),
+        Address::Pipe(p) => p.display().to_string(),
+        Address::Internal(n) => n.clone(),
+    };
+    let prefix = if l.stat_prefix.is_empty() {
+        prefix
+    } else {
+        l.stat_prefix.clone()
+    };
+    let scope = format!("listener.{prefix}.");
     let mut chains = Vec::with_capacity(l.filter_chains.len());
     for (i, fc) in l.filter_chains.iter().enumerate() {
-        chains
-            .push(compile_chain(fc, store, istio_direction).within(format!("filter_chains[{i}]"))?);
+        chains.push(
+            compile_chain(fc, store, &scope, istio_direction)
+                .within(format!("filter_chains[{i}]"))?,
+        );
     }
     // Envoy rejects two chains with identical matches.
     for (i, a) in chains.iter().enumerate() {
@@ -290,7 +313,9 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
         }
     }
     let default_chain = match &l.default_filter_chain {
-        Some(fc) => Some(compile_chain(fc, store, istio_direction).within("default_filter_chain")?),
+        Some(fc) => {
+            Some(compile_chain(fc, store, &scope, istio_direction).within("default_filter_chain")?)
+        }
         None => None,
     };
     if chains.is_empty() && default_chain.is_none() {
@@ -299,17 +324,6 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
             "a listener needs a filter chain or a default_filter_chain",
         ));
     }
-    // Envoy's stat names have no colons: `listener.127.0.0.1_15001`, `listener.[__]_15001`.
-    let prefix = match &address {
-        Address::Tcp(a) => a.to_string().replace(':', "_"),
-        Address::Pipe(p) => p.display().to_string(),
-        Address::Internal(n) => n.clone(),
-    };
-    let prefix = if l.stat_prefix.is_empty() {
-        prefix
-    } else {
-        l.stat_prefix.clone()
-    };
     let c = |s: &str| store.counter(format!("listener.{prefix}.{s}"));
     let access_log = crate::access_log::compile(&l.access_log, store)?;
     use envoy_types::pb::envoy::config::core::v3::TrafficDirection as Direction;
@@ -343,7 +357,6 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
             downstream_cx_active: store.gauge(format!("listener.{prefix}.downstream_cx_active")),
             downstream_cx_destroy: c("downstream_cx_destroy"),
             no_filter_chain_match: c("no_filter_chain_match"),
-            tls_not_supported: c("tls_not_supported"),
             downstream_cx_length_ms: store.histogram(
                 format!("listener.{prefix}.downstream_cx_length_ms"),
                 Unit::Milliseconds,
@@ -361,12 +374,13 @@ fn compile_inner(l: &listener_pb::Listener, store: &Store) -> Result<Arc<Listene
 fn compile_chain(
     fc: &listener_pb::FilterChain,
     store: &Store,
+    scope: &str,
     direction: ListenerDirection,
 ) -> Result<Arc<FilterChain>, ConfigError> {
     let transport_socket = fc
         .transport_socket
         .as_ref()
-        .map(|ts| TransportSocket::compile(ts, Side::Downstream, store))
+        .map(|ts| TransportSocket::compile(ts, Side::Downstream, store, scope))
         .transpose()
         .within("transport_socket")?;
     let matcher =
@@ -395,6 +409,9 @@ fn compile_chain(
         name: fc.name.clone(),
         matcher,
         transport_socket,
+        handshake_timeout: config::duration(fc.transport_socket_connect_timeout.as_ref())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
         filters: compiled.filters,
         network,
     }))

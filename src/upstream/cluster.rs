@@ -210,7 +210,7 @@ pub struct Cluster {
     pub per_connection_buffer_limit: u32,
     /// Circuit breaker thresholds.
     pub circuit_breakers: CircuitBreakers,
-    /// `transport_socket` (none: plaintext). TLS is not enforced yet (issue #6).
+    /// `transport_socket` (none: plaintext).
     pub transport_socket: Option<TransportSocket>,
     /// `transport_socket_matches`, in order.
     pub transport_socket_matches: Vec<TransportSocketMatch>,
@@ -350,20 +350,21 @@ impl Cluster {
         };
         let (protocol, pool) = protocol_and_pool(c)?;
         let circuit_breakers = circuit_breakers(c);
-        let transport_socket = c
-            .transport_socket
-            .as_ref()
-            .map(|ts| TransportSocket::compile(ts, Side::Upstream, store))
-            .transpose()
-            .within("transport_socket")?;
-        let transport_socket_matches = transport_socket_matches(c, store)?;
-        let filters = upstream_filters(&c.filters, store)?;
-        note_not_enforced(c, &discovery, store);
         let stat_name = if c.alt_stat_name.is_empty() {
             &c.name
         } else {
             &c.alt_stat_name
         };
+        let scope = format!("cluster.{stat_name}.");
+        let transport_socket = c
+            .transport_socket
+            .as_ref()
+            .map(|ts| TransportSocket::compile(ts, Side::Upstream, store, &scope))
+            .transpose()
+            .within("transport_socket")?;
+        let transport_socket_matches = transport_socket_matches(c, store, &scope)?;
+        let filters = upstream_filters(&c.filters, store)?;
+        note_not_enforced(c, &discovery, store);
         let set = Arc::new(set);
         let lb = lb::build(&lb_settings, &set);
         let stats = ClusterStats::for_cluster(store, stat_name);
@@ -421,6 +422,19 @@ impl Cluster {
         out
     }
 
+    /// The TLS context for connections to `host`: the first `transport_socket_matches` entry
+    /// its metadata matches, else `transport_socket`; `None` for plaintext.
+    pub fn tls_for(&self, host: &Host) -> Option<&Arc<crate::tls::ClientContext>> {
+        let labels = host.socket_match.as_ref().map(|l| l.as_slice());
+        let socket = self
+            .transport_socket_matches
+            .iter()
+            .find(|m| m.matches(labels))
+            .map(|m| &m.socket)
+            .or(self.transport_socket.as_ref())?;
+        socket.client()
+    }
+
     /// Pick a host for a request.
     pub fn choose_host(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
         let (host, panic) = self.hosts.load().lb.choose_with_panic(ctx)?;
@@ -476,8 +490,7 @@ impl Cluster {
         self.hosts.store(Arc::new(HostState { set, lb }));
         for h in removed {
             if let Some(p) = h.pools_if_any() {
-                p.http1.clear();
-                p.http2.clear();
+                p.clear();
             }
         }
     }
@@ -573,6 +586,11 @@ fn protocol_and_pool(
         ..PoolSettings::default()
     };
     #[allow(deprecated)]
+    if let Some(u) = &c.upstream_http_protocol_options {
+        pool.auto_sni = u.auto_sni;
+        pool.auto_san_validation = u.auto_san_validation;
+    }
+    #[allow(deprecated)]
     let legacy_h2 = c.http2_protocol_options.is_some();
     #[allow(deprecated)]
     let mut common = c.common_http_protocol_options;
@@ -601,6 +619,10 @@ fn protocol_and_pool(
             config::unpack(any).within(format!("typed_extension_protocol_options[{name}]"))?;
         if opts.common_http_protocol_options.is_some() {
             common = opts.common_http_protocol_options;
+        }
+        if let Some(u) = &opts.upstream_http_protocol_options {
+            pool.auto_sni = u.auto_sni;
+            pool.auto_san_validation = u.auto_san_validation;
         }
         use upstream_http_pb::http_protocol_options::UpstreamProtocolOptions as U;
         use upstream_http_pb::http_protocol_options::explicit_http_config::ProtocolConfig as P;

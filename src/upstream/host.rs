@@ -8,6 +8,30 @@ use crate::upstream::pool::HostPools;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// Metadata keys and values as text (strings as they are, other values in JSON).
+pub type SocketMatchLabels = Arc<Vec<(String, String)>>;
+
+/// The labels of a metadata `Struct`, sorted by key.
+pub fn struct_labels(s: &envoy_types::pb::google::protobuf::Struct) -> Vec<(String, String)> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let mut out: Vec<(String, String)> = s
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            let text = match &v.kind {
+                Some(Kind::StringValue(s)) => s.clone(),
+                Some(Kind::BoolValue(b)) => b.to_string(),
+                Some(Kind::NumberValue(n)) => n.to_string(),
+                Some(Kind::NullValue(_)) | None => "null".into(),
+                Some(other) => format!("{other:?}"),
+            };
+            (k.clone(), text)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// One upstream endpoint (`LbEndpoint`).
 #[derive(Debug)]
 pub struct Host {
@@ -35,6 +59,9 @@ pub struct Host {
     /// `name;namespace;canonical name;revision;cluster`), decoded: the destination a client
     /// reports when the upstream sent no peer metadata.
     pub istio_workload: Option<Arc<WorkloadMetadata>>,
+    /// `LbEndpoint.metadata.filter_metadata["envoy.transport_socket_match"]`, as text labels:
+    /// what the cluster's `transport_socket_matches` compare against.
+    pub socket_match: Option<SocketMatchLabels>,
     /// Connection pools, made on first use (most hosts of a large mesh are never used);
     /// shared with the host of the same address in the next host set, so pooled connections
     /// survive an EDS or DNS update.
@@ -55,6 +82,7 @@ impl Host {
             total_requests: AtomicU64::new(0),
             counters: HostCounters::default(),
             istio_workload: None,
+            socket_match: None,
             pools: std::sync::OnceLock::new(),
         }
     }
@@ -62,6 +90,15 @@ impl Host {
     /// The host's connection pools.
     pub fn pools(&self) -> &HostPools {
         self.pools.get_or_init(Arc::default)
+    }
+
+    /// The pools for plaintext connections (`None`) or TLS connections with this key.
+    pub fn pools_for(&self, key: Option<u64>) -> Arc<HostPools> {
+        let base = self.pools.get_or_init(Arc::default);
+        match key {
+            None => base.clone(),
+            Some(k) => base.keyed(k),
+        }
     }
 
     /// The pools, if any connection was ever pooled for this host.

@@ -5,7 +5,7 @@
 //!
 //! Pure conversion: no I/O, no DNS (the caller resolves), and nothing from `lb`.
 
-use super::host::{Host, HostSet, Locality, PrioritySet};
+use super::host::{Host, HostSet, Locality, PrioritySet, SocketMatchLabels, struct_labels};
 use crate::config::{Address, ConfigError, Within, socket_address_of};
 use crate::stats::istio::WorkloadMetadata;
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
@@ -68,6 +68,8 @@ pub struct DnsTarget {
     pub priority: usize,
     /// Index of the locality in that priority's [`HostSet::localities`].
     pub locality: usize,
+    /// The endpoint's `envoy.transport_socket_match` metadata.
+    pub socket_match: Option<SocketMatchLabels>,
 }
 
 /// Build the host sets of a STATIC or EDS cluster (`Cluster.load_assignment` or an EDS
@@ -135,6 +137,7 @@ pub fn dns_targets_from_assignment(
             health: at.health,
             priority: at.priority,
             locality: at.locality,
+            socket_match: at.socket_match.clone(),
         });
         Ok(())
     })?;
@@ -169,6 +172,7 @@ pub fn priority_set_from_resolved(
                 target.weight,
             );
             host.locality = locality;
+            host.socket_match = target.socket_match.clone();
             target.health.apply(&host);
             hs.hosts.push(Arc::new(host));
         }
@@ -183,6 +187,7 @@ struct At {
     weight: u32,
     health: EndpointHealth,
     istio_workload: Option<Arc<WorkloadMetadata>>,
+    socket_match: Option<SocketMatchLabels>,
 }
 
 fn push_host(set: &mut PrioritySet, at: At, address: Address, hostname: String) {
@@ -190,6 +195,7 @@ fn push_host(set: &mut PrioritySet, at: At, address: Address, hostname: String) 
         let mut host = Host::new(address, hostname, at.weight);
         host.locality = at.locality;
         host.istio_workload = at.istio_workload;
+        host.socket_match = at.socket_match;
         at.health.apply(&host);
         hs.hosts.push(Arc::new(host));
     }
@@ -344,6 +350,11 @@ fn for_each_endpoint(
                 weight,
                 health: EndpointHealth::from_proto(lb.health_status),
                 istio_workload: istio_workload(lb.metadata.as_ref()),
+                socket_match: lb
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.filter_metadata.get("envoy.transport_socket_match"))
+                    .map(|s| Arc::new(struct_labels(s))),
             };
             f(at, endpoint).map_err(|e| e.within(path()))?;
         }

@@ -3,9 +3,11 @@
 
 mod http1;
 mod http2;
+mod tls;
 
 pub use http1::Http1Pool;
 pub use http2::Http2Pool;
+pub use tls::UpstreamTls;
 
 use crate::config::Address;
 use crate::protocol::body::{Body, BoxError};
@@ -20,13 +22,47 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-/// The pools of one host.
+/// The pools of one host: plaintext connections here, TLS connections in a pool of their own
+/// per context and options ([`UpstreamTls::key`]), so that connections with a different SNI or
+/// ALPN are never shared.
 #[derive(Debug, Default)]
 pub struct HostPools {
     /// Idle HTTP/1.1 connections.
     pub http1: Http1Pool,
     /// The shared HTTP/2 connection.
     pub http2: Http2Pool,
+    keyed: std::sync::Mutex<std::collections::HashMap<u64, Arc<HostPools>>>,
+}
+
+/// TLS pools of one host at most (a host reached with more SNI/ALPN combinations than this
+/// drops the oldest pools' idle connections).
+const MAX_KEYED_POOLS: usize = 64;
+
+impl HostPools {
+    /// The pools for TLS connections with this key.
+    pub fn keyed(&self, key: u64) -> Arc<HostPools> {
+        let mut map = self.keyed.lock().unwrap_or_else(|e| e.into_inner());
+        if !map.contains_key(&key) && map.len() >= MAX_KEYED_POOLS {
+            map.clear();
+        }
+        map.entry(key).or_default().clone()
+    }
+
+    /// Close every idle connection, TLS pools included.
+    pub fn clear(&self) {
+        self.http1.clear();
+        self.http2.clear();
+        let keyed: Vec<_> = self
+            .keyed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for p in keyed {
+            p.clear();
+        }
+    }
 }
 
 /// The upstream protocol of a request, chosen from the cluster's protocol options.
@@ -60,6 +96,11 @@ pub struct PoolSettings {
     pub h2_keepalive_timeout: Duration,
     /// Idle HTTP/1.1 connections kept per host at most.
     pub max_idle_per_host: usize,
+    /// `upstream_http_protocol_options.auto_sni`: the request's host is the SNI.
+    pub auto_sni: bool,
+    /// `upstream_http_protocol_options.auto_san_validation`: the server certificate must
+    /// carry the SNI as a DNS SAN.
+    pub auto_san_validation: bool,
 }
 
 impl Default for PoolSettings {
@@ -74,6 +115,8 @@ impl Default for PoolSettings {
             h2_keepalive_interval: None,
             h2_keepalive_timeout: Duration::from_secs(20),
             max_idle_per_host: 1024,
+            auto_sni: false,
+            auto_san_validation: false,
         }
     }
 }
@@ -96,6 +139,9 @@ pub enum UpstreamError {
     /// The address kind cannot be dialled.
     #[error("cannot connect to {0}")]
     Unsupported(String),
+    /// The TLS handshake failed (Envoy's `TLS_error` transport failure).
+    #[error("TLS_error: {0}")]
+    Tls(#[source] crate::tls::TlsError),
 }
 
 impl UpstreamError {
@@ -107,6 +153,7 @@ impl UpstreamError {
             UpstreamError::ConnectFailure(_)
                 | UpstreamError::ConnectTimeout
                 | UpstreamError::Handshake(_)
+                | UpstreamError::Tls(_)
         )
     }
 }
@@ -118,6 +165,8 @@ pub enum UpstreamIo {
     Tcp(TcpStream),
     /// Unix domain socket.
     Unix(UnixStream),
+    /// TLS over one of the others.
+    Tls(Box<tokio_rustls::client::TlsStream<UpstreamIo>>),
 }
 
 impl UpstreamIo {
@@ -126,6 +175,7 @@ impl UpstreamIo {
         match self {
             UpstreamIo::Tcp(s) => s.local_addr().ok(),
             UpstreamIo::Unix(_) => None,
+            UpstreamIo::Tls(t) => t.get_ref().0.local(),
         }
     }
 
@@ -138,6 +188,7 @@ impl UpstreamIo {
                 .ok()
                 .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
                 .unwrap_or_default(),
+            UpstreamIo::Tls(t) => t.get_ref().0.peer(),
         }
     }
 }
@@ -165,7 +216,8 @@ pub async fn connect(addr: &Address, timeout: Duration) -> Result<UpstreamIo, Up
     }
 }
 
-/// Connect to a host, counting the connection in the cluster's and the host's stats
+/// Connect to a host (and run the TLS handshake when `tls` is given, within the same
+/// `timeout`), counting the connection in the cluster's and the host's stats
 /// (`upstream_cx_total`, `upstream_cx_active`, `upstream_cx_connect_ms`, or
 /// `upstream_cx_connect_fail` / `upstream_cx_connect_timeout`). The returned connection counts
 /// its bytes and, when dropped, `upstream_cx_destroy` and `upstream_cx_length_ms`.
@@ -173,10 +225,30 @@ pub async fn connect_host(
     host: &Arc<Host>,
     stats: &ClusterStats,
     timeout: Duration,
+    tls: Option<&UpstreamTls>,
 ) -> Result<UpstreamConn, UpstreamError> {
     let start = Instant::now();
-    match connect(&host.address, timeout).await {
-        Ok(io) => {
+    let attempt = async {
+        let io = connect(&host.address, timeout).await?;
+        let Some(t) = tls else {
+            return Ok((io, None));
+        };
+        let peer = match &host.address {
+            Address::Tcp(a) => Some(a.ip()),
+            _ => None,
+        };
+        let rest = timeout.saturating_sub(start.elapsed());
+        match tokio::time::timeout(rest, t.ctx.connect(io, &t.secrets, peer, &t.opts)).await {
+            Ok(Ok((stream, info))) => Ok((UpstreamIo::Tls(Box::new(stream)), Some(Arc::new(info)))),
+            Ok(Err(e)) => Err(UpstreamError::Tls(e)),
+            Err(_) => {
+                t.ctx.stats.connection_error().inc();
+                Err(UpstreamError::ConnectTimeout)
+            }
+        }
+    };
+    match attempt.await {
+        Ok((io, tls)) => {
             stats
                 .upstream_cx_connect_ms()
                 .record_duration(start.elapsed());
@@ -186,6 +258,7 @@ pub async fn connect_host(
             host.counters.cx_active.fetch_add(1, Ordering::Relaxed);
             Ok(UpstreamConn {
                 io,
+                tls,
                 host: host.clone(),
                 stats: stats.clone(),
                 start: Instant::now(),
@@ -208,6 +281,7 @@ pub async fn connect_host(
 #[derive(Debug)]
 pub struct UpstreamConn {
     io: UpstreamIo,
+    tls: Option<Arc<crate::tls::TlsInfo>>,
     host: Arc<Host>,
     stats: ClusterStats,
     start: Instant,
@@ -222,6 +296,11 @@ impl UpstreamConn {
     /// The local address of the connection (`%UPSTREAM_LOCAL_ADDRESS%`).
     pub fn local(&self) -> Option<std::net::SocketAddr> {
         self.io.local()
+    }
+
+    /// The TLS session, on a TLS connection (`%UPSTREAM_PEER_URI_SAN%`...).
+    pub fn tls(&self) -> Option<&Arc<crate::tls::TlsInfo>> {
+        self.tls.as_ref()
     }
 }
 
@@ -299,6 +378,7 @@ impl AsyncRead for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamIo::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -312,6 +392,7 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamIo::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_write_vectored(
@@ -322,6 +403,7 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             UpstreamIo::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
     fn is_write_vectored(&self) -> bool {
@@ -331,12 +413,14 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_flush(cx),
             UpstreamIo::Unix(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             UpstreamIo::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -350,22 +434,26 @@ pub struct PooledResponse {
     pub upstream_addr: String,
     /// `%UPSTREAM_LOCAL_ADDRESS%` (TCP connections).
     pub upstream_local: Option<std::net::SocketAddr>,
+    /// The upstream TLS session (`%UPSTREAM_PEER_URI_SAN%`...).
+    pub upstream_tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 /// Send `req` to `host` over `protocol`, reusing a pooled connection where one is free; new
-/// connections are counted in `stats`. `req` must be in the form the protocol needs (see
-/// `proxy`): origin-form URI and `Host` for HTTP/1.1; scheme and authority in the URI for
-/// HTTP/2.
+/// connections are counted in `stats` (and speak TLS when `tls` is given; they are pooled by
+/// its key). `req` must be in the form the protocol needs (see `proxy`): origin-form URI and
+/// `Host` for HTTP/1.1; scheme and authority in the URI for HTTP/2.
 pub async fn send(
     host: &Arc<Host>,
     stats: &ClusterStats,
     settings: &PoolSettings,
     protocol: UpstreamProtocol,
     req: http::Request<Body>,
+    tls: Option<&UpstreamTls>,
 ) -> Result<PooledResponse, UpstreamError> {
+    let pools = host.pools_for(tls.map(UpstreamTls::key));
     match protocol {
-        UpstreamProtocol::Http1 => http1::send(host, stats, settings, req).await,
-        UpstreamProtocol::Http2 => http2::send(host, stats, settings, req).await,
+        UpstreamProtocol::Http1 => http1::send(host, &pools, stats, settings, req, tls).await,
+        UpstreamProtocol::Http2 => http2::send(host, &pools, stats, settings, req, tls).await,
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ads;
+pub mod certs;
 pub mod logs;
 pub mod prom;
 pub mod upstream;

@@ -295,6 +295,14 @@ fn write_info(c: &Command, i: &StreamInfo, out: &mut String) -> Written {
             Written::Str
         }
         Command::RequestedServerName => opt_text(out, i.requested_server_name.as_deref()),
+        Command::Tls { upstream, field } => {
+            let tls = if *upstream {
+                i.upstream_tls.as_deref()
+            } else {
+                i.downstream_tls.as_deref()
+            };
+            opt_text(out, tls.and_then(|t| field.value(t)).as_deref())
+        }
         Command::RouteName => opt_text(out, i.route_name.as_deref().filter(|n| !n.is_empty())),
         Command::TraceId => opt_text(out, i.trace_id.as_deref()),
         Command::AccessLogType => text(out, i.log_type.as_str()),

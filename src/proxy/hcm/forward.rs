@@ -16,7 +16,7 @@ use crate::stream_info::ResponseFlag;
 use crate::upstream::cluster::Cluster;
 use crate::upstream::host::Host;
 use crate::upstream::lb::LbContext;
-use crate::upstream::pool::{self, UpstreamError, UpstreamProtocol};
+use crate::upstream::pool::{self, UpstreamError, UpstreamProtocol, UpstreamTls};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -213,7 +213,16 @@ pub(crate) async fn forward(
             path,
             true,
         );
-        return upgrade::proxy(req, downstream, &t, host, &cluster, s.rec).await;
+        return upgrade::proxy(
+            req,
+            downstream,
+            &t,
+            host,
+            &cluster,
+            &ctx.world.secrets,
+            s.rec,
+        )
+        .await;
     }
 
     // The stream idle timeout: the route's `idle_timeout` (zero disables it), else the
@@ -309,6 +318,14 @@ pub(crate) async fn forward(
         if matched.virtual_host.include_attempt_count_in_request {
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
+        let tls = UpstreamTls::for_host(
+            &cluster,
+            &host,
+            || ctx.world.secrets.load_full(),
+            Some(protocol),
+            Some(auto_host.unwrap_or(&authority)),
+            cfg.istio_alpn(protocol == UpstreamProtocol::Http2),
+        );
         let try_stats = Attempt::start(&cluster.stats, &host);
         let sent = Instant::now();
         let per_try = policy.and_then(|p| p.per_try_timeout);
@@ -324,7 +341,14 @@ pub(crate) async fn forward(
             Some(l) => {
                 match tokio::time::timeout(
                     l,
-                    pool::send(&host, &cluster.stats, &cluster.pool, protocol, req),
+                    pool::send(
+                        &host,
+                        &cluster.stats,
+                        &cluster.pool,
+                        protocol,
+                        req,
+                        tls.as_ref(),
+                    ),
                 )
                 .await
                 {
@@ -338,9 +362,17 @@ pub(crate) async fn forward(
                     Err(_) => Outcome::Timeout { global: false },
                 }
             }
-            None => {
-                Outcome::Done(pool::send(&host, &cluster.stats, &cluster.pool, protocol, req).await)
-            }
+            None => Outcome::Done(
+                pool::send(
+                    &host,
+                    &cluster.stats,
+                    &cluster.pool,
+                    protocol,
+                    req,
+                    tls.as_ref(),
+                )
+                .await,
+            ),
         };
         let more = attempt < max_attempts && replayable;
         let retriable = match &result {
@@ -415,6 +447,7 @@ pub(crate) async fn forward(
         return match result {
             Outcome::Done(Ok(r)) => {
                 s.rec.upstream_response(r.upstream_local);
+                s.rec.upstream_tls(r.upstream_tls.clone());
                 let upstream = r.upstream_addr;
                 let mut resp = r.response;
                 if let Some(i) = stream_idle

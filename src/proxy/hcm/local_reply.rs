@@ -11,9 +11,9 @@ use http::{HeaderValue, Response, StatusCode, header};
 /// refused TCP connect: the body is just `... reset reason: remote connection failure`.
 pub fn reset_reason(e: &UpstreamError) -> &'static str {
     match e {
-        UpstreamError::ConnectFailure(_) | UpstreamError::Unsupported(_) => {
-            "remote connection failure"
-        }
+        UpstreamError::ConnectFailure(_)
+        | UpstreamError::Unsupported(_)
+        | UpstreamError::Tls(_) => "remote connection failure",
         UpstreamError::ConnectTimeout => "connection timeout",
         UpstreamError::Handshake(_) => "protocol error",
         UpstreamError::Reset(_) => "connection termination",

@@ -141,6 +141,10 @@ impl Recorder {
         info.downstream_remote = conn.remote;
         info.downstream_direct_remote = conn.remote;
         info.protocol = Some(Protocol::from_version(version));
+        if let Some(t) = &conn.tls {
+            info.requested_server_name = t.sni.clone();
+            info.downstream_tls = Some(t.clone());
+        }
         Recorder(Some(Box::new(Rec {
             info,
             needs: observers.needs(),
@@ -193,7 +197,11 @@ impl Recorder {
             i.method = Some(method.clone());
             i.path = Some(path.to_owned());
             i.authority = Some(authority.to_owned());
-            i.scheme = Some("http");
+            i.scheme = Some(if i.downstream_tls.is_some() {
+                "https"
+            } else {
+                "http"
+            });
             i.request_headers = Some(headers.clone());
         }
     }
@@ -255,6 +263,13 @@ impl Recorder {
             i.timing.first_upstream_rx = Some(i.start.elapsed());
             i.response_code_details = Some(Cow::Borrowed(details::VIA_UPSTREAM));
         });
+    }
+
+    /// The upstream connection's TLS session, if any.
+    pub(crate) fn upstream_tls(&mut self, tls: Option<Arc<crate::tls::TlsInfo>>) {
+        if tls.is_some() {
+            self.with(|i| i.upstream_tls = tls);
+        }
     }
 
     /// The trace decision.
@@ -350,7 +365,9 @@ fn elapsed_us(start: Instant) -> u64 {
 /// Envoy's response flag and reset reason for an upstream failure before headers.
 fn failure(e: &UpstreamError) -> (ResponseFlag, &'static str) {
     match e {
-        UpstreamError::ConnectFailure(_) | UpstreamError::Unsupported(_) => (
+        UpstreamError::ConnectFailure(_)
+        | UpstreamError::Unsupported(_)
+        | UpstreamError::Tls(_) => (
             ResponseFlag::UpstreamConnectionFailure,
             "remote_connection_failure",
         ),
@@ -369,6 +386,9 @@ fn failure(e: &UpstreamError) -> (ResponseFlag, &'static str) {
 /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`: the socket error of a failed connect, as Envoy
 /// words it (`delayed connect error: Connection refused`).
 fn transport_failure(e: &UpstreamError) -> Option<String> {
+    if let UpstreamError::Tls(t) = e {
+        return Some(format!("TLS_error: {t}"));
+    }
     let UpstreamError::ConnectFailure(io) = e else {
         return None;
     };

@@ -239,7 +239,17 @@ async fn decode(
     }
 
     // x-forwarded-*, x-request-id.
-    request::forwarded_headers(&mut parts.headers, cfg, ctx.conn.remote, "http");
+    let scheme = if ctx.conn.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    request::forwarded_headers(&mut parts.headers, cfg, ctx.conn.remote, scheme);
+    super::xfcc::apply(
+        &mut parts.headers,
+        &cfg.client_cert,
+        ctx.conn.tls.as_deref(),
+    );
     // An external request (use_remote_address and not internal) gets a fresh id unless
     // preserve_external_request_id, as in Envoy.
     let external = cfg.use_remote_address && !parts.headers.contains_key("x-envoy-internal");

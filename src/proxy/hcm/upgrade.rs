@@ -23,6 +23,7 @@ pub(crate) async fn proxy(
     upgrade_type: &str,
     host: Arc<Host>,
     cluster: &Cluster,
+    secrets: &arc_swap::ArcSwap<crate::tls::SecretMap>,
     rec: &mut Recorder,
 ) -> Response<Body> {
     let Some(downstream) = downstream else {
@@ -30,7 +31,23 @@ pub(crate) async fn proxy(
         rec.details(details::UPGRADE_FAILED);
         return local_reply(StatusCode::FORBIDDEN, "");
     };
-    let io = match pool::connect_host(&host, &cluster.stats, cluster.pool.connect_timeout).await {
+    let tls = pool::UpstreamTls::for_host(
+        cluster,
+        &host,
+        || secrets.load_full(),
+        Some(pool::UpstreamProtocol::Http1),
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok()),
+        None,
+    );
+    let connect = pool::connect_host(
+        &host,
+        &cluster.stats,
+        cluster.pool.connect_timeout,
+        tls.as_ref(),
+    );
+    let io = match connect.await {
         Ok(io) => io,
         Err(e) => {
             debug!(error = %e, "upgrade: upstream connect failed");

@@ -20,8 +20,19 @@ pub struct TransportSocketMatch {
     pub name: String,
     /// `match` (empty matches every endpoint).
     pub criteria: protobuf::Struct,
+    /// `match` as sorted text labels.
+    pub labels: Vec<(String, String)>,
     /// `transport_socket`.
     pub socket: TransportSocket,
+}
+
+impl TransportSocketMatch {
+    /// Whether an endpoint with these `envoy.transport_socket_match` labels matches: every
+    /// `match` key is there with the same value.
+    pub fn matches(&self, host: Option<&[(String, String)]>) -> bool {
+        let have = host.unwrap_or_default();
+        self.labels.iter().all(|l| have.contains(l))
+    }
 }
 
 /// An upstream network filter (`Cluster.filters`), decoded. None runs yet.
@@ -34,6 +45,7 @@ pub enum UpstreamFilter {
 pub(super) fn transport_socket_matches(
     c: &cluster_pb::Cluster,
     store: &Store,
+    scope: &str,
 ) -> Result<Vec<TransportSocketMatch>, ConfigError> {
     if c.transport_socket_matcher.is_some() {
         return Err(ConfigError::new(
@@ -52,7 +64,12 @@ pub(super) fn transport_socket_matches(
         out.push(TransportSocketMatch {
             name: m.name.clone(),
             criteria: m.r#match.clone().unwrap_or_default(),
-            socket: TransportSocket::compile(ts, Side::Upstream, store)
+            labels: m
+                .r#match
+                .as_ref()
+                .map(crate::upstream::host::struct_labels)
+                .unwrap_or_default(),
+            socket: TransportSocket::compile(ts, Side::Upstream, store, scope)
                 .within(format!("{path}.transport_socket"))?,
         });
     }

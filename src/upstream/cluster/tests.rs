@@ -362,7 +362,7 @@ fn istio_sidecar_clusters_compile() {
             .counter_value(&format!("tern.config.not_enforced.{what}"))
             .unwrap_or(0)
     };
-    assert_eq!(counted("envoy.transport_sockets.tls.upstream"), 2);
+    assert_eq!(counted("envoy.transport_sockets.tls.upstream"), 0);
     assert_eq!(counted("istio.metadata_exchange.upstream"), 4);
     assert_eq!(counted("cluster.outlier_detection"), 1);
     assert_eq!(counted("cluster.upstream_bind_config"), 2);

@@ -1,6 +1,8 @@
 //! HTTP/1.1 keep-alive pool: idle connections per host, one request at a time on each.
 
-use super::{Pending, PoolSettings, PooledResponse, UpstreamError, connect_host};
+use super::{
+    HostPools, Pending, PoolSettings, PooledResponse, UpstreamError, UpstreamTls, connect_host,
+};
 use crate::protocol::body::{Body, boxed};
 use crate::upstream::cluster::ClusterStats;
 use crate::upstream::host::Host;
@@ -28,6 +30,7 @@ struct Idle {
     used: u32,
     peer: Arc<str>,
     local: Option<std::net::SocketAddr>,
+    tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 impl Http1Pool {
@@ -75,19 +78,21 @@ impl Http1Pool {
 
 pub(super) async fn send(
     host: &Arc<Host>,
+    pools: &Arc<HostPools>,
     stats: &ClusterStats,
     settings: &PoolSettings,
     mut req: http::Request<Body>,
+    tls: Option<&UpstreamTls>,
 ) -> Result<PooledResponse, UpstreamError> {
     // A pooled connection first; a request that was not written (the peer closed the idle
     // connection) moves on to the next one.
-    while let Some(mut c) = host.pools().http1.take(settings) {
+    while let Some(mut c) = pools.http1.take(settings) {
         if c.sender.ready().await.is_err() {
             continue;
         }
         c.used += 1;
         match c.sender.try_send_request(req).await {
-            Ok(resp) => return Ok(wrap(resp, host, settings, c)),
+            Ok(resp) => return Ok(wrap(resp, pools, settings, c)),
             Err(mut e) => match e.take_message() {
                 Some(r) => req = r,
                 None => return Err(UpstreamError::Reset(e.into_error().into())),
@@ -96,10 +101,11 @@ pub(super) async fn send(
     }
 
     let pending = Pending::start(stats);
-    let io = connect_host(host, stats, settings.connect_timeout).await?;
+    let io = connect_host(host, stats, settings.connect_timeout, tls).await?;
     stats.upstream_cx_http1_total().inc();
     let peer: Arc<str> = io.peer().into();
     let local = io.local();
+    let tls = io.tls().cloned();
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_headers(settings.max_headers_count.max(1))
         .writev(false)
@@ -119,21 +125,23 @@ pub(super) async fn send(
         used: 1,
         peer,
         local,
+        tls,
     };
     match c.sender.try_send_request(req).await {
-        Ok(resp) => Ok(wrap(resp, host, settings, c)),
+        Ok(resp) => Ok(wrap(resp, pools, settings, c)),
         Err(e) => Err(UpstreamError::Reset(e.into_error().into())),
     }
 }
 
 fn wrap(
     resp: http::Response<Incoming>,
-    host: &Arc<Host>,
+    pools: &Arc<HostPools>,
     settings: &PoolSettings,
     c: Idle,
 ) -> PooledResponse {
     let upstream_addr = c.peer.to_string();
     let upstream_local = c.local;
+    let upstream_tls = c.tls.clone();
     let reusable = !resp
         .headers()
         .get(http::header::CONNECTION)
@@ -141,7 +149,7 @@ fn wrap(
         .is_some_and(|v| v.eq_ignore_ascii_case("close"));
     let (parts, body) = resp.into_parts();
     let ret = reusable.then(|| Return {
-        host: host.clone(),
+        pools: pools.clone(),
         settings: settings.clone(),
         conn: c,
     });
@@ -150,12 +158,13 @@ fn wrap(
         response: http::Response::from_parts(parts, body),
         upstream_addr,
         upstream_local,
+        upstream_tls,
     }
 }
 
 #[derive(Debug)]
 struct Return {
-    host: Arc<Host>,
+    pools: Arc<HostPools>,
     settings: PoolSettings,
     conn: Idle,
 }
@@ -180,7 +189,7 @@ pin_project_lite::pin_project! {
 
 fn give_back(ret: &mut Option<Return>) {
     if let Some(r) = ret.take() {
-        r.host.pools().http1.put(r.conn, &r.settings);
+        r.pools.http1.put(r.conn, &r.settings);
     }
 }
 

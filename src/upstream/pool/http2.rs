@@ -1,6 +1,8 @@
 //! HTTP/2 pool: one multiplexed connection per host, shared by every stream routed there.
 
-use super::{Pending, PoolSettings, PooledResponse, UpstreamError, connect_host};
+use super::{
+    HostPools, Pending, PoolSettings, PooledResponse, UpstreamError, UpstreamTls, connect_host,
+};
 use crate::protocol::body::{Body, boxed};
 use crate::upstream::cluster::ClusterStats;
 use crate::upstream::host::Host;
@@ -19,6 +21,7 @@ struct Shared {
     sender: SendRequest<Body>,
     peer: Arc<str>,
     local: Option<std::net::SocketAddr>,
+    tls: Option<Arc<crate::tls::TlsInfo>>,
     streams: Arc<std::sync::atomic::AtomicU32>,
 }
 
@@ -56,17 +59,19 @@ impl Http2Pool {
 
 pub(super) async fn send(
     host: &Arc<Host>,
+    pools: &Arc<HostPools>,
     stats: &ClusterStats,
     settings: &PoolSettings,
     req: http::Request<Body>,
+    tls: Option<&UpstreamTls>,
 ) -> Result<PooledResponse, UpstreamError> {
-    let shared = match host.pools().http2.get(settings) {
+    let shared = match pools.http2.get(settings) {
         Some(s) => s,
         None => {
             let pending = Pending::start(stats);
-            let s = handshake(host, stats, settings).await?;
+            let s = handshake(host, stats, settings, tls).await?;
             drop(pending);
-            if let Ok(mut guard) = host.pools().http2.conn.lock() {
+            if let Ok(mut guard) = pools.http2.conn.lock() {
                 *guard = Some(s.clone());
             }
             s
@@ -88,6 +93,7 @@ pub(super) async fn send(
         response: resp.map(boxed),
         upstream_addr: shared.peer.to_string(),
         upstream_local: shared.local,
+        upstream_tls: shared.tls.clone(),
     })
 }
 
@@ -95,11 +101,13 @@ async fn handshake(
     host: &Arc<Host>,
     stats: &ClusterStats,
     settings: &PoolSettings,
+    tls: Option<&UpstreamTls>,
 ) -> Result<Shared, UpstreamError> {
-    let io = connect_host(host, stats, settings.connect_timeout).await?;
+    let io = connect_host(host, stats, settings.connect_timeout, tls).await?;
     stats.upstream_cx_http2_total().inc();
     let peer: Arc<str> = io.peer().into();
     let local = io.local();
+    let tls = io.tls().cloned();
     let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new());
     if let Some(w) = settings.h2_initial_stream_window {
@@ -127,6 +135,7 @@ async fn handshake(
         sender,
         peer,
         local,
+        tls,
         streams: Arc::new(std::sync::atomic::AtomicU32::new(0)),
     })
 }

@@ -91,15 +91,22 @@ impl Store {
             |n| secrets.contains(n),
         );
         drop(clusters_now);
-        let before = self.secrets.len();
+        // Only the SDS secrets no longer wanted leave the world: the bootstrap's static
+        // secrets (named without an sds_config) stay.
+        let dropped: HashSet<String> = self
+            .secrets
+            .keys()
+            .filter(|n| !secrets.contains(*n))
+            .cloned()
+            .collect();
         self.secrets.retain(|n, _| secrets.contains(n));
-        if self.secrets.len() != before {
+        if !dropped.is_empty() {
             let map: crate::snapshot::SecretMap = self
                 .world
                 .secrets
                 .load()
                 .iter()
-                .filter(|(n, _)| secrets.contains(*n))
+                .filter(|(n, _)| !dropped.contains(*n))
                 .map(|(n, s)| (n.clone(), s.clone()))
                 .collect();
             let old = self.world.secrets.swap(Arc::new(map));
