@@ -10,6 +10,8 @@ use crate::stats::istio::{
     MetricDefinition, MetricOverride, Principals, Settings, TcpObservation, UpstreamInfo,
 };
 use crate::stream_info::{Needs, StreamInfo, StreamObserver, header_bytes};
+use crate::tls::TlsInfo;
+use crate::tls::cert::CertSummary;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use std::time::Duration;
 
@@ -220,6 +222,7 @@ fn upstream_info(info: &StreamInfo) -> UpstreamInfo<'_> {
         cluster_metadata: None,
         host_metadata: info.istio.upstream_workload.as_deref(),
         address: info.istio.upstream_address,
+        principals: principals(info.upstream_tls.as_deref()),
     }
 }
 
@@ -228,8 +231,21 @@ fn connection_info(info: &StreamInfo) -> ConnectionInfo<'_> {
         source: info.downstream_remote,
         destination: info.downstream_local,
         requested_server_name: info.requested_server_name.as_deref(),
-        // Peer identities come from mTLS (issue #6); without TLS there are none.
-        principals: Principals::default(),
+        principals: principals(info.downstream_tls.as_deref()),
+    }
+}
+
+/// Istio's principals of a TLS connection: the first URI SAN of each side's certificate.
+fn principals(tls: Option<&TlsInfo>) -> Principals<'_> {
+    fn first(c: Option<&CertSummary>) -> Option<&str> {
+        c?.uri_sans.first().map(String::as_str)
+    }
+    match tls {
+        Some(t) => Principals {
+            peer: first(t.peer.as_ref()),
+            local: first(t.local.as_deref()),
+        },
+        None => Principals::default(),
     }
 }
 

@@ -60,10 +60,12 @@ fn istio_outbound_cluster(
     )
 }
 
-/// An HCM listener on 127.0.0.1:0 with Istio's `istio.alpn` filter before the router, routes
-/// `prefix → cluster`, and an access log to `log`; `ts` is a transport socket (or empty).
+/// An HCM listener on 127.0.0.1:0 of this `traffic_direction` with Istio's `istio.alpn` and
+/// `istio.stats` filters before the router, routes `prefix → cluster`, and an access log to
+/// `log`; `ts` is a transport socket (or empty).
 fn sidecar_listener(
     name: &str,
+    direction: &str,
     routes: &[(&str, &str)],
     log: &std::path::Path,
     ts: &str,
@@ -85,6 +87,7 @@ fn sidecar_listener(
         r#"
   - name: {name}
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    traffic_direction: {direction}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -109,6 +112,9 @@ fn sidecar_listener(
               - {{ upstream_protocol: HTTP10, alpn_override: [istio-http/1.0, istio, http/1.0] }}
               - {{ upstream_protocol: HTTP11, alpn_override: [istio-http/1.1, istio, http/1.1] }}
               - {{ upstream_protocol: HTTP2, alpn_override: [istio-h2, istio, h2] }}
+          - name: istio.stats
+            typed_config:
+              "@type": type.googleapis.com/stats.PluginConfig
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -137,6 +143,7 @@ async fn two_terns_istio_mutual_tls_http1_http2_grpc() {
     let server_log = logs::temp_log("istio-inbound");
     let inbound = sidecar_listener(
         "inbound",
+        "INBOUND",
         &[
             ("/envoy.service.discovery", "inbound|grpc"),
             ("/", "inbound|http"),
@@ -174,6 +181,7 @@ async fn two_terns_istio_mutual_tls_http1_http2_grpc() {
     let client_log = logs::temp_log("istio-outbound");
     let outbound = sidecar_listener(
         "outbound",
+        "OUTBOUND",
         &[
             ("/envoy.service.discovery", "outbound|grpc"),
             ("/", "outbound|8080||svc.ns.svc.cluster.local"),
@@ -291,4 +299,43 @@ async fn two_terns_istio_mutual_tls_http1_http2_grpc() {
         stats.counter_value("listener.127.0.0.1_0.ssl.fail_verify_san"),
         Some(0)
     );
+
+    // Istio's standard metrics carry the SPIFFE principals of the mTLS hop: the server
+    // reports its downstream peer and itself (`mutual_tls`), the client its upstream peer and
+    // itself (a client's policy is always `unknown`).
+    let server_series = istio_requests(&server);
+    assert_eq!(server_series.iter().map(|s| s.1).sum::<u64>(), 3);
+    for (labels, _) in &server_series {
+        assert_eq!(labels["source_principal"], client_id, "{labels:?}");
+        assert_eq!(labels["destination_principal"], server_id, "{labels:?}");
+        assert_eq!(labels["connection_security_policy"], "mutual_tls");
+    }
+    let client_ok: Vec<_> = istio_requests(&client)
+        .into_iter()
+        .filter(|(l, _)| l["response_code"] == "200")
+        .collect();
+    assert_eq!(client_ok.iter().map(|s| s.1).sum::<u64>(), 3);
+    for (labels, _) in &client_ok {
+        assert_eq!(labels["reporter"], "source");
+        assert_eq!(labels["source_principal"], client_id, "{labels:?}");
+        assert_eq!(labels["destination_principal"], server_id, "{labels:?}");
+        assert_eq!(labels["connection_security_policy"], "unknown");
+    }
+}
+
+/// The `istio_requests_total` series of a tern's Prometheus page: labels and value.
+fn istio_requests(
+    tern: &tern::server::Server,
+) -> Vec<(std::collections::HashMap<String, String>, u64)> {
+    let text = tern
+        .world
+        .stats
+        .render_prometheus(&tern::stats::StatsQuery::default());
+    let scrape = super::support::prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    scrape
+        .samples
+        .into_iter()
+        .filter(|s| s.name == "istio_requests_total")
+        .map(|s| (s.labels.into_iter().collect(), s.value.parse().unwrap()))
+        .collect()
 }

@@ -105,7 +105,7 @@ impl Reporter {
         }
     }
 
-    fn is_server(self) -> bool {
+    pub(crate) fn is_server(self) -> bool {
         self != Reporter::ClientSidecar
     }
 }

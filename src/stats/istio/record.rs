@@ -35,6 +35,9 @@ pub struct UpstreamInfo<'a> {
     pub host_metadata: Option<&'a WorkloadMetadata>,
     /// The chosen endpoint's address.
     pub address: Option<SocketAddr>,
+    /// The upstream TLS identities (a client reporter's principals): the upstream's first
+    /// URI SAN and ours. Empty over plaintext.
+    pub principals: Principals<'a>,
 }
 
 /// The downstream connection.
@@ -46,9 +49,9 @@ pub struct ConnectionInfo<'a> {
     pub destination: Option<SocketAddr>,
     /// TLS SNI.
     pub requested_server_name: Option<&'a str>,
-    /// The identities: downstream for a server reporter, upstream TLS for a client. Empty
-    /// without TLS, so `connection_security_policy` is `none` (server) or `unknown` (client)
-    /// and the principals `unknown`; mTLS (issue #6) fills them in.
+    /// The downstream TLS identities (a server reporter's principals): the peer's first URI
+    /// SAN and ours. Empty over plaintext, so `connection_security_policy` is `none` and the
+    /// principals `unknown`.
     pub principals: Principals<'a>,
 }
 
@@ -202,7 +205,11 @@ impl IstioStats {
             peer,
             upstream_peer,
             service: &service,
-            principals: connection.principals,
+            principals: if reporter.is_server() {
+                connection.principals
+            } else {
+                upstream.principals
+            },
         };
         let policy = peer_labels(reporter, &self.inner.metrics.local, &inputs, &mut labels);
         (labels, policy)
