@@ -384,7 +384,6 @@ async fn accept_loop(
         };
         let generation = config.load_full();
         let id = proxy::next_conn_id();
-        generation.listener.stats.downstream_cx_total.inc();
         let span =
             tracing::debug_span!("conn", listener = %generation.listener.name, id, peer = ?remote);
         let accepted = conn::Accepted {

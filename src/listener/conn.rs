@@ -80,7 +80,9 @@ pub(super) async fn run(a: Accepted, generation: Arc<Generation>, world: Arc<Wor
         direction: l.direction,
         tls: None,
     };
+    // Envoy counts a connection once a filter chain takes it.
     let stats = l.stats.clone();
+    stats.downstream_cx_total.inc();
     stats.downstream_cx_active.inc();
     let accepted_at = std::time::Instant::now();
     match io {

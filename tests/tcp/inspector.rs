@@ -170,6 +170,8 @@ async fn sni_selects_the_chain_and_tls_passes_through() {
         ("tls_inspector.alpn_not_found", 2),
         ("tls_inspector.tls_not_found", 1),
         ("listener.sni.no_filter_chain_match", 1),
+        // Envoy counts only the connections a filter chain took.
+        ("listener.sni.downstream_cx_total", 3),
         ("tcp.a.downstream_cx_total", 1),
         ("tcp.b.downstream_cx_total", 1),
         ("tcp.echo.downstream_cx_total", 1),
@@ -328,6 +330,10 @@ async fn silent_clients_meet_the_listener_filter_timeout() {
     assert_eq!(
         stats.counter_value("listener.stop.downstream_pre_cx_timeout"),
         Some(1)
+    );
+    assert_eq!(
+        stats.counter_value("listener.stop.downstream_cx_total"),
+        Some(0)
     );
     assert_eq!(
         stats.counter_value("tcp.greeter.downstream_cx_total"),
