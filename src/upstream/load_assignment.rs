@@ -10,6 +10,7 @@ use crate::config::{Address, ConfigError, Within, socket_address_of};
 use crate::stats::istio::WorkloadMetadata;
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint_pb;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -310,6 +311,7 @@ fn for_each_endpoint(
     mut f: impl FnMut(At, &endpoint_pb::Endpoint) -> Result<(), ConfigError>,
 ) -> Result<(), ConfigError> {
     let mut seen_in_priority: Vec<usize> = Vec::new();
+    let mut shared = SharedMetadata::default();
     for (i, lle) in cla.endpoints.iter().enumerate() {
         let priority = lle.priority as usize;
         if seen_in_priority.len() <= priority {
@@ -349,12 +351,8 @@ fn for_each_endpoint(
                 locality,
                 weight,
                 health: EndpointHealth::from_proto(lb.health_status),
-                istio_workload: istio_workload(lb.metadata.as_ref()),
-                socket_match: lb
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.filter_metadata.get("envoy.transport_socket_match"))
-                    .map(|s| Arc::new(struct_labels(s))),
+                istio_workload: shared.istio_workload(lb.metadata.as_ref()),
+                socket_match: shared.socket_match(lb.metadata.as_ref()),
             };
             f(at, endpoint).map_err(|e| e.within(path()))?;
         }
@@ -362,13 +360,47 @@ fn for_each_endpoint(
     Ok(())
 }
 
-/// `filter_metadata.istio.workload` of an endpoint, decoded.
-fn istio_workload(m: Option<&core_pb::Metadata>) -> Option<Arc<WorkloadMetadata>> {
-    use envoy_types::pb::google::protobuf::value::Kind;
-    let v = m?.filter_metadata.get("istio")?.fields.get("workload")?;
-    match &v.kind {
-        Some(Kind::StringValue(s)) => WorkloadMetadata::from_endpoint_metadata(s).map(Arc::new),
-        _ => None,
+/// The endpoint metadata tern keeps, decoded once per distinct value within one assignment:
+/// the endpoints of a workload carry the same `istio.workload` and transport socket labels, and
+/// at mesh scale (100,000 endpoints) one copy each would cost hundreds of bytes per endpoint.
+#[derive(Default)]
+struct SharedMetadata {
+    workloads: HashMap<String, Option<Arc<WorkloadMetadata>>>,
+    socket_labels: Vec<SocketMatchLabels>,
+}
+
+impl SharedMetadata {
+    /// The distinct values kept per assignment; past this, values are decoded per endpoint.
+    const LIMIT: usize = 64;
+
+    /// `filter_metadata.istio.workload` of an endpoint, decoded.
+    fn istio_workload(&mut self, m: Option<&core_pb::Metadata>) -> Option<Arc<WorkloadMetadata>> {
+        use envoy_types::pb::google::protobuf::value::Kind;
+        let v = m?.filter_metadata.get("istio")?.fields.get("workload")?;
+        let Some(Kind::StringValue(s)) = &v.kind else {
+            return None;
+        };
+        if let Some(w) = self.workloads.get(s.as_str()) {
+            return w.clone();
+        }
+        let w = WorkloadMetadata::from_endpoint_metadata(s).map(Arc::new);
+        if self.workloads.len() < Self::LIMIT {
+            self.workloads.insert(s.clone(), w.clone());
+        }
+        w
+    }
+
+    /// `filter_metadata["envoy.transport_socket_match"]` as labels.
+    fn socket_match(&mut self, m: Option<&core_pb::Metadata>) -> Option<SocketMatchLabels> {
+        let labels = struct_labels(m?.filter_metadata.get("envoy.transport_socket_match")?);
+        if let Some(l) = self.socket_labels.iter().find(|l| ***l == labels) {
+            return Some(l.clone());
+        }
+        let l = Arc::new(labels);
+        if self.socket_labels.len() < Self::LIMIT {
+            self.socket_labels.push(l.clone());
+        }
+        Some(l)
     }
 }
 

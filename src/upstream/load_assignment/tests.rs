@@ -248,3 +248,52 @@ fn dns_targets_need_socket_addresses() {
     // A pipe is fine for a STATIC cluster.
     assert_eq!(priority_set_from_assignment(&a, false).unwrap().len(), 1);
 }
+
+#[test]
+fn endpoints_of_one_workload_share_their_decoded_metadata() {
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+    let text = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.into())),
+    };
+    let with_metadata = |addr: &str, workload: &str| {
+        let mut ep = lb_ep(addr, None, HS::Healthy);
+        let mut m = core_pb::Metadata::default();
+        m.filter_metadata.insert(
+            "istio".into(),
+            Struct {
+                fields: [("workload".to_string(), text(workload))].into(),
+            },
+        );
+        m.filter_metadata.insert(
+            "envoy.transport_socket_match".into(),
+            Struct {
+                fields: [("tlsMode".to_string(), text("istio"))].into(),
+            },
+        );
+        ep.metadata = Some(m);
+        ep
+    };
+    let set = priority_set_from_assignment(
+        &cla(vec![locality(
+            "a",
+            0,
+            None,
+            vec![
+                with_metadata("10.0.0.1", "reviews-v1;ns;reviews;v1;Kubernetes"),
+                with_metadata("10.0.0.2", "reviews-v1;ns;reviews;v1;Kubernetes"),
+                with_metadata("10.0.0.3", "reviews-v2;ns;reviews;v2;Kubernetes"),
+            ],
+        )]),
+        false,
+    )
+    .unwrap();
+    let hosts = &set.priorities[0].hosts;
+    let w = |i: usize| hosts[i].istio_workload.clone().unwrap();
+    assert_eq!(&*w(0).workload_name, "reviews-v1");
+    assert_eq!(&*w(2).workload_name, "reviews-v2");
+    assert!(Arc::ptr_eq(&w(0), &w(1)));
+    assert!(!Arc::ptr_eq(&w(0), &w(2)));
+    let s = |i: usize| hosts[i].socket_match.clone().unwrap();
+    assert_eq!(*s(0), [("tlsMode".to_string(), "istio".to_string())]);
+    assert!(Arc::ptr_eq(&s(0), &s(1)) && Arc::ptr_eq(&s(0), &s(2)));
+}
