@@ -24,12 +24,16 @@ mod defaults;
 mod tests;
 
 use defaults::{Pattern, defaults};
+use std::sync::OnceLock;
 
 enum Kind {
     /// Envoy's own regexes (RE2): the first group is removed and must not be empty; the
     /// value is the second group, or the first when the second is empty.
     Re2 {
-        re: regex::Regex,
+        /// Compiled on first use: most of Envoy's ~60 default regexes serve stats tern never
+        /// has (mongo, dynamodb, ...), and each compiled one holds tens of KiB.
+        pattern: &'static str,
+        re: OnceLock<regex::Regex>,
         substr: &'static str,
         negative: Option<&'static str>,
     },
@@ -79,12 +83,12 @@ fn default_extractor(name: &str, pattern: Pattern) -> (Extractor, String) {
     match pattern {
         Pattern::Re2(re, substr, negative) => {
             let prefix = regex_prefix(re);
-            let re = regex::Regex::new(re).expect("Envoy's default tag regexes compile");
             (
                 Extractor {
                     name: name.to_owned(),
                     kind: Kind::Re2 {
-                        re,
+                        pattern: re,
+                        re: OnceLock::new(),
                         substr,
                         negative,
                     },
@@ -258,6 +262,7 @@ impl Extractor {
         match &self.kind {
             Kind::Fixed(v) => Some((v.clone(), None)),
             Kind::Re2 {
+                pattern,
                 re,
                 substr,
                 negative,
@@ -265,6 +270,9 @@ impl Extractor {
                 if !substr.is_empty() && !name.contains(substr) {
                     return None;
                 }
+                let re = re.get_or_init(|| {
+                    regex::Regex::new(pattern).expect("Envoy's default tag regexes compile")
+                });
                 let caps = re.captures(name)?;
                 let remove = caps.get(1).filter(|m| !m.as_str().is_empty())?;
                 let value = caps

@@ -226,3 +226,13 @@ fn stats_tags_add_fixed_and_custom_tags_after_the_defaults() {
         "stats_tags[0].regex"
     );
 }
+
+#[test]
+fn every_default_regex_compiles() {
+    // They compile on first use; a bad one must fail here, not in a running proxy.
+    for (name, pattern) in super::defaults::defaults() {
+        if let super::defaults::Pattern::Re2(re, _, _) = pattern {
+            assert!(regex::Regex::new(re).is_ok(), "{name}: {re}");
+        }
+    }
+}
