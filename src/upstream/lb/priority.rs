@@ -43,8 +43,11 @@ impl Split {
 /// Per request: `r in 0..100` → priority and source.
 #[derive(Debug)]
 pub(crate) struct PriorityPlan {
-    /// 100 slots, or none when the set has no priority.
-    slots: Vec<(usize, Source)>,
+    /// The 100 load slots as bands in order: each (end, priority, source) takes the slots
+    /// from the previous band's end up to `end` (exclusive). Empty when the set has no
+    /// priority. Bands instead of 100 entries: a plan is kept per cluster, and a mesh has
+    /// tens of thousands of clusters with one or two bands each.
+    bands: Vec<(u8, usize, Source)>,
     /// Per priority: in panic.
     pub(crate) panic: Vec<bool>,
     /// Healthy and degraded load per priority, in percent (read by tests and `Debug`).
@@ -125,24 +128,36 @@ impl PriorityPlan {
             }
         }
 
-        let mut slots = Vec::with_capacity(if n > 0 { 100 } else { 0 });
+        let mut bands: Vec<(u8, usize, Source)> = Vec::new();
         if n > 0 {
             let source = |i: usize, s: Source| if panic[i] { Source::All } else { s };
-            for (i, l) in healthy_load.iter().enumerate() {
-                slots.extend((0..*l).map(|_| (i, source(i, Source::Healthy))));
+            let mut end = 0u32;
+            let loads = healthy_load
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i, Source::Healthy, *l))
+                .chain(
+                    degraded_load
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| (i, Source::Degraded, *l)),
+                );
+            for (i, s, l) in loads {
+                if l == 0 || end >= 100 {
+                    continue;
+                }
+                end = (end + l).min(100);
+                bands.push((end as u8, i, source(i, s)));
             }
-            for (i, l) in degraded_load.iter().enumerate() {
-                slots.extend((0..*l).map(|_| (i, source(i, Source::Degraded))));
+            // Loads sum to 100; guard against rounding all the same: the last band (or
+            // priority 0's healthy hosts) takes the rest.
+            match bands.last_mut() {
+                Some(last) => last.0 = 100,
+                None => bands.push((100, 0, source(0, Source::Healthy))),
             }
-            // Loads sum to 100; guard against rounding all the same.
-            let fill = slots
-                .last()
-                .copied()
-                .unwrap_or((0, source(0, Source::Healthy)));
-            slots.resize(100, fill);
         }
         Self {
-            slots,
+            bands,
             panic,
             healthy_load,
             degraded_load,
@@ -151,7 +166,11 @@ impl PriorityPlan {
 
     /// The priority and source for the request number `r` (random or a hash).
     pub(crate) fn choose(&self, r: u64) -> Option<(usize, Source)> {
-        self.slots.get((r % 100) as usize).copied()
+        let slot = (r % 100) as u8;
+        self.bands
+            .iter()
+            .find(|b| slot < b.0)
+            .map(|&(_, priority, source)| (priority, source))
     }
 }
 

@@ -272,6 +272,8 @@ fn priorities_spill_over_with_the_overprovisioning_factor() {
     p0[..5].iter().for_each(|h| set_unhealthy(h));
     let plan = priority::PriorityPlan::new(&set, 50.0);
     assert_eq!(plan.healthy_load, [70, 30]);
+    let to = |p: usize| (0..100).filter(|r| plan.choose(*r).unwrap().0 == p).count();
+    assert_eq!((to(0), to(1)), (70, 30));
     let lb = build(&settings(LbPolicy::RoundRobin), &set);
     let s = spread(lb.as_ref(), 10_000);
     let to_p1: usize = p1.iter().map(|h| count(&s, h)).sum();
@@ -289,6 +291,20 @@ fn degraded_hosts_take_what_healthy_hosts_cannot() {
     let plan = priority::PriorityPlan::new(&set, 50.0);
     assert_eq!(plan.healthy_load, [28]);
     assert_eq!(plan.degraded_load, [72]);
+    // Each of the 100 slots goes to exactly one band, in order.
+    let picks: Vec<_> = (0..100).map(|r| plan.choose(r).unwrap()).collect();
+    assert!(
+        picks[..28]
+            .iter()
+            .all(|p| *p == (0, priority::Source::Healthy))
+    );
+    assert!(
+        picks[28..]
+            .iter()
+            .all(|p| *p == (0, priority::Source::Degraded))
+    );
+    assert_eq!(plan.choose(127), Some((0, priority::Source::Healthy)));
+    assert_eq!(plan.choose(128), Some((0, priority::Source::Degraded)));
     let lb = build(&settings(LbPolicy::Random), &set);
     let s = spread(lb.as_ref(), 10_000);
     let healthy: usize = p0[..2].iter().map(|h| count(&s, h)).sum();
