@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// their gcd first, so equal weights give a plain rotation.
 #[derive(Debug)]
 pub(crate) struct WeightedIndex {
+    /// Empty when every weight is the same non-zero value: entry `i` is then position `i`
+    /// (the common case, kept without an allocation).
     cumulative: Vec<u64>,
     total: u64,
     stride: u64,
@@ -39,8 +41,9 @@ impl WeightedIndex {
         let first_nonzero = weights.iter().find(|w| **w > 0);
         let equal = weights.iter().all(|w| *w == 0 || Some(w) == first_nonzero);
         let stride = if equal { 1 } else { golden_stride(total) };
+        let dense = equal && weights.iter().all(|w| *w > 0);
         Self {
-            cumulative,
+            cumulative: if dense { Vec::new() } else { cumulative },
             total,
             stride,
             next: AtomicU64::new(rng::next_u64()),
@@ -77,6 +80,9 @@ impl WeightedIndex {
     }
 
     fn at(&self, pos: u64) -> usize {
+        if self.cumulative.is_empty() {
+            return pos as usize;
+        }
         self.cumulative.partition_point(|c| *c <= pos)
     }
 }

@@ -19,7 +19,8 @@ pub(crate) struct PickerLb {
 struct PriorityLists {
     healthy: SourceLists,
     degraded: SourceLists,
-    all: HostList,
+    /// All hosts, for panic mode; `None` when every host is healthy (`healthy` has them all).
+    all: Option<HostList>,
 }
 
 #[derive(Debug)]
@@ -34,7 +35,16 @@ impl SourceLists {
     fn new(hs: &HostSet, hosts: Vec<Arc<Host>>, locality_weighted: bool) -> Self {
         let localities = locality_weighted
             .then(|| {
-                let index = WeightedIndex::new(effective_locality_weights(hs, &hosts));
+                let weights = effective_locality_weights(hs, &hosts);
+                // When one locality with weight holds every host, the plain list is the same
+                // choice, without a copy.
+                let mut weighted = weights.iter().enumerate().filter(|(_, w)| **w > 0);
+                if let (Some((only, _)), None) = (weighted.next(), weighted.next())
+                    && hosts.iter().all(|h| h.locality == only)
+                {
+                    return None;
+                }
+                let index = WeightedIndex::new(weights);
                 if index.is_empty() {
                     return None;
                 }
@@ -89,10 +99,11 @@ impl PickerLb {
             .iter()
             .map(|hs| {
                 let split = Split::of(hs);
+                let all_healthy = split.healthy.len() == hs.hosts.len();
                 PriorityLists {
                     healthy: SourceLists::new(hs, split.healthy, lw),
                     degraded: SourceLists::new(hs, split.degraded, lw),
-                    all: HostList::new(hs.hosts.clone()),
+                    all: (!all_healthy).then(|| HostList::new(hs.hosts.clone())),
                 }
             })
             .collect();
@@ -108,7 +119,7 @@ impl PickerLb {
         match source {
             Source::Healthy => p.healthy.pick(self.pick),
             Source::Degraded => p.degraded.pick(self.pick),
-            Source::All => p.all.pick(self.pick),
+            Source::All => p.all.as_ref().unwrap_or(&p.healthy.hosts).pick(self.pick),
         }
     }
 }
@@ -130,7 +141,7 @@ impl LoadBalancer for PickerLb {
         let list = match source {
             Source::Healthy => &p.healthy.hosts,
             Source::Degraded => &p.degraded.hosts,
-            Source::All => &p.all,
+            Source::All => p.all.as_ref().unwrap_or(&p.healthy.hosts),
         };
         let n = list.hosts.len();
         let start = rng::below(n as u64) as usize;
