@@ -15,6 +15,7 @@
 //! takes a worker thread from the data path; the data path only sees the `ArcSwap` stores.
 
 pub mod file;
+mod grpc;
 pub mod mux;
 pub mod node;
 pub mod source;

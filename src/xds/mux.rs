@@ -10,6 +10,7 @@
 //! to 30 s), sending the versions held (`initial_resource_versions` in delta), while the last
 //! good configuration keeps serving.
 
+use super::grpc;
 use super::source::{GrpcSettings, SourceKey};
 use super::stats::ControlPlaneStats;
 use super::store::{Incoming, Interest, Update};
@@ -160,16 +161,13 @@ struct Stream<'a> {
 
 impl Stream<'_> {
     async fn run(&mut self) -> Result<(), BoxError> {
-        let channel = connect(self.shared, &self.settings.cluster).await?;
-        let mut grpc = tonic::client::Grpc::new(channel)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES);
-        grpc.ready().await?;
+        let mut channel = connect(self.shared, &self.settings.cluster).await?;
+        tower::ServiceExt::ready(&mut channel).await?;
         let path = grpc_path(self.src, self.kinds, self.settings.delta)?;
         if self.settings.delta {
-            self.drive::<Delta>(&mut grpc, path).await
+            self.drive::<Delta>(channel, path).await
         } else {
-            self.drive::<Sotw>(&mut grpc, path).await
+            self.drive::<Sotw>(channel, path).await
         }
     }
 
@@ -177,22 +175,19 @@ impl Stream<'_> {
     /// subscriptions again whenever the interest changes.
     async fn drive<F: Flavor>(
         &mut self,
-        grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+        channel: tonic::transport::Channel,
         path: http::uri::PathAndQuery,
     ) -> Result<(), BoxError> {
         // Subscriptions that change while a response is applied (CDS adds EDS names) are sent
         // when this fires, after the response's ACK.
         let mut interest_rx = self.shared.interest.subscribe();
-        let (tx, mut rx) = mpsc::channel::<F::Req>(64);
-        let outbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        let req = self.request(outbound)?;
+        let (tx, rx) = mpsc::channel::<F::Req>(64);
+        let metadata = self.metadata()?;
         for r in F::subscriptions(self) {
             self.send(&tx, r).await?;
         }
-        let mut inbound = grpc
-            .streaming::<_, F::Req, F::Resp, _>(req, path, tonic_prost::ProstCodec::default())
-            .await?
-            .into_inner();
+        let mut inbound =
+            grpc::open::<F::Req, F::Resp>(channel, path, metadata, rx, MAX_RESPONSE_BYTES).await?;
         self.connected();
         loop {
             tokio::select! {
@@ -226,8 +221,9 @@ impl Stream<'_> {
         }
     }
 
-    fn request<T>(&self, body: T) -> Result<tonic::Request<T>, BoxError> {
-        let mut req = tonic::Request::new(body);
+    /// `initial_metadata` as request headers (`-bin` values base64-encoded, as gRPC wants).
+    fn metadata(&self) -> Result<http::HeaderMap, BoxError> {
+        let mut req = tonic::Request::new(());
         for (k, v) in &self.settings.initial_metadata {
             if k.ends_with("-bin") {
                 let key = tonic::metadata::BinaryMetadataKey::from_bytes(k.as_bytes())?;
@@ -240,7 +236,7 @@ impl Stream<'_> {
                 req.metadata_mut().insert(key, v.parse()?);
             }
         }
-        Ok(req)
+        Ok(req.into_parts().0.into_headers())
     }
 
     /// The node for the next request: always, or on the stream's first message only.
