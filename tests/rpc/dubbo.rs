@@ -455,3 +455,103 @@ fn build_helpers_decode() {
     let mut b = request(1, "m", "x");
     assert_eq!(frame_of(&codec(), &mut b).request_id, 1);
 }
+
+/// The Python with python3-dubbo 0.0.8: `DUBBO_PYTHON`, else `target/envoy-venv/bin/python`,
+/// where `.ci/run` installs it. Without one the test skips with a notice, except in CI.
+fn dubbo_python() -> Option<std::path::PathBuf> {
+    let candidates = std::env::var_os("DUBBO_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/envoy-venv/bin/python")
+        ]);
+    for p in candidates {
+        let ok = std::process::Command::new(&p)
+            .args(["-c", "import dubbo.client"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(p);
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but no Python with python3-dubbo: set DUBBO_PYTHON"
+    );
+    eprintln!(
+        "notice: no Python with python3-dubbo (DUBBO_PYTHON); skipping the python3-dubbo test"
+    );
+    None
+}
+
+/// A third-party Dubbo client (python3-dubbo 0.0.8) through tern to a server that answers
+/// `sayHello(name)` with `"hello " + name`: a single call, 80 concurrent calls from 8 threads
+/// on one connection, and an unknown service answered by tern with an error response.
+#[tokio::test]
+async fn python3_dubbo_client_through_tern() {
+    let Some(python) = dubbo_python() else {
+        return;
+    };
+    let server = Server::start(
+        codec(),
+        Arc::new(|f: &Frame| {
+            let (strings, _) = build::leading_strings(&f.raw[HEADER_LEN..], 6)?;
+            let name = strings.get(5).cloned().flatten().unwrap_or_default();
+            let mut body = vec![0x91];
+            body.extend(build::string(&format!("hello {name}")));
+            let delay = Duration::from_millis(f.request_id % 7);
+            Some((delay, build::response(0, status::OK, &body)))
+        }),
+    )
+    .await;
+    let routes = dubbo_codec_yaml(&format!(
+        r#"            virtual_hosts:
+            - name: demo
+              hosts: ["{SERVICE}"]
+              routes:
+                on_no_match:
+                  action: {}
+"#,
+        action("echo", "")
+    ));
+    let tern = start_tern(&bootstrap(
+        &[generic_proxy_listener("d", &routes)],
+        &[static_cluster("echo", &[server.addr], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("d").unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rpc/dubbo_client.py");
+    let out = within(
+        60,
+        tokio::process::Command::new(&python)
+            .arg(&script)
+            .arg(addr.to_string())
+            .arg(SERVICE)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python3-dubbo client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["single"], "hello world");
+    let concurrent = v["concurrent"].as_object().unwrap();
+    assert_eq!(concurrent.len(), 80);
+    for (name, got) in concurrent {
+        assert_eq!(got.as_str(), Some(format!("hello {name}").as_str()));
+    }
+    let unknown = v["unknown"].as_str().unwrap();
+    // The client raises the error message of a non-OK response (status 60 here; the status
+    // itself is checked in `routes_by_service_and_method_to_two_clusters`).
+    assert!(
+        unknown.starts_with("DubboResponseException") && unknown.contains("no route"),
+        "{unknown}"
+    );
+    assert_eq!(server.requests(), 81);
+}
