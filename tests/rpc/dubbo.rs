@@ -486,38 +486,55 @@ fn dubbo_python() -> Option<std::path::PathBuf> {
 }
 
 /// A third-party Dubbo client (python3-dubbo 0.0.8) through tern to a server that answers
-/// `sayHello(name)` with `"hello " + name`: a single call, 80 concurrent calls from 8 threads
+/// `sayHello(name)` with `"hello " + name`: a single call, a call whose attachment routes it to
+/// another cluster, 80 concurrent calls from 8 threads
 /// on one connection, and an unknown service answered by tern with an error response.
 #[tokio::test]
 async fn python3_dubbo_client_through_tern() {
     let Some(python) = dubbo_python() else {
         return;
     };
-    let server = Server::start(
-        codec(),
-        Arc::new(|f: &Frame| {
+    let hello = |greeting: &'static str| {
+        Arc::new(move |f: &Frame| {
             let (strings, _) = build::leading_strings(&f.raw[HEADER_LEN..], 6)?;
             let name = strings.get(5).cloned().flatten().unwrap_or_default();
             let mut body = vec![0x91];
-            body.extend(build::string(&format!("hello {name}")));
+            body.extend(build::string(&format!("{greeting} {name}")));
             let delay = Duration::from_millis(f.request_id % 7);
             Some((delay, build::response(0, status::OK, &body)))
-        }),
-    )
-    .await;
+        })
+    };
+    let server = Server::start(codec(), hello("hello")).await;
+    let canary = Server::start(codec(), hello("canary")).await;
     let routes = dubbo_codec_yaml(&format!(
         r#"            virtual_hosts:
             - name: demo
               hosts: ["{SERVICE}"]
               routes:
+                matcher_list:
+                  matchers:
+                  - predicate:
+                      single_predicate:
+                        input:
+                          name: env
+                          typed_config:
+                            "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.matcher.v3.PropertyMatchInput
+                            property_name: env
+                        value_match: {{ exact: canary }}
+                    on_match:
+                      action: {}
                 on_no_match:
                   action: {}
 "#,
+        action("canary", ""),
         action("echo", "")
     ));
     let tern = start_tern(&bootstrap(
         &[generic_proxy_listener("d", &routes)],
-        &[static_cluster("echo", &[server.addr], "")],
+        &[
+            static_cluster("echo", &[server.addr], ""),
+            static_cluster("canary", &[canary.addr], ""),
+        ],
     ))
     .await;
     let addr = tern.listener_addr("d").unwrap();
@@ -541,6 +558,8 @@ async fn python3_dubbo_client_through_tern() {
     );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["single"], "hello world");
+    assert_eq!(v["canary"], "canary ctx");
+    assert_eq!(canary.requests(), 1);
     let concurrent = v["concurrent"].as_object().unwrap();
     assert_eq!(concurrent.len(), 80);
     for (name, got) in concurrent {
