@@ -574,3 +574,39 @@ async fn python3_dubbo_client_through_tern() {
     );
     assert_eq!(server.requests(), 81);
 }
+
+/// One access log line per request, in the HTTP access log's format: the service as
+/// `:authority`, the method as `:path`, the protocol's status as the response code.
+#[tokio::test]
+async fn access_log_line_per_request() {
+    let server = echo_server().await;
+    let log = crate::support::logs::temp_log("rpc-access");
+    let format = r#"{ text_format_source: { inline_string: "%CONNECTION_ID% %REQ(:AUTHORITY)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER% %ROUTE_NAME%\n" } }"#;
+    let yaml = format!(
+        "{}          access_log:\n{}",
+        all_to("echo", ""),
+        crate::support::logs::file_access_log(&log, format, "", 10)
+    );
+    let tern = start_tern(&bootstrap(
+        &[generic_proxy_listener("d", &yaml)],
+        &[static_cluster("echo", &[server.addr], "")],
+    ))
+    .await;
+    let mut c = Client::connect(tern.listener_addr("d").unwrap(), codec()).await;
+    c.send(&request(1, "sayHello", "x")).await;
+    assert!(c.recv().await.unwrap().status.unwrap().ok);
+    c.send(&request(2, "hang", "x")).await;
+    drop(c);
+    let lines = crate::support::logs::lines(&log, 2).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(
+        fields[0][1..],
+        [SERVICE, "sayHello", "20", "-", "echo", "to-echo"]
+    );
+    assert_eq!(
+        fields[1][1..],
+        [SERVICE, "hang", "0", "DC", "echo", "to-echo"]
+    );
+    assert_eq!(fields[0][0], fields[1][0], "same connection id");
+}
