@@ -610,3 +610,88 @@ async fn access_log_line_per_request() {
     );
     assert_eq!(fields[0][0], fields[1][0], "same connection id");
 }
+
+/// A generic_proxy listener over LDS (a file source): applied, and a bad codec in a later
+/// version is rejected with the last good listener kept.
+#[tokio::test]
+async fn generic_proxy_over_lds() {
+    let server = echo_server().await;
+    let dir = std::env::temp_dir().join(format!(
+        "tern-rpc-lds-{}-{}",
+        std::process::id(),
+        server.addr.port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lds_path = dir.join("lds.yaml");
+    let lds = |version: &str, codec_type: &str| {
+        format!(
+            r#"version_info: "{version}"
+resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: rpc
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.generic_proxy
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.v3.GenericProxy
+        stat_prefix: rpc
+        codec_config:
+          name: codec
+          typed_config: {{ "@type": {codec_type} }}
+        route_config:
+          name: r
+          routes:
+            on_no_match:
+              action: {}
+        filters:
+        - name: router
+          typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.router.v3.Router }}
+"#,
+            action("echo", "")
+        )
+    };
+    let write = |text: String| {
+        let tmp = lds_path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &lds_path).unwrap();
+    };
+    write(lds(
+        "1",
+        "type.googleapis.com/envoy.extensions.filters.network.generic_proxy.codecs.dubbo.v3.DubboCodecConfig",
+    ));
+    let yaml = format!(
+        "node: {{id: n, cluster: c}}\ndynamic_resources:\n  lds_config: {{path_config_source: {{path: {}}}, resource_api_version: V3}}\n{}",
+        lds_path.display(),
+        bootstrap(&[], &[static_cluster("echo", &[server.addr], "")])
+            .replace("  listeners:\n", "  listeners: []\n")
+    );
+    let tern = start_tern(&yaml).await;
+    within(10, tern.wait_initialized()).await;
+    let mut addr = None;
+    assert!(
+        eventually(5, || {
+            addr = tern.listener_addr("rpc");
+            addr.is_some()
+        })
+        .await
+    );
+    let mut c = Client::connect(addr.unwrap(), codec()).await;
+    c.send(&request(1, "sayHello", "lds")).await;
+    assert!(c.recv().await.unwrap().status.unwrap().ok);
+    write(lds(
+        "2",
+        "type.googleapis.com/envoy.extensions.filters.network.generic_proxy.codecs.http1.v3.Http1CodecConfig",
+    ));
+    let stats = &tern.world.stats;
+    assert!(
+        eventually(5, || stats
+            .counter_value("listener_manager.lds.update_rejected")
+            .unwrap_or(0)
+            >= 1)
+        .await
+    );
+    c.send(&request(2, "sayHello", "still")).await;
+    assert!(c.recv().await.unwrap().status.unwrap().ok);
+    let _ = std::fs::remove_dir_all(&dir);
+}
