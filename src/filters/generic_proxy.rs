@@ -109,9 +109,54 @@ pub struct GenericProxyConfig {
     pub stats: RpcStats,
 }
 
+/// `tern.generic_proxy.codecs.multi.v3.MultiCodecConfig` (`proto/tern/generic_proxy/codecs/
+/// multi/v3/multi.proto`): several codecs on one generic_proxy, chosen per connection by the
+/// first bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MultiCodecConfig {
+    /// `codecs`.
+    #[prost(message, repeated, tag = "1")]
+    pub codecs: Vec<core_pb::TypedExtensionConfig>,
+}
+
+impl prost::Name for MultiCodecConfig {
+    const NAME: &'static str = "MultiCodecConfig";
+    const PACKAGE: &'static str = "tern.generic_proxy.codecs.multi.v3";
+    fn full_name() -> String {
+        "tern.generic_proxy.codecs.multi.v3.MultiCodecConfig".into()
+    }
+    fn type_url() -> String {
+        "type.googleapis.com/tern.generic_proxy.codecs.multi.v3.MultiCodecConfig".into()
+    }
+}
+
 /// The type URLs of the codecs [`compile_codec`] knows.
 pub fn codec_type_urls() -> Vec<String> {
     vec![gp_dubbo_pb::DubboCodecConfig::type_url()]
+}
+
+/// `codec_config` → the codecs a connection may speak: one, or the list of a
+/// [`MultiCodecConfig`].
+pub fn compile_codecs(c: &core_pb::TypedExtensionConfig) -> Result<Vec<Codec>, ConfigError> {
+    let Some(any) = c.typed_config.as_ref() else {
+        return Err(ConfigError::new("typed_config", "is required"));
+    };
+    let tc = typed_config(any)?;
+    if tc.type_url() != MultiCodecConfig::type_url() {
+        return Ok(vec![compile_codec(c)?]);
+    }
+    let m: MultiCodecConfig = tc.decode()?;
+    if m.codecs.is_empty() {
+        return Err(ConfigError::new(
+            "typed_config.codecs",
+            "needs at least one codec",
+        ));
+    }
+    m.codecs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| compile_codec(c).within(format!("typed_config.codecs[{i}]")))
+        .collect()
 }
 
 /// The codec registry: `codec_config` → codec. An unknown type URL is an error naming it.
@@ -151,7 +196,7 @@ impl GenericProxyConfig {
             .codec_config
             .as_ref()
             .ok_or_else(|| ConfigError::new("codec_config", "is required"))?;
-        let codecs = vec![compile_codec(codec).within("codec_config")?];
+        let codecs = compile_codecs(codec).within("codec_config")?;
         let routes = match &p.route_specifier {
             Some(gp_pb::generic_proxy::RouteSpecifier::RouteConfig(rc)) => {
                 RpcRouteTable::compile(rc).within("route_config")?
