@@ -565,4 +565,45 @@ mod tests {
             Err(SendError::Closed(_))
         ));
     }
+
+    /// The upstream's heartbeat is answered on the connection; its go-away (Dubbo's read-only
+    /// event) stops new requests there and the pool opens another connection.
+    #[tokio::test]
+    async fn upstream_heartbeat_and_goaway() {
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = Arc::new(Host::new(
+            Address::Tcp(upstream.local_addr().unwrap()),
+            "",
+            1,
+        ));
+        let store = Store::new();
+        let stats = ClusterStats::new(&store, "cluster.c.");
+        let pool = MultiplexPool::default();
+        let first = pool
+            .get(&host, &codec(), &stats, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let (mut peer, _) = upstream.accept().await.unwrap();
+        peer.write_all(&dubbo::build::heartbeat(5)).await.unwrap();
+        let mut buf = BytesMut::new();
+        let hb = loop {
+            if let Some(f) = codec().decode(&mut buf).unwrap() {
+                break f;
+            }
+            peer.read_buf(&mut buf).await.unwrap();
+        };
+        assert_eq!((hb.kind, hb.request_id), (FrameKind::HeartbeatResponse, 5));
+        let goaway = codec().goaway().unwrap();
+        peer.write_all(&goaway.raw).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while first.is_usable() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!first.is_usable());
+        let second = pool
+            .get(&host, &codec(), &stats, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_ne!(first.id(), second.id());
+    }
 }
