@@ -23,73 +23,70 @@ use prost::Name;
 use route::RpcRouteTable;
 use std::sync::Arc;
 
-/// Stats of one generic proxy. Under `generic_proxy.<stat_prefix>.` with Envoy's
-/// generic_proxy names, or `dubbo.<stat_prefix>.` with dubbo_proxy's.
+/// Stats of one generic proxy, under `generic_proxy.<stat_prefix>.` with Envoy's generic_proxy
+/// names (`ALL_GENERIC_FILTER_STATS`; the per-status `downstream_rq_code_<code>` and per-flag
+/// counters are not written), or `dubbo.<stat_prefix>.` with dubbo_proxy's.
+/// `downstream_rq_heartbeat` and `downstream_rq_oneway` are tern's own.
 #[derive(Debug, Clone)]
 pub struct RpcStats {
     /// Requests received (heartbeats excluded): `downstream_rq_total` / `request`.
     pub rq_total: Counter,
     /// Requests in flight: `downstream_rq_active` / `request_active`.
     pub rq_active: Gauge,
-    /// Request to response time: `downstream_rq_time` / `request_time_ms`.
+    /// From the request to its response: `downstream_rq_time` / `request_time_ms`.
     pub rq_time: Histogram,
-    /// Requests answered with an error response of the proxy's own (no route, no upstream,
-    /// timeout, overflow, upstream reset): `downstream_rq_error` / `local_response_error`.
+    /// From the request to its sending upstream, µs: `downstream_rq_tx_time`.
+    pub rq_tx_time: Histogram,
+    /// Requests answered with a status that is not success (from upstream or the proxy):
+    /// `downstream_rq_error` / `response_error`.
     pub rq_error: Counter,
-    /// Requests cancelled because their downstream connection closed:
-    /// `downstream_rq_reset` / `cx_destroy_remote_with_active_rq`.
+    /// Requests the proxy answered itself (no route, no upstream, timeout, overflow, upstream
+    /// reset): `downstream_rq_local` / `local_response_error`.
+    pub rq_local: Counter,
+    /// Requests cancelled because their downstream connection closed: `downstream_rq_reset` /
+    /// `cx_destroy_remote_with_active_rq`.
     pub rq_reset: Counter,
     /// Frames that did not decode (the connection is closed): `downstream_rq_decoding_error` /
     /// `request_decoding_error`.
     pub rq_decoding_error: Counter,
-    /// Heartbeats answered locally: `downstream_rq_local` / `request_event`.
-    pub rq_local: Counter,
+    /// Heartbeats answered locally: `downstream_rq_heartbeat` / `request_event`.
+    pub rq_heartbeat: Counter,
     /// One-way requests: `downstream_rq_oneway` / `request_oneway`.
     pub rq_oneway: Counter,
-    /// Responses from upstream whose status is not success: `downstream_rq_upstream_error` /
-    /// `response_error`.
-    pub response_error: Counter,
-    /// Upstream frames that did not decode: `upstream_rq_decoding_error` /
-    /// `response_decoding_error`.
-    pub response_decoding_error: Counter,
 }
 
 impl RpcStats {
     fn generic(store: &Store, prefix: &str) -> Self {
-        let c = |s: &str| store.counter(format!("generic_proxy.{prefix}.{s}"));
+        let p = format!("generic_proxy.{prefix}.");
+        let c = |s: &str| store.counter(format!("{p}{s}"));
         Self {
             rq_total: c("downstream_rq_total"),
-            rq_active: store.gauge(format!("generic_proxy.{prefix}.downstream_rq_active")),
-            rq_time: store.histogram(
-                format!("generic_proxy.{prefix}.downstream_rq_time"),
-                Unit::Milliseconds,
-            ),
+            rq_active: store.gauge(format!("{p}downstream_rq_active")),
+            rq_time: store.histogram(format!("{p}downstream_rq_time"), Unit::Milliseconds),
+            rq_tx_time: store.histogram(format!("{p}downstream_rq_tx_time"), Unit::Microseconds),
             rq_error: c("downstream_rq_error"),
+            rq_local: c("downstream_rq_local"),
             rq_reset: c("downstream_rq_reset"),
             rq_decoding_error: c("downstream_rq_decoding_error"),
-            rq_local: c("downstream_rq_local"),
+            rq_heartbeat: c("downstream_rq_heartbeat"),
             rq_oneway: c("downstream_rq_oneway"),
-            response_error: c("downstream_rq_upstream_error"),
-            response_decoding_error: c("upstream_rq_decoding_error"),
         }
     }
 
     fn dubbo(store: &Store, prefix: &str) -> Self {
-        let c = |s: &str| store.counter(format!("dubbo.{prefix}.{s}"));
+        let p = format!("dubbo.{prefix}.");
+        let c = |s: &str| store.counter(format!("{p}{s}"));
         Self {
             rq_total: c("request"),
-            rq_active: store.gauge(format!("dubbo.{prefix}.request_active")),
-            rq_time: store.histogram(
-                format!("dubbo.{prefix}.request_time_ms"),
-                Unit::Milliseconds,
-            ),
-            rq_error: c("local_response_error"),
+            rq_active: store.gauge(format!("{p}request_active")),
+            rq_time: store.histogram(format!("{p}request_time_ms"), Unit::Milliseconds),
+            rq_tx_time: store.histogram(format!("{p}request_tx_time_us"), Unit::Microseconds),
+            rq_error: c("response_error"),
+            rq_local: c("local_response_error"),
             rq_reset: c("cx_destroy_remote_with_active_rq"),
             rq_decoding_error: c("request_decoding_error"),
-            rq_local: c("request_event"),
+            rq_heartbeat: c("request_event"),
             rq_oneway: c("request_oneway"),
-            response_error: c("response_error"),
-            response_decoding_error: c("response_decoding_error"),
         }
     }
 }

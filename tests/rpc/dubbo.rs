@@ -161,7 +161,7 @@ async fn heartbeat_is_answered_locally_and_oneway_is_forwarded_without_waiting()
     assert!(eventually(5, || server.seen.oneway.load(Ordering::Relaxed) == 1).await);
     let stats = &tern.world.stats;
     assert_eq!(
-        stats.counter_value("generic_proxy.d.downstream_rq_local"),
+        stats.counter_value("generic_proxy.d.downstream_rq_heartbeat"),
         Some(1)
     );
     assert_eq!(
@@ -235,6 +235,10 @@ async fn routes_by_service_and_method_to_two_clusters() {
     let stats = &tern.world.stats;
     assert_eq!(
         stats.counter_value("generic_proxy.d.downstream_rq_error"),
+        Some(1)
+    );
+    assert_eq!(
+        stats.counter_value("generic_proxy.d.downstream_rq_local"),
         Some(1)
     );
 }
