@@ -7,3 +7,4 @@ pub mod client_hello;
 pub mod detect;
 pub mod headers;
 pub mod query;
+pub mod xprotocol;

@@ -12,6 +12,7 @@ const TARGETS: &[Target] = &[
     ("request_path", request_path),
     ("access_log_format", access_log_format),
     ("listener_inspectors", listener_inspectors),
+    ("dubbo_frames", dubbo_frames),
 ];
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {

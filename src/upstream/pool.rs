@@ -3,6 +3,7 @@
 
 mod http1;
 mod http2;
+pub mod multiplex;
 mod tls;
 
 pub use http1::Http1Pool;
@@ -32,6 +33,8 @@ pub struct HostPools {
     /// The shared HTTP/2 connection.
     pub http2: Http2Pool,
     keyed: std::sync::Mutex<std::collections::HashMap<u64, Arc<HostPools>>>,
+    /// Multiplexed RPC connections (Dubbo, Bolt), per codec.
+    pub multiplex: multiplex::MultiplexPool,
 }
 
 /// TLS pools of one host at most (a host reached with more SNI/ALPN combinations than this
