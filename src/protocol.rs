@@ -9,3 +9,4 @@ pub mod client_hello;
 pub mod detect;
 pub mod headers;
 pub mod query;
+pub mod xprotocol;

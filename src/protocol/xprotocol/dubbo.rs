@@ -1,0 +1,1 @@
+//! Dubbo 2 (placeholder until the codec lands; implements [`super::XProtocol`]).

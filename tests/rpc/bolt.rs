@@ -1,0 +1,1 @@
+//! Bolt through tern (written on the Bolt branch).

@@ -1,0 +1,1 @@
+//! Dubbo through tern.
