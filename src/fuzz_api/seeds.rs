@@ -735,6 +735,74 @@ fn write_seed_corpora() {
     write("access_log_format", &seeds);
 
     write_listener_inspector_seeds();
+    write_bolt_seeds();
+}
+
+/// Bolt v1 streams: a knobs byte (frame size limit 1 MiB, reads of 7 bytes: 3 * 7 + 2 = 23),
+/// then frames as SOFARPC clients and servers write them.
+#[test]
+#[ignore = "writes fuzz/corpus/bolt_codec; run by hand after changing a seed"]
+fn write_bolt_seeds() {
+    use crate::protocol::xprotocol::bolt::{
+        CODEC_PROTOBUF, CmdCode, Command, CommandHead, ResponseStatus, SOFA_REQUEST_CLASS,
+        SOFA_RESPONSE_CLASS,
+    };
+    let request = |id, oneway, method: &str| {
+        Command::build(
+            CommandHead::request(id, oneway, 3000).codec(CODEC_PROTOBUF),
+            SOFA_REQUEST_CLASS.as_bytes(),
+            &[
+                (b"service", b"com.example.Hello:1.0"),
+                (b"sofa_head_method_name", method.as_bytes()),
+                (b"sofa_head_target_app", b""),
+            ],
+            b"\x0a\x02hi",
+        )
+        .unwrap()
+    };
+    let response = Command::build(
+        CommandHead::response(1, ResponseStatus::SUCCESS),
+        SOFA_RESPONSE_CLASS.as_bytes(),
+        &[],
+        b"C0.payload",
+    )
+    .unwrap();
+    let heartbeat = Command::build(CommandHead::heartbeat(9), &[], &[], &[]).unwrap();
+    let ack = Command::build(
+        CommandHead::response(9, ResponseStatus::SUCCESS).cmd_code(CmdCode::Heartbeat),
+        &[],
+        &[],
+        &[],
+    )
+    .unwrap();
+    let error = Command::build(
+        CommandHead::response(2, ResponseStatus::CONNECTION_CLOSED),
+        &[],
+        &[],
+        b"\x0eupstream reset",
+    )
+    .unwrap();
+    let stream = |cmds: &[&Command]| {
+        let mut out = vec![23u8];
+        for c in cmds {
+            out.extend_from_slice(c.as_bytes());
+        }
+        out
+    };
+    let seeds: Vec<(String, Vec<u8>)> = vec![
+        ("request", stream(&[&request(1, false, "echo")])),
+        ("oneway", stream(&[&request(2, true, "notify")])),
+        ("heartbeat", stream(&[&heartbeat])),
+        ("responses", stream(&[&response, &ack, &error])),
+        (
+            "pipelined",
+            stream(&[&heartbeat, &request(3, false, "a"), &request(4, false, "b")]),
+        ),
+    ]
+    .into_iter()
+    .map(|(n, b)| (n.to_owned(), b))
+    .collect();
+    write("bolt_codec", &seeds);
 }
 
 /// First bytes of connections: ClientHellos (SNI and ALPN, none, split over records, large),

@@ -17,9 +17,9 @@ const PROTOBUF_REQUEST: &str = "0101000101000000030b00000bb8002c009e00000004636f
 const HESSIAN2_RESPONSE: &str = "010000020100000001010000002e000000000064636f6d2e616c697061792e736f66612e7270632e636f72652e726573706f6e73652e536f6661526573706f6e736543302e636f6d2e616c697061792e736f66612e7270632e636f72652e726573706f6e73652e536f6661526573706f6e7365940769734572726f72086572726f724d73670b617070526573706f6e73650d726573706f6e736550726f707360464e0268694e";
 const HEARTBEAT_ACK: &str = "0100000001000000070100000000000000000000";
 
-fn one(bytes: &[u8]) -> Frame {
+fn one(bytes: &[u8]) -> Command {
     let mut buf = BytesMut::from(bytes);
-    let frame = Frame::decode(&mut buf, DEFAULT_MAX_FRAME_SIZE)
+    let frame = Command::decode(&mut buf, DEFAULT_MAX_FRAME_SIZE)
         .unwrap()
         .unwrap();
     assert!(buf.is_empty(), "{} bytes left", buf.len());
@@ -41,7 +41,11 @@ fn sofa_bolt_node_frames_decode() {
     assert_eq!(rq.codec(), CODEC_HESSIAN2);
     assert_eq!(rq.class_name(), Some(SOFA_REQUEST_CLASS));
     assert_eq!(rq.service(), Some("com.example.Hello:1.0"));
-    assert_eq!(rq.method(), None, "sofa-bolt-node's hessian requests name no method");
+    assert_eq!(
+        rq.method(),
+        None,
+        "sofa-bolt-node's hessian requests name no method"
+    );
     assert_eq!(
         rq.headers(),
         vec![(&b"service"[..], &b"com.example.Hello:1.0"[..])]
@@ -108,8 +112,8 @@ fn spec_layout_request() {
     assert_eq!(f.class_name(), Some("Foo"));
     assert_eq!(f.service(), Some("a.B:10"));
     assert_eq!(f.content(), b"\x08\x01");
-    let built = Frame::build(
-        FrameHead::request(258, false, 1000).codec(CODEC_PROTOBUF),
+    let built = Command::build(
+        CommandHead::request(258, false, 1000).codec(CODEC_PROTOBUF),
         b"Foo",
         &[(b"service", b"a.B:10")],
         b"\x08\x01",
@@ -130,7 +134,10 @@ fn error_response_layout() {
         ][..]
     );
     assert_eq!(e.status().name(), Some("CONNECTION_CLOSED"));
-    assert_eq!(ResponseStatus(0x0012).name(), Some("SERVER_DESERIAL_EXCEPTION"));
+    assert_eq!(
+        ResponseStatus(0x0012).name(),
+        Some("SERVER_DESERIAL_EXCEPTION")
+    );
     assert_eq!(ResponseStatus(0x000a).name(), None);
 }
 
@@ -152,7 +159,10 @@ fn bad_frames() {
         b[at..at + bytes.len()].copy_from_slice(bytes);
         b
     };
-    assert_eq!(peek(b"GET / HTTP/1.1", max), Err(BoltError::ProtocolCode(b'G')));
+    assert_eq!(
+        peek(b"GET / HTTP/1.1", max),
+        Err(BoltError::ProtocolCode(b'G'))
+    );
     let v2 = peek(&with(0, &[2]), max).unwrap_err();
     assert!(v2.to_string().contains("Bolt v2 is not supported"), "{v2}");
     assert_eq!(peek(&with(1, &[3]), max), Err(BoltError::CmdType(3)));
@@ -193,7 +203,10 @@ fn bad_frames() {
     // A header map whose value length runs past its end.
     let mut b = with(16, &[0, 8]);
     b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9]);
-    assert!(matches!(peek(&b, max), Err(BoltError::HeaderMap { at: 8, .. })));
+    assert!(matches!(
+        peek(&b, max),
+        Err(BoltError::HeaderMap { at: 8, .. })
+    ));
     // A null value (-1) is accepted and reads as empty; -2 is not.
     let mut b = with(16, &[0, 9]);
     b.extend_from_slice(&[0, 0, 0, 1, b'k', 0xff, 0xff, 0xff, 0xff]);
@@ -205,19 +218,32 @@ fn bad_frames() {
     // Building a frame with a part that cannot fit is an error, not a wrong length.
     let big = vec![0u8; 40_000];
     assert!(matches!(
-        Frame::build(FrameHead::heartbeat(1), &big, &[], &[]),
+        Command::build(CommandHead::heartbeat(1), &big, &[], &[]),
         Err(BoltError::PartTooLong { field: "class", .. })
     ));
     assert!(matches!(
-        Frame::build(FrameHead::heartbeat(1), &[], &[(&big[..20_000], &big[..20_000])], &[]),
-        Err(BoltError::PartTooLong { field: "header", .. })
+        Command::build(
+            CommandHead::heartbeat(1),
+            &[],
+            &[(&big[..20_000], &big[..20_000])],
+            &[]
+        ),
+        Err(BoltError::PartTooLong {
+            field: "header",
+            ..
+        })
     ));
 }
 
 #[test]
 fn several_frames_in_one_buffer() {
     let mut all = Vec::new();
-    for f in [HEARTBEAT, HESSIAN2_REQUEST, PROTOBUF_REQUEST, HESSIAN2_RESPONSE] {
+    for f in [
+        HEARTBEAT,
+        HESSIAN2_REQUEST,
+        PROTOBUF_REQUEST,
+        HESSIAN2_RESPONSE,
+    ] {
         all.extend(hex(f));
     }
     all.extend(&hex(HESSIAN2_ONEWAY)[..30]);
@@ -226,15 +252,15 @@ fn several_frames_in_one_buffer() {
     assert_eq!(rest, Ok(30));
 }
 
-fn arb_frame() -> impl Strategy<Value = Frame> {
+fn arb_frame() -> impl Strategy<Value = Command> {
     let head = prop_oneof![
         (any::<u32>(), any::<bool>(), any::<i32>())
-            .prop_map(|(id, ow, t)| FrameHead::request(id, ow, t)),
-        any::<u32>().prop_map(FrameHead::heartbeat),
+            .prop_map(|(id, ow, t)| CommandHead::request(id, ow, t)),
+        any::<u32>().prop_map(CommandHead::heartbeat),
         (any::<u32>(), any::<u16>())
-            .prop_map(|(id, s)| FrameHead::response(id, ResponseStatus(s))),
+            .prop_map(|(id, s)| CommandHead::response(id, ResponseStatus(s))),
         (any::<u32>(), any::<u16>()).prop_map(|(id, s)| {
-            FrameHead::response(id, ResponseStatus(s)).cmd_code(CmdCode::Heartbeat)
+            CommandHead::response(id, ResponseStatus(s)).cmd_code(CmdCode::Heartbeat)
         }),
     ];
     let bytes = |n| proptest::collection::vec(any::<u8>(), 0..n);
@@ -247,9 +273,8 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         bytes(200),
     )
         .prop_map(|(head, codec, ver2, class, map, content)| {
-            let map: Vec<(&[u8], &[u8])> =
-                map.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-            Frame::build(head.codec(codec).ver2(ver2), &class, &map, &content).unwrap()
+            let map: Vec<(&[u8], &[u8])> = map.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+            Command::build(head.codec(codec).ver2(ver2), &class, &map, &content).unwrap()
         })
 }
 
@@ -259,7 +284,7 @@ proptest! {
     fn round_trip(frame in arb_frame()) {
         let mut buf = BytesMut::new();
         frame.encode(&mut buf);
-        let back = Frame::decode(&mut buf, DEFAULT_MAX_FRAME_SIZE).unwrap().unwrap();
+        let back = Command::decode(&mut buf, DEFAULT_MAX_FRAME_SIZE).unwrap().unwrap();
         prop_assert!(buf.is_empty());
         prop_assert_eq!(&back, &frame);
         prop_assert_eq!(back.headers().len(), frame.headers().len());
@@ -296,7 +321,7 @@ proptest! {
         for cut in cuts {
             buf.extend_from_slice(&all[from..cut]);
             from = cut;
-            while let Some(f) = Frame::decode(&mut buf, DEFAULT_MAX_FRAME_SIZE).unwrap() {
+            while let Some(f) = Command::decode(&mut buf, DEFAULT_MAX_FRAME_SIZE).unwrap() {
                 got.push(f);
             }
         }
@@ -331,4 +356,123 @@ proptest! {
             let _ = (f.headers(), f.service(), f.method());
         }
     }
+}
+
+fn framed(hexed: &str) -> Frame {
+    let mut buf = BytesMut::from(&hex(hexed)[..]);
+    let f = Bolt::default().decode(&mut buf).unwrap().unwrap();
+    assert!(buf.is_empty());
+    f
+}
+
+#[test]
+fn xprotocol_kinds_and_route_headers() {
+    assert_eq!(framed(HEARTBEAT).kind, FrameKind::Heartbeat);
+    assert_eq!(framed(HEARTBEAT_ACK).kind, FrameKind::HeartbeatResponse);
+    assert_eq!(framed(HESSIAN2_ONEWAY).kind, FrameKind::Oneway);
+    let rs = framed(HESSIAN2_RESPONSE);
+    assert_eq!(rs.kind, FrameKind::Response);
+    assert_eq!(rs.status, Some(Status { code: 0, ok: true }));
+    assert_eq!(rs.headers, RouteHeaders::default());
+
+    let rq = framed(HESSIAN2_REQUEST);
+    assert_eq!(rq.kind, FrameKind::Request);
+    assert_eq!(rq.request_id, 1);
+    assert_eq!(rq.status, None);
+    assert_eq!(rq.headers.get("service"), Some("com.example.Hello:1.0"));
+    assert_eq!(rq.headers.get("version"), Some("1.0"));
+    assert_eq!(rq.headers.get("group"), None);
+    assert_eq!(rq.headers.get(CLASS_NAME_KEY), Some(SOFA_REQUEST_CLASS));
+
+    let pb = framed(PROTOBUF_REQUEST);
+    assert_eq!(pb.headers.get("method"), Some("echo"));
+    assert_eq!(pb.headers.get("sofa_head_target_app"), Some(""));
+    assert_eq!(
+        pb.headers.get("sofa_head_target_service"),
+        Some("tern.test.EchoService:1.0")
+    );
+
+    // The id rewrite of the framework patches Bolt's id field.
+    let mut rq = rq;
+    rq.set_request_id(77);
+    assert_eq!(one(&rq.raw).request_id(), 77);
+}
+
+#[test]
+fn xprotocol_errors_and_local_replies() {
+    let bolt = Bolt::new(64);
+    let mut buf = BytesMut::from(&hex(HESSIAN2_REQUEST)[..]);
+    assert!(matches!(
+        bolt.decode(&mut buf),
+        Err(CodecError::TooLarge {
+            protocol: "bolt",
+            max: 64,
+            ..
+        })
+    ));
+    let mut buf = BytesMut::from(&b"\x01\x07junk"[..]);
+    let err = bolt.decode(&mut buf).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bolt: malformed frame: bolt: unknown command type 7"
+    );
+    let mut buf = BytesMut::from(&hex(HEARTBEAT)[..10]);
+    assert_eq!(bolt.decode(&mut buf), Ok(None));
+    assert_eq!(buf.len(), 10);
+
+    assert_eq!(bolt.detect(&[]), Detect::NeedMore);
+    assert_eq!(bolt.detect(&[1, 1, 0]), Detect::NeedMore);
+    assert_eq!(bolt.detect(&hex(HEARTBEAT)[..4]), Detect::Matched);
+    assert_eq!(bolt.detect(&[0xda, 0xbb]), Detect::NotMatched);
+    assert_eq!(bolt.detect(&[1, 1, 0, 2]), Detect::NotMatched);
+    assert_eq!(bolt.detect(b"GET / HTTP/1.1"), Detect::NotMatched);
+
+    let hb = framed(HEARTBEAT);
+    assert_eq!(
+        &bolt.heartbeat_response(&hb).raw[..],
+        &hex(HEARTBEAT_ACK)[..]
+    );
+
+    let rq = framed(HESSIAN2_REQUEST);
+    let e = bolt.error_response(&rq, ErrorKind::UpstreamReset, "upstream reset");
+    assert_eq!(e.kind, FrameKind::Response);
+    assert_eq!(e.request_id, 1);
+    assert_eq!(
+        e.status,
+        Some(Status {
+            code: 0x10,
+            ok: false
+        })
+    );
+    let c = one(&e.raw);
+    assert_eq!(c.content(), b"\x0eupstream reset");
+    // Protobuf requests get no content (tern cannot write their exception type).
+    let e = bolt.error_response(&framed(PROTOBUF_REQUEST), ErrorKind::Timeout, "timeout");
+    assert_eq!(one(&e.raw).content(), b"");
+    assert_eq!(one(&e.raw).status(), ResponseStatus::TIMEOUT);
+    assert_eq!(one(&e.raw).codec(), CODEC_PROTOBUF);
+
+    for (kind, status) in [
+        (ErrorKind::NoRoute, 0x06),
+        (ErrorKind::NoHealthyUpstream, 0x05),
+        (ErrorKind::ConnectFailure, 0x05),
+        (ErrorKind::UpstreamReset, 0x10),
+        (ErrorKind::Timeout, 0x07),
+        (ErrorKind::Overflow, 0x04),
+        (ErrorKind::BadRequest, 0x09),
+    ] {
+        assert_eq!(Bolt::status_for(kind), ResponseStatus(status), "{kind:?}");
+    }
+}
+
+#[test]
+fn hessian2_strings() {
+    assert_eq!(hessian2_string(""), b"\x00");
+    assert_eq!(hessian2_string("hi"), b"\x02hi");
+    let s32 = "a".repeat(32);
+    assert_eq!(&hessian2_string(&s32)[..2], b"\x30\x20");
+    let long = "é".repeat(2000);
+    let h = hessian2_string(&long);
+    assert_eq!(&h[..2], &[0x33, 0xff]);
+    assert_eq!(h.len(), 2 + 1023 * 2);
 }
