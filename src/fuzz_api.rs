@@ -521,3 +521,51 @@ pub fn bolt_codec(data: &[u8]) {
         assert_eq!(at + rest, data.len());
     }
 }
+
+/// Dubbo frames: `protocol::xprotocol::dubbo` decodes the input as a stream of frames (with
+/// a small frame limit so the limit path is reached), checks that every frame it returns is
+/// bytes of the input in order, that a split of the input decodes the same, and builds the
+/// replies the proxy would (heartbeat, error response) for each request.
+pub fn dubbo_frames(data: &[u8]) {
+    use crate::protocol::xprotocol::dubbo::Dubbo;
+    use crate::protocol::xprotocol::{ErrorKind, FrameKind, XProtocol};
+    use bytes::BytesMut;
+    let codec = Dubbo::new(4096);
+    let decode = |chunks: &[&[u8]]| {
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        let mut failed = false;
+        'outer: for c in chunks {
+            buf.extend_from_slice(c);
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(f)) => frames.push(f),
+                    Ok(None) => break,
+                    Err(_) => {
+                        failed = true;
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        (frames, failed)
+    };
+    let (whole, failed) = decode(&[data]);
+    let mut at = 0;
+    for f in &whole {
+        assert_eq!(&data[at..at + f.len()], &f.raw[..]);
+        at += f.len();
+        if f.kind == FrameKind::Heartbeat {
+            let _ = codec.heartbeat_response(f);
+        }
+        if f.kind.is_request() {
+            let r = codec.error_response(f, ErrorKind::Timeout, "timeout");
+            let mut b = r.raw.clone();
+            assert!(matches!(codec.decode(&mut b), Ok(Some(_))));
+        }
+    }
+    let mid = data.len() / 2;
+    let (split, split_failed) = decode(&[&data[..mid], &data[mid..]]);
+    assert_eq!(failed, split_failed);
+    assert_eq!(split, whole);
+}

@@ -13,6 +13,7 @@ const TARGETS: &[Target] = &[
     ("access_log_format", access_log_format),
     ("listener_inspectors", listener_inspectors),
     ("bolt_codec", bolt_codec),
+    ("dubbo_frames", dubbo_frames),
 ];
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
