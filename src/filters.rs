@@ -7,6 +7,7 @@
 
 pub mod bolt_codec;
 pub mod compressor;
+pub mod generic_proxy;
 pub mod hcm;
 pub mod http;
 pub mod istio_metrics;
@@ -18,6 +19,8 @@ use crate::config::{ConfigError, TypedConfig, Within, typed_config};
 use crate::stats::Store;
 use crate::stats::istio::{IstioStats, ListenerDirection};
 use envoy_types::pb::envoy::config::listener::v3 as listener_pb;
+use envoy_types::pb::envoy::extensions::filters::network::dubbo_proxy::v3 as dubbo_pb;
+use envoy_types::pb::envoy::extensions::filters::network::generic_proxy::v3 as gp_pb;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm_pb;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3 as rbac_pb;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp_pb;
@@ -25,6 +28,7 @@ use envoy_types::pb::envoy::extensions::filters::network::wasm::v3 as wasm_pb;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Name;
 
+pub use generic_proxy::GenericProxyConfig;
 pub use hcm::HcmConfig;
 pub use http::HttpFilterConfig;
 pub use tcp_proxy::TcpProxyConfig;
@@ -40,6 +44,8 @@ pub enum NetworkFilterConfig {
     TcpProxy(Box<TcpProxyConfig>),
     /// `envoy.filters.network.http_connection_manager`.
     Hcm(Box<HcmConfig>),
+    /// `envoy.filters.network.generic_proxy` or `envoy.filters.network.dubbo_proxy`.
+    GenericProxy(Box<GenericProxyConfig>),
 }
 
 /// A network filter before the terminal one. Istio's stats filter records through the
@@ -66,7 +72,7 @@ pub enum NonTerminalFilterConfig {
 pub struct NetworkFilters {
     /// Filters before the terminal one.
     pub filters: Vec<NonTerminalFilterConfig>,
-    /// The last filter: tcp_proxy or http_connection_manager.
+    /// The last filter: tcp_proxy, http_connection_manager, generic_proxy or dubbo_proxy.
     pub terminal: NetworkFilterConfig,
 }
 
@@ -98,6 +104,8 @@ pub(crate) fn naming(mut e: ConfigError, kind: &str, name: &str, type_url: &str)
 fn is_terminal(type_url: &str) -> bool {
     type_url == tcp_pb::TcpProxy::type_url()
         || type_url == hcm_pb::HttpConnectionManager::type_url()
+        || type_url == gp_pb::GenericProxy::type_url()
+        || type_url == dubbo_pb::DubboProxy::type_url()
 }
 
 /// Compile the network filters of one filter chain. The last filter must be terminal
@@ -165,12 +173,24 @@ pub fn compile_network_filters(
                 .map_err(name_it)
                 .within(path)?,
         ))
+    } else if tc.type_url() == gp_pb::GenericProxy::type_url() {
+        NetworkFilterConfig::GenericProxy(Box::new(
+            GenericProxyConfig::compile(any, stats)
+                .map_err(name_it)
+                .within(path)?,
+        ))
+    } else if tc.type_url() == dubbo_pb::DubboProxy::type_url() {
+        NetworkFilterConfig::GenericProxy(Box::new(
+            GenericProxyConfig::compile_dubbo_proxy(any, stats)
+                .map_err(name_it)
+                .within(path)?,
+        ))
     } else {
         return Err(ConfigError::new(
             path,
             if is_non_terminal(tc.type_url()) {
                 format!(
-                    "network filter {} ({}) is not terminal; the last filter must be tcp_proxy or http_connection_manager",
+                    "network filter {} ({}) is not terminal; the last filter must be tcp_proxy, http_connection_manager, generic_proxy or dubbo_proxy",
                     last.name,
                     tc.type_url()
                 )

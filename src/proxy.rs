@@ -5,6 +5,7 @@
 
 mod counted;
 pub mod hcm;
+pub mod rpc;
 pub mod tcp_proxy;
 
 pub use counted::CountedIo;
@@ -119,6 +120,7 @@ pub async fn serve_connection<IO>(
         match filter {
             NetworkFilter::TcpProxy(cfg) => tcp_proxy::serve(io, cfg, world, conn).await,
             NetworkFilter::Hcm(hcm) => hcm::serve(io, hcm, world, conn, drain).await,
+            NetworkFilter::GenericProxy(cfg) => rpc::serve(io, cfg, world, conn, drain).await,
         }
     };
     tokio::select! {

@@ -31,6 +31,8 @@ pub enum NetworkFilter {
     TcpProxy(Arc<TcpProxyConfig>),
     /// http_connection_manager.
     Hcm(Arc<HttpConnectionManager>),
+    /// generic_proxy / dubbo_proxy (Dubbo, Bolt).
+    GenericProxy(Arc<crate::filters::GenericProxyConfig>),
 }
 
 /// Where an HTTP connection manager finds its routes.
@@ -374,6 +376,7 @@ fn compile_chain(
     let compiled = filters::compile_network_filters(&fc.filters, store, direction)?;
     let network = match compiled.terminal {
         NetworkFilterConfig::TcpProxy(t) => NetworkFilter::TcpProxy(Arc::new(*t)),
+        NetworkFilterConfig::GenericProxy(g) => NetworkFilter::GenericProxy(Arc::new(*g)),
         NetworkFilterConfig::Hcm(h) => {
             let routes = match &h.route {
                 RouteSpec::Inline(rc) => RouteSource::Static(Arc::new(

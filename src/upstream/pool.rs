@@ -3,6 +3,7 @@
 
 mod http1;
 mod http2;
+pub mod multiplex;
 
 pub use http1::Http1Pool;
 pub use http2::Http2Pool;
@@ -27,6 +28,8 @@ pub struct HostPools {
     pub http1: Http1Pool,
     /// The shared HTTP/2 connection.
     pub http2: Http2Pool,
+    /// Multiplexed RPC connections (Dubbo, Bolt), per codec.
+    pub multiplex: multiplex::MultiplexPool,
 }
 
 /// The upstream protocol of a request, chosen from the cluster's protocol options.
