@@ -781,6 +781,9 @@ const ID_OFFSET: usize = 5;
 /// the header map, so a header of the same name wins).
 pub const CLASS_NAME_KEY: &str = "bolt.class_name";
 
+/// Header-map key of the reason in tern's own error responses.
+pub const ERROR_MESSAGE_KEY: &str = "tern_error";
+
 /// The Bolt v1 codec for the generic proxy (tern's `BoltCodecConfig`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bolt {
@@ -891,29 +894,6 @@ fn route_headers(command: &Command) -> RouteHeaders {
     h
 }
 
-/// A hessian 2 string (`string ::= [x00-x1f] | [x30-x33] b0 | 'S' b1 b0`, length in UTF-16
-/// units), cut to 1023 units, for the message of an error response with hessian 2 content.
-fn hessian2_string(message: &str) -> Vec<u8> {
-    let mut units = 0usize;
-    let mut end = 0;
-    for (i, c) in message.char_indices() {
-        if units + c.len_utf16() > 1023 {
-            break;
-        }
-        units += c.len_utf16();
-        end = i + c.len_utf8();
-    }
-    let mut out = Vec::with_capacity(end + 2);
-    if units <= 31 {
-        out.push(units as u8);
-    } else {
-        out.push(0x30 + (units >> 8) as u8);
-        out.push(units as u8);
-    }
-    out.extend_from_slice(&message.as_bytes()[..end]);
-    out
-}
-
 fn codec_error(e: BoltError) -> CodecError {
     match e {
         BoltError::TooLarge { len, max } => CodecError::TooLarge {
@@ -963,21 +943,26 @@ impl XProtocol for Bolt {
         Self::frame(ack)
     }
 
-    /// An RPC response with [`Bolt::status_for`]`(kind)`; for hessian 2 requests the content
-    /// is `message` as a hessian 2 string (what SOFARPC clients show as the error), for other
-    /// codecs it is empty.
+    /// An RPC response with [`Bolt::status_for`]`(kind)`, no class name and no content (what
+    /// MOSN answers too: the content of a failed Bolt response is a serialized exception in the
+    /// request's codec, which SOFARPC clients read only for `SERVER_EXCEPTION`); `message` goes
+    /// in the header map under [`ERROR_MESSAGE_KEY`], where clients that read response headers
+    /// see it and the others skip it.
     fn error_response(&self, request: &Frame, kind: ErrorKind, message: &str) -> Frame {
         let codec = request.raw.get(9).copied().unwrap_or(CODEC_HESSIAN2);
-        let content = if codec == CODEC_HESSIAN2 && !message.is_empty() {
-            hessian2_string(message)
-        } else {
-            Vec::new()
-        };
+        let mut map = BytesMut::new();
+        if !message.is_empty() {
+            let message = &message.as_bytes()[..message.len().min(1024)];
+            map.put_i32(ERROR_MESSAGE_KEY.len() as i32);
+            map.extend_from_slice(ERROR_MESSAGE_KEY.as_bytes());
+            map.put_i32(message.len() as i32);
+            map.extend_from_slice(message);
+        }
         Self::frame(Command::assemble(
             CommandHead::response(request.request_id as u32, Self::status_for(kind)).codec(codec),
             &[],
+            &map,
             &[],
-            &content,
         ))
     }
 }
