@@ -192,36 +192,47 @@ fn route(conditions: &[(&str, &str, &str)], cluster: &str) -> String {
 }
 
 /// A listener with the generic proxy, the Bolt codec (tern's `BoltCodecConfig`) and these
-/// routes (a matcher list).
-fn bolt_listener(name: &str, codec_extra: &str, routes: &[String]) -> String {
+/// routes (a matcher list), as a YAML `Listener` at column 0 (what LDS carries).
+fn bolt_listener_resource(name: &str, codec_extra: &str, routes: &[String]) -> String {
     format!(
-        r#"
-  - name: {name}
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.generic_proxy
+        r#"name: {name}
+address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.generic_proxy
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.v3.GenericProxy
+      stat_prefix: {name}
+      codec_config:
+        name: bolt
         typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.v3.GenericProxy
-          stat_prefix: {name}
-          codec_config:
-            name: bolt
-            typed_config:
-              "@type": type.googleapis.com/tern.generic_proxy.codecs.bolt.v1.BoltCodecConfig
-              {codec_extra}
-          filters:
-          - name: envoy.filters.generic.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.router.v3.Router
-          route_config:
-            name: {name}
-            routes:
-              matcher_list:
-                matchers:{routes}
+          "@type": type.googleapis.com/tern.generic_proxy.codecs.bolt.v1.BoltCodecConfig
+          {codec_extra}
+      filters:
+      - name: envoy.filters.generic.router
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.router.v3.Router
+      route_config:
+        name: {name}
+        routes:
+          matcher_list:
+            matchers:{routes}
 "#,
-        // The route snippets are written for a list at 10 spaces; this one is at 18.
-        routes = routes.concat().replace('\n', "\n        ")
+        // The route snippets are written for a list at 10 spaces; this one is at 12.
+        routes = routes.concat().replace('\n', "\n  ")
     )
+}
+
+/// The same listener as an item of a bootstrap's `static_resources.listeners`.
+fn bolt_listener(name: &str, codec_extra: &str, routes: &[String]) -> String {
+    let body = bolt_listener_resource(name, codec_extra, routes);
+    let mut item = String::from("\n");
+    for (i, line) in body.lines().enumerate() {
+        item.push_str(if i == 0 { "  - " } else { "    " });
+        item.push_str(line);
+        item.push('\n');
+    }
+    item
 }
 
 /// Every request to cluster `cluster`.
@@ -664,4 +675,127 @@ async fn malformed_and_truncated_frames_close_the_connection() {
     assert_eq!(frames[0].status(), ResponseStatus::ERROR_COMM);
     let errors = counter(&tern, "generic_proxy.bolt.downstream_rq_decoding_error");
     assert!(errors >= 4, "protocol errors counted: {errors}");
+}
+
+/// The Bolt codec config arrives over LDS as well as in the bootstrap: a listener with it
+/// serves Bolt, `/config_dump` shows tern's own message with its fields, and an invalid one is
+/// NACKed with a reason an operator can read.
+#[tokio::test]
+async fn bolt_codec_config_over_lds_and_in_config_dump() {
+    use crate::support::ads::{AdsServer, Batch, dynamic_resources_yaml};
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use prost::Name;
+    let listener = |name: &str, extra: &str| -> Listener {
+        tern::config::decode_message_file(
+            std::path::Path::new("l.yaml"),
+            bolt_listener_resource(name, extra, &everything_to("a")).as_bytes(),
+        )
+        .expect("listener YAML")
+    };
+    // Cluster `a` (a host nobody listens on) over CDS, the listener over LDS.
+    let dead = crate::support::dead_addr();
+    let cluster: envoy_types::pb::envoy::config::cluster::v3::Cluster =
+        tern::config::decode_message_file(
+            std::path::Path::new("c.yaml"),
+            format!(
+                "name: a\ntype: STATIC\nconnect_timeout: 1s\nload_assignment: {{cluster_name: a, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: '{}', port_value: {}}}}}}}}}]}}]}}\n",
+                dead.ip(),
+                dead.port()
+            )
+            .as_bytes(),
+        )
+        .expect("cluster YAML");
+    let ads = AdsServer::tcp().await;
+    ads.apply(
+        Batch::new()
+            .cluster(&cluster)
+            .listener(&listener("bolt_lds", "max_frame_size: 2048")),
+    );
+    let yaml = format!(
+        "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}\n{}static_resources:\n  clusters:\n{}",
+        dynamic_resources_yaml("xds-grpc", true),
+        ads.cluster_yaml("xds-grpc"),
+    );
+    let tern = start_tern(&yaml).await;
+    within(10, tern.wait_initialized()).await;
+    let mut addr = None;
+    assert!(
+        crate::support::eventually(10, || {
+            addr = tern.listener_addr("bolt_lds");
+            addr.is_some()
+        })
+        .await
+    );
+    let addr = addr.unwrap();
+
+    // It speaks Bolt: a heartbeat is answered, a request gets tern's ERROR_COMM (dead host),
+    // and the LDS-given limit holds (a 4 KiB frame closes the connection).
+    let mut s = within(5, tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let mut bytes = Command::build(CommandHead::heartbeat(1), &[], &[], &[])
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    bytes.extend(request_frame(2, "com.example.Hello:1.0"));
+    s.write_all(&bytes).await.unwrap();
+    let (frames, _) = read_frames(&mut s, 2).await;
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert!(frames[0].is_heartbeat());
+    assert_eq!(frames[1].status(), ResponseStatus::ERROR_COMM);
+    let big = Command::build(
+        CommandHead::request(3, false, 3000),
+        SOFA_REQUEST_CLASS.as_bytes(),
+        &[],
+        &vec![0u8; 4096],
+    )
+    .unwrap();
+    s.write_all(&big.as_bytes()[..22]).await.unwrap();
+    assert_eq!(read_frames(&mut s, 1).await, (vec![], true));
+
+    // /config_dump prints the codec config with its type URL and fields.
+    let admin = tern.admin_addr().expect("admin");
+    let got = crate::support::get(&crate::support::h1_client(), admin, "x", "/config_dump").await;
+    assert_eq!(got.status, 200);
+    let type_url = tern::config::tern::bolt::BoltCodecConfig::type_url();
+    let dump: Value = serde_json::from_str(&got.body).unwrap();
+    let mut found = None;
+    fn walk<'a>(v: &'a Value, url: &str, found: &mut Option<&'a Value>) {
+        match v {
+            Value::Object(m) => {
+                if m.get("@type").and_then(Value::as_str) == Some(url) {
+                    *found = Some(v);
+                }
+                m.values().for_each(|x| walk(x, url, found));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, url, found)),
+            _ => {}
+        }
+    }
+    walk(&dump, &type_url, &mut found);
+    let found = found.unwrap_or_else(|| panic!("{type_url} not in /config_dump"));
+    assert_eq!(found["max_frame_size"], 2048, "{found}");
+
+    // An invalid codec config is NACKed, naming the field; the listener keeps serving.
+    let before = ads.request_count();
+    ads.apply(Batch::new().listener(&listener("bolt_lds", "max_frame_size: 10")));
+    let nack = ads
+        .wait_for_since(
+            before,
+            |r| r.type_url() == Listener::type_url() && r.is_nack(),
+            Duration::from_secs(5),
+        )
+        .await;
+    let detail = format!("{nack:?}");
+    assert!(
+        detail.contains("max_frame_size: 10 is smaller than a Bolt request header"),
+        "{detail}"
+    );
+    let mut s = within(5, tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    s.write_all(&request_frame(4, "com.example.Hello:1.0"))
+        .await
+        .unwrap();
+    assert_eq!(read_frames(&mut s, 1).await.0.len(), 1);
 }
