@@ -142,28 +142,13 @@ fi
 # Helpers: ports, processes, CPU and memory accounting.
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
+# ticks_of, rss_kib, stat_of, wait_quiet, us_per_req
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
 
 port_in_use() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
 pid_on_port() { ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 
-# ticks_of PID VAR: utime+stime of the whole process (all threads), clock ticks.
-ticks_of() {
-    local line f
-    read -r line <"/proc/$1/stat"
-    line=${line##*) }            # drop "pid (comm) ": comm may hold spaces
-    read -ra f <<<"$line"        # f[0] is field 3 (state), so fields 14,15 are f[11],f[12]
-    printf -v "$2" '%d' $((f[11] + f[12]))
-}
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-
-# Machine-wide busy and total ticks (all CPUs) from /proc/stat; busy = user nice system irq
-# softirq (softirq ticks are also charged to the task they interrupted, as stime).
-stat_of() {
-    local u n s idle iow irq sirq steal rest
-    read -r _ u n s idle iow irq sirq steal rest </proc/stat
-    printf -v "$1" '%d' $((u + n + s + irq + sirq))
-    printf -v "$2" '%d' $((u + n + s + idle + iow + irq + sirq + steal))
-}
 # CPU used by this shell's waited-for children (the load generators), in ticks, from bash's
 # `times` builtin, which must run in this shell (not in a $(...) subshell): children_ticks VAR.
 children_ticks() {
@@ -220,24 +205,7 @@ top_others() {
         awk -v hz="$CLK_TCK" '{ printf "%s %.1fs, ", $2, $1 / hz }' | sed 's/, $//'
 }
 
-# wait_quiet: before a measurement, wait (up to QUIET_WAIT s) until the machine, where nothing of
-# ours is loaded, is less busy than BUSY_LIMIT over one second.
-wait_quiet() {
-    local b0 t0 b1 t1 busy waited=0
-    while :; do
-        stat_of b0 t0
-        sleep 1
-        stat_of b1 t1
-        busy=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", (t > 0) ? 100 * b / t : 0 }')
-        ((busy <= BUSY_LIMIT)) && return 0
-        ((waited >= QUIET_WAIT)) && { log "machine still ${busy}% busy after ${waited}s: measuring anyway"; return 0; }
-        ((waited == 0)) && log "machine ${busy}% busy before the run: waiting up to ${QUIET_WAIT}s"
-        waited=$((waited + 1))
-    done
-}
 disturbed() { awk -v o="$1" -v l="$BUSY_LIMIT" 'BEGIN { exit !(o > l) }'; }
-# µs of CPU per request: us_per_req TICKS REQUESTS
-us_per_req() { awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "NA" }'; }
 
 # start_daemon NAME PORT CMD...: detached (setsid, own session), logs in $OUT/NAME.log; waits for
 # a 200 on PORT and checks that the listener belongs to the process we started.

@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "rpc/common.rs"]
+mod common;
+
 #[path = "rpc/bolt.rs"]
 mod bolt;
 #[path = "rpc/dubbo.rs"]

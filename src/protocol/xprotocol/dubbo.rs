@@ -324,6 +324,18 @@ pub mod build {
         super::response(id, HESSIAN2, status, body, FrameKind::Response).raw
     }
 
+    /// The first `n` values of a Hessian 2 body read as strings (or nulls), and the offset
+    /// after them; `None` when they are not all strings. For test servers that read a
+    /// request's string arguments.
+    pub fn leading_strings(body: &[u8], n: usize) -> Option<(Vec<Option<String>>, usize)> {
+        let mut r = hessian::Reader::new(body);
+        let mut out = Vec::with_capacity(n.min(16));
+        for _ in 0..n {
+            out.push(r.string().ok()?);
+        }
+        Some((out, r.position()))
+    }
+
     /// A Hessian 2 string (for bodies).
     pub fn string(s: &str) -> Vec<u8> {
         let mut out = Vec::new();

@@ -22,6 +22,11 @@ impl<'a> Reader<'a> {
         Self { buf, pos: 0 }
     }
 
+    /// Bytes read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
     fn byte(&mut self) -> Result<u8, Error> {
         let b = *self.buf.get(self.pos).ok_or("hessian: truncated value")?;
         self.pos += 1;

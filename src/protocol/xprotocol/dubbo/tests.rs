@@ -33,6 +33,25 @@ fn heartbeat_is_recognised_and_answered() {
     assert_eq!(back.kind, FrameKind::HeartbeatResponse);
 }
 
+/// python3-dubbo 0.0.8's heartbeat, byte for byte as its `constants.py` builds it
+/// (`CLI_HEARTBEAT_REQ_HEAD` 0xdabbe2 00, the id, `CLI_HEARTBEAT_TAIL` 00000001 4e), and the
+/// response it writes to a server's heartbeat (`CLI_HEARTBEAT_RES_HEAD` 0xdabb2214).
+#[test]
+fn third_party_heartbeat_frames() {
+    let d = Dubbo::default();
+    let req = [
+        0xda, 0xbb, 0xe2, 0x00, 0, 0, 0, 0, 0, 0, 0x30, 0x39, 0, 0, 0, 1, 0x4e,
+    ];
+    let f = decode_all(&d, &req).unwrap().remove(0);
+    assert_eq!((f.kind, f.request_id), (FrameKind::Heartbeat, 12345));
+    let res = [
+        0xda, 0xbb, 0x22, 0x14, 0, 0, 0, 0, 0, 0, 0x30, 0x39, 0, 0, 0, 1, 0x4e,
+    ];
+    assert_eq!(&d.heartbeat_response(&f).raw[..], &res[..]);
+    let f = decode_all(&d, &res).unwrap().remove(0);
+    assert_eq!(f.kind, FrameKind::HeartbeatResponse);
+}
+
 #[test]
 fn request_headers_are_read_and_body_kept() {
     let d = Dubbo::default();
