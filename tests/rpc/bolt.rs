@@ -334,7 +334,7 @@ async fn requests_are_routed_by_service_and_method_to_two_clusters() {
     let a = BoltServer::start(&dir, "A").await;
     let b = BoltServer::start(&dir, "B").await;
     let routes = vec![
-        // EchoService.upper → b; the rest of EchoService → a; Hello → b.
+        // EchoService.upper → b; the rest of EchoService → a; Hello.upper → a; Hello → b.
         route(
             &[
                 (SERVICE_MATCH, "", "tern.test.EchoService:1.0"),
@@ -343,6 +343,14 @@ async fn requests_are_routed_by_service_and_method_to_two_clusters() {
             "b",
         ),
         route(&[(SERVICE_MATCH, "", "tern.test.EchoService:1.0")], "a"),
+        // sofa-bolt-node's hessian requests name the method only inside the SofaRequest.
+        route(
+            &[
+                (SERVICE_MATCH, "", "com.example.Hello:1.0"),
+                (METHOD_MATCH, "", "upper"),
+            ],
+            "a",
+        ),
         route(&[(SERVICE_MATCH, "", "com.example.Hello:1.0")], "b"),
     ];
     let tern = start_tern(&bootstrap(
@@ -388,7 +396,12 @@ async fn requests_are_routed_by_service_and_method_to_two_clusters() {
     assert!(echo.iter().all(|v| v.starts_with("A:req")), "{echo:?}");
     let hello = run("com.example.Hello:1.0", "echo", "hessian2").await;
     assert!(hello.iter().all(|v| v.starts_with("B:req")), "{hello:?}");
-    assert_eq!(a.events("request").len(), 10);
+    let hello_upper = run("com.example.Hello:1.0", "upper", "hessian2").await;
+    assert!(
+        hello_upper.iter().all(|v| v.starts_with("A:REQ")),
+        "{hello_upper:?}"
+    );
+    assert_eq!(a.events("request").len(), 20);
     assert_eq!(b.events("request").len(), 20);
 
     // A service no route names: tern answers NO_PROCESSOR itself.
@@ -412,7 +425,7 @@ async fn requests_are_routed_by_service_and_method_to_two_clusters() {
             .all(|r| r["ok"] == false && r["status"] == ResponseStatus::NO_PROCESSOR.0),
         "{rs:?}"
     );
-    assert_eq!(a.events("request").len() + b.events("request").len(), 30);
+    assert_eq!(a.events("request").len() + b.events("request").len(), 40);
 }
 
 #[tokio::test]

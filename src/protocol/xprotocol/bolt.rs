@@ -881,7 +881,12 @@ fn route_headers(command: &Command) -> RouteHeaders {
             .map(|(_, v)| v.clone())
     };
     h.service = find(header_key::SERVICE).or_else(|| find(header_key::TARGET_SERVICE));
-    h.method = find(header_key::METHOD_NAME);
+    h.method = find(header_key::METHOD_NAME).or_else(|| {
+        (command.codec() == CODEC_HESSIAN2
+            && command.class_name_bytes() == SOFA_REQUEST_CLASS.as_bytes())
+        .then(|| hessian_method_name(command.content()))
+        .flatten()
+    });
     if let Some(service) = &h.service {
         let mut parts = service.splitn(3, ':').skip(1);
         h.version = parts.next().filter(|v| !v.is_empty()).map(str::to_owned);
@@ -892,6 +897,56 @@ fn route_headers(command: &Command) -> RouteHeaders {
         String::from_utf8_lossy(command.class_name_bytes()).into_owned(),
     ));
     h
+}
+
+/// The `methodName` of a hessian 2 `SofaRequest` whose fields before it are all strings or
+/// null (as sofa-bolt-node writes it: `methodName` first), for requests whose header map names
+/// no method. Anything else (another layout, a field of another type first, a malformed
+/// value) is `None`: tern reads no further into the content than that.
+///
+/// Hessian 2: a class definition `C` string(class name) int(field count) string(field)…,
+/// then an object `0x60..=0x6f` (or `O` int) whose field values follow in that order.
+fn hessian_method_name(content: &[u8]) -> Option<String> {
+    use super::dubbo::hessian::Reader;
+    const MAX_FIELDS: usize = 64;
+    let (&tag, rest) = content.split_first()?;
+    if tag != b'C' {
+        return None;
+    }
+    let mut r = Reader::new(rest);
+    if r.string().ok()?.as_deref() != Some(SOFA_REQUEST_CLASS) {
+        return None;
+    }
+    let at = r.position();
+    let (count, used) = match *rest.get(at)? {
+        b @ 0x80..=0xbf => (usize::from(b) - 0x90, 1),
+        b @ 0xc8..=0xcf => (
+            (usize::from(b) - 0xc8) << 8 | usize::from(*rest.get(at + 1)?),
+            2,
+        ),
+        _ => return None,
+    };
+    if count > MAX_FIELDS {
+        return None;
+    }
+    let mut r = Reader::new(rest.get(at + used..)?);
+    let mut method_at = None;
+    for i in 0..count {
+        if r.string().ok()?.as_deref() == Some("methodName") && method_at.is_none() {
+            method_at = Some(i);
+        }
+    }
+    let method_at = method_at?;
+    let fields_end = at + used + r.position();
+    // The object: a compact reference to definition 0 (0x60), as the only class defined.
+    if *rest.get(fields_end)? != 0x60 {
+        return None;
+    }
+    let mut r = Reader::new(rest.get(fields_end + 1..)?);
+    for _ in 0..method_at {
+        r.string().ok()?;
+    }
+    r.string().ok()?.filter(|m| !m.is_empty())
 }
 
 fn codec_error(e: BoltError) -> CodecError {

@@ -377,6 +377,12 @@ fn xprotocol_kinds_and_route_headers() {
 
     let rq = framed(HESSIAN2_REQUEST);
     assert_eq!(rq.kind, FrameKind::Request);
+    // No method in the header map: read from the hessian SofaRequest's first field.
+    assert_eq!(rq.headers.get("method"), Some("echo"));
+    assert_eq!(
+        framed(HESSIAN2_ONEWAY).headers.get("method"),
+        Some("notify")
+    );
     assert_eq!(rq.request_id, 1);
     assert_eq!(rq.status, None);
     assert_eq!(rq.headers.get("service"), Some("com.example.Hello:1.0"));
@@ -464,4 +470,32 @@ fn xprotocol_errors_and_local_replies() {
     ] {
         assert_eq!(Bolt::status_for(kind), ResponseStatus(status), "{kind:?}");
     }
+}
+
+#[test]
+fn hessian_method_name_reads_only_what_it_must() {
+    let rq = one(&hex(HESSIAN2_REQUEST));
+    let content = rq.content();
+    assert_eq!(hessian_method_name(content).as_deref(), Some("echo"));
+    // Every truncation is None, never a panic or a wrong name.
+    for cut in 0..content.len() {
+        let m = hessian_method_name(&content[..cut]);
+        assert!(m.is_none() || m.as_deref() == Some("echo"), "{cut}: {m:?}");
+    }
+    assert_eq!(hessian_method_name(b""), None);
+    assert_eq!(
+        hessian_method_name(b"C\x05Other\x91\x0amethodName\x60\x02hi"),
+        None
+    );
+    // A class whose fields are in another order: methodName after a string field.
+    let mut c = b"C\x30\x2c".to_vec();
+    c.extend_from_slice(SOFA_REQUEST_CLASS.as_bytes());
+    c.extend_from_slice(b"\x92\x0dtargetAppName\x0amethodName\x60\x03app\x05hello");
+    assert_eq!(hessian_method_name(&c).as_deref(), Some("hello"));
+    // A map before the method name: tern does not skip values it cannot read.
+    let n = c.len();
+    c[n - 10] = b'H';
+    assert_eq!(hessian_method_name(&c), None);
+    // protobuf content or a header-map method wins over nothing.
+    assert_eq!(framed(PROTOBUF_REQUEST).headers.get("method"), Some("echo"));
 }
