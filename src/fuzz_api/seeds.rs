@@ -798,6 +798,19 @@ fn write_bolt_seeds() {
             "pipelined",
             stream(&[&heartbeat, &request(3, false, "a"), &request(4, false, "b")]),
         ),
+        // A heartbeat and a hessian 2 request as sofa-bolt-node 2.0.1 writes them (the method
+        // is read from the content).
+        ("sofa_bolt_node_hessian", {
+            let hex = concat!(
+                "0101000001000000070100000bb80000000000000000",
+                "0101000101000000010100000bb8002c0024000000c1636f6d2e616c697061792e736f66612e7270632e636f72652e726571756573742e536f666152657175657374000000077365727669636500000015636f6d2e6578616d706c652e48656c6c6f3a312e3043302c636f6d2e616c697061792e736f66612e7270632e636f72652e726571756573742e536f666152657175657374950a6d6574686f644e616d650d6d6574686f64417267536967731774617267657453657276696365556e697175654e616d650d7461726765744170704e616d650c7265717565737450726f707360046563686f71115b6a6176612e6c616e672e537472696e67106a6176612e6c616e672e537472696e6715636f6d2e6578616d706c652e48656c6c6f3a312e304e4e026869"
+            );
+            let mut out = vec![23u8];
+            out.extend((0..hex.len()).step_by(2).map(|i| {
+                u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")
+            }));
+            out
+        }),
     ]
     .into_iter()
     .map(|(n, b)| (n.to_owned(), b))
