@@ -311,6 +311,39 @@ async fn requests_from_a_real_client_are_proxied_and_answered() {
             .all(|r| r["ok"] == true && r["value"].as_str().unwrap().starts_with("A:REQ")),
         "{responses:?}"
     );
+    // Answers out of order on the shared upstream connection still reach the right request.
+    let lines = client(
+        &dir,
+        addr,
+        &[
+            "--service",
+            "com.example.Hello:1.0",
+            "--method",
+            "slow",
+            "--delays",
+            "120,0,60,20",
+            "--count",
+            "16",
+            "--concurrency",
+            "16",
+        ],
+    )
+    .await;
+    let responses = of(&lines, "response");
+    assert_eq!(responses.len(), 16, "{lines:?}");
+    let order: Vec<u64> = responses
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    for r in &responses {
+        let id = r["id"].as_u64().unwrap();
+        assert_eq!(r["value"], format!("A:req{}", id - 1), "{r}");
+    }
+    assert_ne!(
+        order,
+        (1..=16).collect::<Vec<u64>>(),
+        "answers came back in order"
+    );
     // A server-side exception comes back with the server's own status (SERVER_EXCEPTION).
     let lines = client(
         &dir,
@@ -325,7 +358,7 @@ async fn requests_from_a_real_client_are_proxied_and_answered() {
         r["error"].as_str().unwrap().contains("failed on purpose"),
         "{r}"
     );
-    assert_eq!(server.events("request").len(), 221);
+    assert_eq!(server.events("request").len(), 237);
 }
 
 #[tokio::test]
@@ -568,6 +601,53 @@ async fn upstream_killed_mid_flight_answers_every_pending_request() {
     let r = &of(&lines, "response")[0];
     assert_eq!(r["ok"], false, "{r}");
     assert_eq!(r["status"], ResponseStatus::ERROR_COMM.0, "{r}");
+}
+
+#[tokio::test]
+async fn route_timeout_answers_with_bolt_timeout() {
+    let Some(dir) = node_dir() else { return };
+    let server = BoltServer::start(&dir, "A").await;
+    let routes: Vec<String> = everything_to("a")
+        .into_iter()
+        .map(|r| r.replace("timeout: 10s", "timeout: 0.3s"))
+        .collect();
+    let tern = start_tern(&bootstrap(
+        &[bolt_listener("bolt", "", &routes)],
+        &[static_cluster("a", &[server.addr], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("bolt").unwrap();
+    let lines = client(
+        &dir,
+        addr,
+        &[
+            "--service",
+            "com.example.Hello:1.0",
+            "--method",
+            "hang",
+            "--count",
+            "3",
+            "--concurrency",
+            "3",
+            "--timeout",
+            "10000",
+        ],
+    )
+    .await;
+    let rs = of(&lines, "response");
+    assert_eq!(rs.len(), 3, "{lines:?}");
+    for r in &rs {
+        assert_eq!(r["status"], ResponseStatus::TIMEOUT.0, "{r}");
+        assert!(r["ms"].as_u64().unwrap() < 5000, "{r}");
+    }
+    // Requests answered in time still go through.
+    let lines = client(
+        &dir,
+        addr,
+        &["--service", "com.example.Hello:1.0", "--method", "echo"],
+    )
+    .await;
+    assert_eq!(of(&lines, "response")[0]["value"], "A:req0");
 }
 
 /// Frames built here from the layout in SOFABolt's protocol documentation, for tests that

@@ -4,7 +4,7 @@
 //
 //   node client.js --addr 127.0.0.1:PORT --service SIG --method M [--arg TEXT] [--delay MS]
 //                  [--count N] [--concurrency C] [--codec hessian2|protobuf] [--oneway]
-//                  [--heartbeats N] [--timeout MS] [--linger MS]
+//                  [--heartbeats N] [--timeout MS] [--linger MS] [--delays MS,MS,...]
 //
 // Prints one JSON line per request: {"event":"response","id","ok","value"|"error","status",
 // "ms"}, {"event":"timeout","id"} when no response came within --timeout (+1 s slack),
@@ -69,7 +69,10 @@ const complete = (id, line) => {
 const request = i => {
   const id = ++nextId;
   const textArg = opts.arg !== undefined ? `${opts.arg}` : `req${i}`;
-  const delay = Number(opts.delay || 0);
+  // --delays 60,0,30: the server waits delays[i % n] ms (method slow), so answers come back
+  // out of order.
+  const delays = opts.delays ? String(opts.delays).split(',').map(Number) : null;
+  const delay = delays ? delays[i % delays.length] : Number(opts.delay || 0);
   const argList = codec === 'protobuf' ?
     [{ text: textArg, delay_ms: delay }] :
     [ java.String(textArg), java.int(delay) ];
