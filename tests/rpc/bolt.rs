@@ -493,6 +493,7 @@ async fn heartbeats_are_answered_by_tern() {
     // The server answers heartbeats too (see server.js), but none reached it.
     assert_eq!(server.events("heartbeat").len(), 0);
     assert_eq!(server.events("request").len(), 2);
+    assert_eq!(counter(&tern, "generic_proxy.bolt.downstream_rq_local"), 3);
 }
 
 #[tokio::test]
@@ -529,6 +530,7 @@ async fn oneway_requests_are_forwarded_and_never_wait() {
         "{:?}",
         server.events("request")
     );
+    assert_eq!(counter(&tern, "generic_proxy.bolt.downstream_rq_oneway"), 5);
     // No request stays pending in tern for the one-way ones.
     let active = tern
         .world
