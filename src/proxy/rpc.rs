@@ -195,7 +195,7 @@ impl Stream {
                     s.response_error.inc();
                 }
             }
-            Outcome::Local(_) => s.rq_error.inc(),
+            Outcome::Local(..) => s.rq_error.inc(),
             Outcome::Cancelled => s.rq_reset.inc(),
         }
         if let Some((cs, _active)) = self.upstream.take() {
@@ -203,7 +203,7 @@ impl Stream {
             cs.upstream_rq_time().record_duration(elapsed);
             match outcome {
                 Outcome::Response { .. } => cs.upstream_rq_completed().inc(),
-                Outcome::Local(ErrorKind::Timeout) => cs.upstream_rq_timeout().inc(),
+                Outcome::Local(ErrorKind::Timeout, _) => cs.upstream_rq_timeout().inc(),
                 _ => {}
             }
         }
@@ -214,7 +214,8 @@ impl Stream {
                     info.response_code = u16::try_from(code).ok();
                     info.response_code_details = Some("via_upstream".into());
                 }
-                Outcome::Local(kind) => {
+                Outcome::Local(kind, code) => {
+                    info.response_code = u16::try_from(code).ok().filter(|c| *c != 0);
                     info.response_flags.insert(flag(kind));
                     info.response_code_details = Some(detail(kind).into());
                 }
@@ -311,11 +312,10 @@ impl Downstream {
 
     /// Like [`Self::local_error`] for a request whose record is inside its reply.
     fn fail_reply(&self, frame: &Frame, reply: Reply, kind: ErrorKind, message: &str) {
-        let r = self.codec.error_response(frame, kind, message);
-        let mut r = r;
+        let mut r = self.codec.error_response(frame, kind, message);
         r.set_request_id(reply.down_id);
         self.send_frame(&r);
-        (reply.done)(Outcome::Local(kind));
+        (reply.done)(Outcome::Local(kind, r.status.map_or(0, |s| s.code)));
     }
 
     /// Answer a request with the protocol's error response (one-way requests get none).
@@ -327,11 +327,13 @@ impl Downstream {
             message,
             "generic_proxy: local reply"
         );
+        let mut code = 0;
         if frame.kind != FrameKind::Oneway {
             let r = self.codec.error_response(frame, kind, message);
+            code = r.status.map_or(0, |s| s.code);
             self.send_frame(&r);
         }
-        stream.finish(Outcome::Local(kind));
+        stream.finish(Outcome::Local(kind, code));
     }
 
     async fn on_request(&mut self, frame: Frame) {

@@ -486,38 +486,55 @@ fn dubbo_python() -> Option<std::path::PathBuf> {
 }
 
 /// A third-party Dubbo client (python3-dubbo 0.0.8) through tern to a server that answers
-/// `sayHello(name)` with `"hello " + name`: a single call, 80 concurrent calls from 8 threads
+/// `sayHello(name)` with `"hello " + name`: a single call, a call whose attachment routes it to
+/// another cluster, 80 concurrent calls from 8 threads
 /// on one connection, and an unknown service answered by tern with an error response.
 #[tokio::test]
 async fn python3_dubbo_client_through_tern() {
     let Some(python) = dubbo_python() else {
         return;
     };
-    let server = Server::start(
-        codec(),
-        Arc::new(|f: &Frame| {
+    let hello = |greeting: &'static str| {
+        Arc::new(move |f: &Frame| {
             let (strings, _) = build::leading_strings(&f.raw[HEADER_LEN..], 6)?;
             let name = strings.get(5).cloned().flatten().unwrap_or_default();
             let mut body = vec![0x91];
-            body.extend(build::string(&format!("hello {name}")));
+            body.extend(build::string(&format!("{greeting} {name}")));
             let delay = Duration::from_millis(f.request_id % 7);
             Some((delay, build::response(0, status::OK, &body)))
-        }),
-    )
-    .await;
+        })
+    };
+    let server = Server::start(codec(), hello("hello")).await;
+    let canary = Server::start(codec(), hello("canary")).await;
     let routes = dubbo_codec_yaml(&format!(
         r#"            virtual_hosts:
             - name: demo
               hosts: ["{SERVICE}"]
               routes:
+                matcher_list:
+                  matchers:
+                  - predicate:
+                      single_predicate:
+                        input:
+                          name: env
+                          typed_config:
+                            "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.matcher.v3.PropertyMatchInput
+                            property_name: env
+                        value_match: {{ exact: canary }}
+                    on_match:
+                      action: {}
                 on_no_match:
                   action: {}
 "#,
+        action("canary", ""),
         action("echo", "")
     ));
     let tern = start_tern(&bootstrap(
         &[generic_proxy_listener("d", &routes)],
-        &[static_cluster("echo", &[server.addr], "")],
+        &[
+            static_cluster("echo", &[server.addr], ""),
+            static_cluster("canary", &[canary.addr], ""),
+        ],
     ))
     .await;
     let addr = tern.listener_addr("d").unwrap();
@@ -541,6 +558,8 @@ async fn python3_dubbo_client_through_tern() {
     );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["single"], "hello world");
+    assert_eq!(v["canary"], "canary ctx");
+    assert_eq!(canary.requests(), 1);
     let concurrent = v["concurrent"].as_object().unwrap();
     assert_eq!(concurrent.len(), 80);
     for (name, got) in concurrent {
@@ -554,4 +573,125 @@ async fn python3_dubbo_client_through_tern() {
         "{unknown}"
     );
     assert_eq!(server.requests(), 81);
+}
+
+/// One access log line per request, in the HTTP access log's format: the service as
+/// `:authority`, the method as `:path`, the protocol's status as the response code.
+#[tokio::test]
+async fn access_log_line_per_request() {
+    let server = echo_server().await;
+    let log = crate::support::logs::temp_log("rpc-access");
+    let format = r#"{ text_format_source: { inline_string: "%CONNECTION_ID% %REQ(:AUTHORITY)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER% %ROUTE_NAME%\n" } }"#;
+    let yaml = format!(
+        "{}          access_log:\n{}",
+        all_to("echo", ""),
+        crate::support::logs::file_access_log(&log, format, "", 10)
+    );
+    let tern = start_tern(&bootstrap(
+        &[generic_proxy_listener("d", &yaml)],
+        &[static_cluster("echo", &[server.addr], "")],
+    ))
+    .await;
+    let mut c = Client::connect(tern.listener_addr("d").unwrap(), codec()).await;
+    c.send(&request(1, "sayHello", "x")).await;
+    assert!(c.recv().await.unwrap().status.unwrap().ok);
+    c.send(&request(2, "hang", "x")).await;
+    drop(c);
+    let lines = crate::support::logs::lines(&log, 2).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(
+        fields[0][1..],
+        [SERVICE, "sayHello", "20", "-", "echo", "to-echo"]
+    );
+    assert_eq!(
+        fields[1][1..],
+        [SERVICE, "hang", "0", "DC", "echo", "to-echo"]
+    );
+    assert_eq!(fields[0][0], fields[1][0], "same connection id");
+}
+
+/// A generic_proxy listener over LDS (a file source): applied, and a bad codec in a later
+/// version is rejected with the last good listener kept.
+#[tokio::test]
+async fn generic_proxy_over_lds() {
+    let server = echo_server().await;
+    let dir = std::env::temp_dir().join(format!(
+        "tern-rpc-lds-{}-{}",
+        std::process::id(),
+        server.addr.port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lds_path = dir.join("lds.yaml");
+    let lds = |version: &str, codec_type: &str| {
+        format!(
+            r#"version_info: "{version}"
+resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: rpc
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.generic_proxy
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.v3.GenericProxy
+        stat_prefix: rpc
+        codec_config:
+          name: codec
+          typed_config: {{ "@type": {codec_type} }}
+        route_config:
+          name: r
+          routes:
+            on_no_match:
+              action: {}
+        filters:
+        - name: router
+          typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.router.v3.Router }}
+"#,
+            action("echo", "")
+        )
+    };
+    let write = |text: String| {
+        let tmp = lds_path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &lds_path).unwrap();
+    };
+    write(lds(
+        "1",
+        "type.googleapis.com/envoy.extensions.filters.network.generic_proxy.codecs.dubbo.v3.DubboCodecConfig",
+    ));
+    let yaml = format!(
+        "node: {{id: n, cluster: c}}\ndynamic_resources:\n  lds_config: {{path_config_source: {{path: {}}}, resource_api_version: V3}}\n{}",
+        lds_path.display(),
+        bootstrap(&[], &[static_cluster("echo", &[server.addr], "")])
+            .replace("  listeners:\n", "  listeners: []\n")
+    );
+    let tern = start_tern(&yaml).await;
+    within(10, tern.wait_initialized()).await;
+    let mut addr = None;
+    assert!(
+        eventually(5, || {
+            addr = tern.listener_addr("rpc");
+            addr.is_some()
+        })
+        .await
+    );
+    let mut c = Client::connect(addr.unwrap(), codec()).await;
+    c.send(&request(1, "sayHello", "lds")).await;
+    assert!(c.recv().await.unwrap().status.unwrap().ok);
+    write(lds(
+        "2",
+        "type.googleapis.com/envoy.extensions.filters.network.generic_proxy.codecs.http1.v3.Http1CodecConfig",
+    ));
+    let stats = &tern.world.stats;
+    assert!(
+        eventually(5, || stats
+            .counter_value("listener_manager.lds.update_rejected")
+            .unwrap_or(0)
+            >= 1)
+        .await
+    );
+    c.send(&request(2, "sayHello", "still")).await;
+    assert!(c.recv().await.unwrap().status.unwrap().ok);
+    let _ = std::fs::remove_dir_all(&dir);
 }

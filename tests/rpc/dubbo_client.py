@@ -15,6 +15,9 @@ out = {}
 client = DubboClient(service, version="1.0.0", host=host)
 out["single"] = client.call("sayHello", "world", timeout=5)
 
+# An attachment (Dubbo context) that the route matches on.
+out["canary"] = client.call("sayHello", "ctx", context={"env": "canary"}, timeout=5)
+
 # Concurrent calls share the client's one connection: ids are remapped by tern.
 results = {}
 lock = threading.Lock()

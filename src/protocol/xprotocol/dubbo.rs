@@ -11,8 +11,8 @@
 //! | 12-15 | body length (big-endian 32 bits) |
 //!
 //! A Hessian 2 request body starts with strings: the Dubbo version, the service path, the
-//! service version and the method name; only those are read (for routing). The rest (the
-//! parameter types, the arguments, the attachments) is forwarded untouched. An event request
+//! service version and the method name; only those are read (for routing), and the
+//! attachments when every argument is a string. The body is forwarded untouched. An event request
 //! is a heartbeat, except the read-only event (body `"R"`), which is Dubbo's "go away".
 
 pub(crate) mod hessian;
@@ -234,7 +234,10 @@ impl XProtocol for Dubbo {
     }
 }
 
-/// The routing strings at the front of a Hessian 2 request body.
+/// The routing strings at the front of a Hessian 2 request body, and the attachments when
+/// they can be reached: every argument a string (or null) per the parameter descriptor, then
+/// a map (`H` ... `Z`) of string keys and values. Anything else leaves the attachments empty
+/// (the body is still forwarded untouched).
 fn request_headers(body: &[u8]) -> Result<RouteHeaders, CodecError> {
     let mut r = hessian::Reader::new(body);
     let mut next = |what: &'static str| {
@@ -245,12 +248,46 @@ fn request_headers(body: &[u8]) -> Result<RouteHeaders, CodecError> {
     let service = next("service path")?;
     let version = next("service version")?;
     let method = next("method name")?;
-    Ok(RouteHeaders {
+    let mut headers = RouteHeaders {
         service,
         method,
         version: version.filter(|v| !v.is_empty()),
         ..Default::default()
-    })
+    };
+    if let Some(attachments) = attachments(&mut r) {
+        headers.group = attachments
+            .iter()
+            .find(|(k, _)| k == "group")
+            .map(|(_, v)| v.clone());
+        headers.attachments = attachments;
+    }
+    Ok(headers)
+}
+
+/// Attachments at most (a bound on what one request makes the proxy allocate).
+const MAX_ATTACHMENTS: usize = 64;
+
+fn attachments(r: &mut hessian::Reader<'_>) -> Option<Vec<(String, String)>> {
+    let desc = r.string().ok()??;
+    let mut rest = desc.as_str();
+    while !rest.is_empty() {
+        // Only `Ljava/lang/String;` arguments can be skipped without a full Hessian reader.
+        rest = rest.strip_prefix("Ljava/lang/String;")?;
+        r.string().ok()?;
+    }
+    if !r.take(b'H') {
+        return None;
+    }
+    let mut out = Vec::new();
+    while !r.take(b'Z') {
+        if out.len() >= MAX_ATTACHMENTS {
+            return None;
+        }
+        let k = r.string().ok()??;
+        let v = r.string().ok()?.unwrap_or_default();
+        out.push((k, v));
+    }
+    Some(out)
 }
 
 fn header(out: &mut BytesMut, flags: u8, status: u8, id: u64, body_len: usize) {

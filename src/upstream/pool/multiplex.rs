@@ -45,8 +45,9 @@ pub enum Outcome {
         /// Whether it is a success.
         ok: bool,
     },
-    /// The proxy answered with an error response of this kind.
-    Local(ErrorKind),
+    /// The proxy answered with an error response of this kind and the protocol's status code
+    /// for it (0 when the response has none).
+    Local(ErrorKind, u32),
     /// The downstream connection closed before the response.
     Cancelled,
 }
@@ -91,7 +92,8 @@ impl Pending {
         let mut out = BytesMut::with_capacity(resp.len());
         codec.encode(&resp, &mut out);
         let _ = self.reply.tx.send(out);
-        (self.reply.done)(Outcome::Local(kind));
+        let code = resp.status.map_or(0, |s| s.code);
+        (self.reply.done)(Outcome::Local(kind, code));
     }
 }
 
@@ -127,6 +129,8 @@ impl Shared {
             let mut st = self.lock();
             st.closed = true;
             st.deadlines.clear();
+            // Wake the reader so that it sees `closed`.
+            self.wake_timer.notify_one();
             st.pending.drain().map(|(_, p)| p).collect()
         };
         self.in_flight.store(0, Ordering::Relaxed);

@@ -27,6 +27,16 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// Consume `b` if it is the next byte.
+    pub(crate) fn take(&mut self, b: u8) -> bool {
+        if self.buf.get(self.pos) == Some(&b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
     fn byte(&mut self) -> Result<u8, Error> {
         let b = *self.buf.get(self.pos).ok_or("hessian: truncated value")?;
         self.pos += 1;

@@ -79,6 +79,32 @@ fn request_headers_are_read_and_body_kept() {
     assert_eq!(f.headers.version, None);
 }
 
+/// The body python3-dubbo writes: strings, then the attachments map.
+#[test]
+fn attachments_after_string_arguments_are_read() {
+    let mut rest = build::string("Ljava/lang/String;Ljava/lang/String;");
+    rest.extend(build::string("a"));
+    rest.extend(build::string("b"));
+    rest.push(b'H');
+    for s in ["path", "S", "group", "blue", "env", "canary"] {
+        rest.extend(build::string(s));
+    }
+    rest.push(b'Z');
+    let raw = build::request(1, true, "S", "1.0", "m", &rest);
+    let f = decode_all(&Dubbo::default(), &raw).unwrap().remove(0);
+    assert_eq!(f.headers.group.as_deref(), Some("blue"));
+    assert_eq!(f.headers.get("env"), Some("canary"));
+    assert_eq!(f.headers.attachments.len(), 3);
+    // An int argument: attachments are not reached, routing still works.
+    let mut rest = build::string("I");
+    rest.push(0x91);
+    rest.extend_from_slice(b"HZ");
+    let raw = build::request(1, true, "S", "1.0", "m", &rest);
+    let f = decode_all(&Dubbo::default(), &raw).unwrap().remove(0);
+    assert!(f.headers.attachments.is_empty());
+    assert_eq!(f.headers.method.as_deref(), Some("m"));
+}
+
 #[test]
 fn id_rewrite_is_in_place() {
     let d = Dubbo::default();
