@@ -109,9 +109,9 @@ fn is_terminal(type_url: &str) -> bool {
 }
 
 /// Compile the network filters of one filter chain. The last filter must be terminal
-/// (tcp_proxy or http_connection_manager) and no other may be. Filters are matched by type
-/// URL (looking through `TypedStruct`); an unknown type is an error naming the filter and its
-/// type URL.
+/// (tcp_proxy, http_connection_manager, generic_proxy or dubbo_proxy) and no other may be.
+/// Filters are matched by type URL (looking through `TypedStruct`); an unknown type is an
+/// error naming the filter and its type URL.
 pub fn compile_network_filters(
     filters: &[listener_pb::Filter],
     stats: &Store,

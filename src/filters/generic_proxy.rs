@@ -23,73 +23,70 @@ use prost::Name;
 use route::RpcRouteTable;
 use std::sync::Arc;
 
-/// Stats of one generic proxy. Under `generic_proxy.<stat_prefix>.` with Envoy's
-/// generic_proxy names, or `dubbo.<stat_prefix>.` with dubbo_proxy's.
+/// Stats of one generic proxy, under `generic_proxy.<stat_prefix>.` with Envoy's generic_proxy
+/// names (`ALL_GENERIC_FILTER_STATS`; the per-status `downstream_rq_code_<code>` and per-flag
+/// counters are not written), or `dubbo.<stat_prefix>.` with dubbo_proxy's.
+/// `downstream_rq_heartbeat` and `downstream_rq_oneway` are tern's own.
 #[derive(Debug, Clone)]
 pub struct RpcStats {
     /// Requests received (heartbeats excluded): `downstream_rq_total` / `request`.
     pub rq_total: Counter,
     /// Requests in flight: `downstream_rq_active` / `request_active`.
     pub rq_active: Gauge,
-    /// Request to response time: `downstream_rq_time` / `request_time_ms`.
+    /// From the request to its response: `downstream_rq_time` / `request_time_ms`.
     pub rq_time: Histogram,
-    /// Requests answered with an error response of the proxy's own (no route, no upstream,
-    /// timeout, overflow, upstream reset): `downstream_rq_error` / `local_response_error`.
+    /// From the request to its sending upstream, µs: `downstream_rq_tx_time`.
+    pub rq_tx_time: Histogram,
+    /// Requests answered with a status that is not success (from upstream or the proxy):
+    /// `downstream_rq_error` / `response_error`.
     pub rq_error: Counter,
-    /// Requests cancelled because their downstream connection closed:
-    /// `downstream_rq_reset` / `cx_destroy_remote_with_active_rq`.
+    /// Requests the proxy answered itself (no route, no upstream, timeout, overflow, upstream
+    /// reset): `downstream_rq_local` / `local_response_error`.
+    pub rq_local: Counter,
+    /// Requests cancelled because their downstream connection closed: `downstream_rq_reset` /
+    /// `cx_destroy_remote_with_active_rq`.
     pub rq_reset: Counter,
     /// Frames that did not decode (the connection is closed): `downstream_rq_decoding_error` /
     /// `request_decoding_error`.
     pub rq_decoding_error: Counter,
-    /// Heartbeats answered locally: `downstream_rq_local` / `request_event`.
-    pub rq_local: Counter,
+    /// Heartbeats answered locally: `downstream_rq_heartbeat` / `request_event`.
+    pub rq_heartbeat: Counter,
     /// One-way requests: `downstream_rq_oneway` / `request_oneway`.
     pub rq_oneway: Counter,
-    /// Responses from upstream whose status is not success: `downstream_rq_upstream_error` /
-    /// `response_error`.
-    pub response_error: Counter,
-    /// Upstream frames that did not decode: `upstream_rq_decoding_error` /
-    /// `response_decoding_error`.
-    pub response_decoding_error: Counter,
 }
 
 impl RpcStats {
     fn generic(store: &Store, prefix: &str) -> Self {
-        let c = |s: &str| store.counter(format!("generic_proxy.{prefix}.{s}"));
+        let p = format!("generic_proxy.{prefix}.");
+        let c = |s: &str| store.counter(format!("{p}{s}"));
         Self {
             rq_total: c("downstream_rq_total"),
-            rq_active: store.gauge(format!("generic_proxy.{prefix}.downstream_rq_active")),
-            rq_time: store.histogram(
-                format!("generic_proxy.{prefix}.downstream_rq_time"),
-                Unit::Milliseconds,
-            ),
+            rq_active: store.gauge(format!("{p}downstream_rq_active")),
+            rq_time: store.histogram(format!("{p}downstream_rq_time"), Unit::Milliseconds),
+            rq_tx_time: store.histogram(format!("{p}downstream_rq_tx_time"), Unit::Microseconds),
             rq_error: c("downstream_rq_error"),
+            rq_local: c("downstream_rq_local"),
             rq_reset: c("downstream_rq_reset"),
             rq_decoding_error: c("downstream_rq_decoding_error"),
-            rq_local: c("downstream_rq_local"),
+            rq_heartbeat: c("downstream_rq_heartbeat"),
             rq_oneway: c("downstream_rq_oneway"),
-            response_error: c("downstream_rq_upstream_error"),
-            response_decoding_error: c("upstream_rq_decoding_error"),
         }
     }
 
     fn dubbo(store: &Store, prefix: &str) -> Self {
-        let c = |s: &str| store.counter(format!("dubbo.{prefix}.{s}"));
+        let p = format!("dubbo.{prefix}.");
+        let c = |s: &str| store.counter(format!("{p}{s}"));
         Self {
             rq_total: c("request"),
-            rq_active: store.gauge(format!("dubbo.{prefix}.request_active")),
-            rq_time: store.histogram(
-                format!("dubbo.{prefix}.request_time_ms"),
-                Unit::Milliseconds,
-            ),
-            rq_error: c("local_response_error"),
+            rq_active: store.gauge(format!("{p}request_active")),
+            rq_time: store.histogram(format!("{p}request_time_ms"), Unit::Milliseconds),
+            rq_tx_time: store.histogram(format!("{p}request_tx_time_us"), Unit::Microseconds),
+            rq_error: c("response_error"),
+            rq_local: c("local_response_error"),
             rq_reset: c("cx_destroy_remote_with_active_rq"),
             rq_decoding_error: c("request_decoding_error"),
-            rq_local: c("request_event"),
+            rq_heartbeat: c("request_event"),
             rq_oneway: c("request_oneway"),
-            response_error: c("response_error"),
-            response_decoding_error: c("response_decoding_error"),
         }
     }
 }
@@ -109,12 +106,57 @@ pub struct GenericProxyConfig {
     pub stats: RpcStats,
 }
 
+/// `tern.generic_proxy.codecs.multi.v3.MultiCodecConfig` (`proto/tern/generic_proxy/codecs/
+/// multi/v3/multi.proto`): several codecs on one generic_proxy, chosen per connection by the
+/// first bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MultiCodecConfig {
+    /// `codecs`.
+    #[prost(message, repeated, tag = "1")]
+    pub codecs: Vec<core_pb::TypedExtensionConfig>,
+}
+
+impl prost::Name for MultiCodecConfig {
+    const NAME: &'static str = "MultiCodecConfig";
+    const PACKAGE: &'static str = "tern.generic_proxy.codecs.multi.v3";
+    fn full_name() -> String {
+        "tern.generic_proxy.codecs.multi.v3.MultiCodecConfig".into()
+    }
+    fn type_url() -> String {
+        "type.googleapis.com/tern.generic_proxy.codecs.multi.v3.MultiCodecConfig".into()
+    }
+}
+
 /// The type URLs of the codecs [`compile_codec`] knows.
 pub fn codec_type_urls() -> Vec<String> {
     vec![
         gp_dubbo_pb::DubboCodecConfig::type_url(),
         crate::filters::bolt_codec::type_url(),
     ]
+}
+
+/// `codec_config` → the codecs a connection may speak: one, or the list of a
+/// [`MultiCodecConfig`].
+pub fn compile_codecs(c: &core_pb::TypedExtensionConfig) -> Result<Vec<Codec>, ConfigError> {
+    let Some(any) = c.typed_config.as_ref() else {
+        return Err(ConfigError::new("typed_config", "is required"));
+    };
+    let tc = typed_config(any)?;
+    if tc.type_url() != MultiCodecConfig::type_url() {
+        return Ok(vec![compile_codec(c)?]);
+    }
+    let m: MultiCodecConfig = tc.decode()?;
+    if m.codecs.is_empty() {
+        return Err(ConfigError::new(
+            "typed_config.codecs",
+            "needs at least one codec",
+        ));
+    }
+    m.codecs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| compile_codec(c).within(format!("typed_config.codecs[{i}]")))
+        .collect()
 }
 
 /// The codec registry: `codec_config` → codec. An unknown type URL is an error naming it.
@@ -156,7 +198,7 @@ impl GenericProxyConfig {
             .codec_config
             .as_ref()
             .ok_or_else(|| ConfigError::new("codec_config", "is required"))?;
-        let codecs = vec![compile_codec(codec).within("codec_config")?];
+        let codecs = compile_codecs(codec).within("codec_config")?;
         let routes = match &p.route_specifier {
             Some(gp_pb::generic_proxy::RouteSpecifier::RouteConfig(rc)) => {
                 RpcRouteTable::compile(rc).within("route_config")?

@@ -192,10 +192,13 @@ impl Stream {
         match outcome {
             Outcome::Response { ok, .. } => {
                 if !ok {
-                    s.response_error.inc();
+                    s.rq_error.inc();
                 }
             }
-            Outcome::Local(..) => s.rq_error.inc(),
+            Outcome::Local(..) => {
+                s.rq_local.inc();
+                s.rq_error.inc();
+            }
             Outcome::Cancelled => s.rq_reset.inc(),
         }
         if let Some((cs, _active)) = self.upstream.take() {
@@ -264,7 +267,7 @@ impl Downstream {
     async fn on_frame(&mut self, frame: Frame) {
         match frame.kind {
             FrameKind::Heartbeat => {
-                self.cfg.stats.rq_local.inc();
+                self.cfg.stats.rq_heartbeat.inc();
                 let r = self.codec.heartbeat_response(&frame);
                 self.send_frame(&r);
             }
@@ -420,6 +423,10 @@ impl Downstream {
             }
             cluster.stats.upstream_rq_total().inc();
             cluster.stats.upstream_rq_active().inc();
+            self.cfg
+                .stats
+                .rq_tx_time
+                .record(stream.start.elapsed().as_micros() as u64);
             stream.upstream = Some((cluster.stats.clone(), host.start_request()));
             if frame.kind == FrameKind::Oneway {
                 let _ = conn.send(frame, None);

@@ -493,7 +493,10 @@ async fn heartbeats_are_answered_by_tern() {
     // The server answers heartbeats too (see server.js), but none reached it.
     assert_eq!(server.events("heartbeat").len(), 0);
     assert_eq!(server.events("request").len(), 2);
-    assert_eq!(counter(&tern, "generic_proxy.bolt.downstream_rq_local"), 3);
+    assert_eq!(
+        counter(&tern, "generic_proxy.bolt.downstream_rq_heartbeat"),
+        3
+    );
 }
 
 #[tokio::test]

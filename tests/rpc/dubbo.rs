@@ -161,7 +161,7 @@ async fn heartbeat_is_answered_locally_and_oneway_is_forwarded_without_waiting()
     assert!(eventually(5, || server.seen.oneway.load(Ordering::Relaxed) == 1).await);
     let stats = &tern.world.stats;
     assert_eq!(
-        stats.counter_value("generic_proxy.d.downstream_rq_local"),
+        stats.counter_value("generic_proxy.d.downstream_rq_heartbeat"),
         Some(1)
     );
     assert_eq!(
@@ -235,6 +235,10 @@ async fn routes_by_service_and_method_to_two_clusters() {
     let stats = &tern.world.stats;
     assert_eq!(
         stats.counter_value("generic_proxy.d.downstream_rq_error"),
+        Some(1)
+    );
+    assert_eq!(
+        stats.counter_value("generic_proxy.d.downstream_rq_local"),
         Some(1)
     );
 }
@@ -694,4 +698,46 @@ resources:
     c.send(&request(2, "sayHello", "still")).await;
     assert!(c.recv().await.unwrap().status.unwrap().ok);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// tern's `MultiCodecConfig`: a codec list on one listener, chosen per connection by magic.
+#[tokio::test]
+async fn multi_codec_config_selects_by_magic() {
+    let server = echo_server().await;
+    let routes = format!(
+        r#"          codec_config:
+            name: tern.generic_proxy.codecs.multi
+            typed_config:
+              "@type": type.googleapis.com/tern.generic_proxy.codecs.multi.v3.MultiCodecConfig
+              codecs:
+              - name: envoy.generic_proxy.codecs.dubbo
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.codecs.dubbo.v3.DubboCodecConfig
+          route_config:
+            name: routes
+            routes:
+              on_no_match:
+                action: {}
+"#,
+        action("echo", "")
+    );
+    let tern = start_tern(&bootstrap(
+        &[generic_proxy_listener("d", &routes)],
+        &[static_cluster("echo", &[server.addr], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("d").unwrap();
+    let mut c = Client::connect(addr, codec()).await;
+    c.send(&request(1, "sayHello", "multi")).await;
+    assert!(c.recv().await.unwrap().status.unwrap().ok);
+    // No codec's magic: closed, counted.
+    let mut c = Client::connect(addr, codec()).await;
+    c.send(b"\x01\x02\x03").await;
+    assert!(c.closed().await);
+    assert_eq!(
+        tern.world
+            .stats
+            .counter_value("generic_proxy.d.downstream_rq_decoding_error"),
+        Some(1)
+    );
 }

@@ -11,8 +11,8 @@
 //! | 12-15 | body length (big-endian 32 bits) |
 //!
 //! A Hessian 2 request body starts with strings: the Dubbo version, the service path, the
-//! service version and the method name; only those are read (for routing), and the
-//! attachments when every argument is a string. The body is forwarded untouched. An event request
+//! service version and the method name; only those are read (for routing), then the arguments
+//! are skipped to read the attachments. The body is forwarded untouched. An event request
 //! is a heartbeat, except the read-only event (body `"R"`), which is Dubbo's "go away".
 
 pub(crate) mod hessian;
@@ -234,9 +234,9 @@ impl XProtocol for Dubbo {
     }
 }
 
-/// The routing strings at the front of a Hessian 2 request body, and the attachments when
-/// they can be reached: every argument a string (or null) per the parameter descriptor, then
-/// a map (`H` ... `Z`) of string keys and values. Anything else leaves the attachments empty
+/// The routing strings at the front of a Hessian 2 request body, and the attachments: the
+/// arguments the parameter descriptor lists are skipped, then a map (`H` ... `Z`) of string
+/// keys and values is read. A body whose arguments do not parse leaves the attachments empty
 /// (the body is still forwarded untouched).
 fn request_headers(body: &[u8]) -> Result<RouteHeaders, CodecError> {
     let mut r = hessian::Reader::new(body);
@@ -269,11 +269,9 @@ const MAX_ATTACHMENTS: usize = 64;
 
 fn attachments(r: &mut hessian::Reader<'_>) -> Option<Vec<(String, String)>> {
     let desc = r.string().ok()??;
-    let mut rest = desc.as_str();
-    while !rest.is_empty() {
-        // Only `Ljava/lang/String;` arguments can be skipped without a full Hessian reader.
-        rest = rest.strip_prefix("Ljava/lang/String;")?;
-        r.string().ok()?;
+    let mut classes = Vec::new();
+    for _ in 0..arguments(&desc)? {
+        r.skip(&mut classes).ok()?;
     }
     if !r.take(b'H') {
         return None;
@@ -284,10 +282,31 @@ fn attachments(r: &mut hessian::Reader<'_>) -> Option<Vec<(String, String)>> {
             return None;
         }
         let k = r.string().ok()??;
-        let v = r.string().ok()?.unwrap_or_default();
-        out.push((k, v));
+        match r.string() {
+            Ok(v) => out.push((k, v.unwrap_or_default())),
+            // A value that is not a string: skipped.
+            Err(_) => r.skip(&mut classes).ok()?,
+        }
     }
     Some(out)
+}
+
+/// How many arguments a JVM parameter descriptor (`Ljava/lang/String;I[J`) lists.
+fn arguments(desc: &str) -> Option<usize> {
+    let b = desc.as_bytes();
+    let (mut i, mut n) = (0, 0);
+    while i < b.len() {
+        while b.get(i) == Some(&b'[') {
+            i += 1;
+        }
+        match b.get(i)? {
+            b'L' => i += desc.get(i..)?.find(';')? + 1,
+            b'Z' | b'B' | b'C' | b'S' | b'I' | b'J' | b'F' | b'D' => i += 1,
+            _ => return None,
+        }
+        n += 1;
+    }
+    Some(n)
 }
 
 fn header(out: &mut BytesMut, flags: u8, status: u8, id: u64, body_len: usize) {

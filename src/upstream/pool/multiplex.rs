@@ -461,3 +461,149 @@ fn expire(s: &Shared) {
         p.fail(&s.codec, ErrorKind::Timeout, "upstream request timeout");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Address;
+    use crate::protocol::xprotocol::dubbo::{self, Dubbo};
+    use crate::stats::Store;
+
+    fn codec() -> Codec {
+        Arc::new(Dubbo::default())
+    }
+
+    fn frame(id: u64) -> Frame {
+        let mut b = dubbo::build::request(id, true, "S", "", "m", b"");
+        codec().decode(&mut b).unwrap().unwrap()
+    }
+
+    type Log = Arc<Mutex<Vec<Outcome>>>;
+
+    fn reply(owner: u64, down_id: u64, tx: &mpsc::UnboundedSender<BytesMut>, log: &Log) -> Reply {
+        let log = log.clone();
+        Reply {
+            owner,
+            down_id,
+            tx: tx.clone(),
+            deadline: None,
+            done: Box::new(move |o| log.lock().unwrap().push(o)),
+        }
+    }
+
+    #[test]
+    fn ids_wrap_below_the_field_maximum() {
+        assert_eq!(next_id(0, 10), 1);
+        assert_eq!(next_id(9, 10), 10);
+        assert_eq!(next_id(10, 10), 1);
+    }
+
+    /// Two owners with the same downstream ids get distinct upstream ids; cancelling one owner
+    /// frees exactly its ids; losing the connection fails the rest with the codec's error.
+    #[tokio::test]
+    async fn remap_cancel_and_loss() {
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = upstream.local_addr().unwrap();
+        let host = Arc::new(Host::new(Address::Tcp(addr), "", 1));
+        let store = Store::new();
+        let stats = ClusterStats::new(&store, "cluster.c.");
+        let pool = MultiplexPool::default();
+        let conn = pool
+            .get(&host, &codec(), &stats, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let (mut peer, _) = upstream.accept().await.unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let log: Log = Arc::default();
+        for owner in [1, 2] {
+            for id in [7, 8] {
+                conn.send(frame(id), Some(reply(owner, id, &tx, &log)))
+                    .unwrap();
+            }
+        }
+        assert_eq!(conn.in_flight(), 4);
+        // The upstream sees four distinct ids.
+        let mut buf = BytesMut::new();
+        let mut ids = Vec::new();
+        while ids.len() < 4 {
+            peer.read_buf(&mut buf).await.unwrap();
+            while let Some(f) = codec().decode(&mut buf).unwrap() {
+                ids.push(f.request_id);
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 4);
+        assert_eq!(conn.cancel_owner(1), 2);
+        assert_eq!(conn.in_flight(), 2);
+        // A late answer to a cancelled request is dropped; the connection closes and the
+        // two requests of owner 2 fail with Dubbo's server error, ids restored.
+        drop(peer);
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let mut b = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            got.push(codec().decode(&mut b).unwrap().unwrap());
+        }
+        let mut down: Vec<u64> = got.iter().map(|f| f.request_id).collect();
+        down.sort();
+        assert_eq!(down, [7, 8]);
+        assert!(got.iter().all(|f| f.status.is_some_and(|s| s.code == 80)));
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.iter().filter(|o| **o == Outcome::Cancelled).count(), 2);
+        assert_eq!(
+            log.iter()
+                .filter(|o| matches!(o, Outcome::Local(ErrorKind::UpstreamReset, 80)))
+                .count(),
+            2
+        );
+        assert!(!conn.is_usable());
+        assert!(matches!(
+            conn.send(frame(9), Some(reply(3, 9, &tx, &Arc::default()))),
+            Err(SendError::Closed(_))
+        ));
+    }
+
+    /// The upstream's heartbeat is answered on the connection; its go-away (Dubbo's read-only
+    /// event) stops new requests there and the pool opens another connection.
+    #[tokio::test]
+    async fn upstream_heartbeat_and_goaway() {
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = Arc::new(Host::new(
+            Address::Tcp(upstream.local_addr().unwrap()),
+            "",
+            1,
+        ));
+        let store = Store::new();
+        let stats = ClusterStats::new(&store, "cluster.c.");
+        let pool = MultiplexPool::default();
+        let first = pool
+            .get(&host, &codec(), &stats, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let (mut peer, _) = upstream.accept().await.unwrap();
+        peer.write_all(&dubbo::build::heartbeat(5)).await.unwrap();
+        let mut buf = BytesMut::new();
+        let hb = loop {
+            if let Some(f) = codec().decode(&mut buf).unwrap() {
+                break f;
+            }
+            peer.read_buf(&mut buf).await.unwrap();
+        };
+        assert_eq!((hb.kind, hb.request_id), (FrameKind::HeartbeatResponse, 5));
+        let goaway = codec().goaway().unwrap();
+        peer.write_all(&goaway.raw).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while first.is_usable() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!first.is_usable());
+        let second = pool
+            .get(&host, &codec(), &stats, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_ne!(first.id(), second.id());
+    }
+}

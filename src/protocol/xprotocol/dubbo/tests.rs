@@ -81,7 +81,7 @@ fn request_headers_are_read_and_body_kept() {
 
 /// The body python3-dubbo writes: strings, then the attachments map.
 #[test]
-fn attachments_after_string_arguments_are_read() {
+fn attachments_after_the_arguments_are_read() {
     let mut rest = build::string("Ljava/lang/String;Ljava/lang/String;");
     rest.extend(build::string("a"));
     rest.extend(build::string("b"));
@@ -95,14 +95,30 @@ fn attachments_after_string_arguments_are_read() {
     assert_eq!(f.headers.group.as_deref(), Some("blue"));
     assert_eq!(f.headers.get("env"), Some("canary"));
     assert_eq!(f.headers.attachments.len(), 3);
-    // An int argument: attachments are not reached, routing still works.
-    let mut rest = build::string("I");
+    // An int, a long array and an object argument are skipped to reach the attachments.
+    let mut rest = build::string("I[JLcom/example/Car;");
     rest.push(0x91);
-    rest.extend_from_slice(b"HZ");
+    rest.extend_from_slice(&[0x7a, 0xe0, 0xe1]);
+    rest.extend_from_slice(&[b'C', 0x03, b'C', b'a', b'r', 0x91, 0x01, b'a', 0x60, 0x90]);
+    rest.push(b'H');
+    rest.extend(build::string("group"));
+    rest.extend(build::string("red"));
+    rest.extend(build::string("timeout"));
+    rest.push(0x94);
+    rest.push(b'Z');
+    let raw = build::request(1, true, "S", "1.0", "m", &rest);
+    let f = decode_all(&Dubbo::default(), &raw).unwrap().remove(0);
+    assert_eq!(f.headers.group.as_deref(), Some("red"));
+    assert_eq!(f.headers.attachments.len(), 1);
+    // Arguments that do not parse: no attachments, routing still works.
+    let mut rest = build::string("I");
+    rest.push(0x41);
     let raw = build::request(1, true, "S", "1.0", "m", &rest);
     let f = decode_all(&Dubbo::default(), &raw).unwrap().remove(0);
     assert!(f.headers.attachments.is_empty());
     assert_eq!(f.headers.method.as_deref(), Some("m"));
+    assert_eq!(arguments("I[JLcom/example/Car;Ljava/lang/String;"), Some(4));
+    assert_eq!(arguments("Lunterminated"), None);
 }
 
 #[test]
