@@ -561,10 +561,10 @@ fn route_headers(command: &Command) -> RouteHeaders {
     h
 }
 
-/// The `methodName` of a hessian 2 `SofaRequest` whose fields before it are all strings or
-/// null (as sofa-bolt-node writes it: `methodName` first), for requests whose header map names
-/// no method. Anything else (another layout, a field of another type first, a malformed
-/// value) is `None`: tern reads no further into the content than that.
+/// The `methodName` of a hessian 2 `SofaRequest`, for requests whose header map names no
+/// method (sofa-bolt-node's hessian requests). The fields before it are skipped with a bounded
+/// reader (depth and class limits); anything malformed is `None`, and tern reads no further
+/// into the content than the method name.
 ///
 /// Hessian 2: a class definition `C` string(class name) int(field count) string(field)…,
 /// then an object `0x60..=0x6f` (or `O` int) whose field values follow in that order.
@@ -605,8 +605,11 @@ fn hessian_method_name(content: &[u8]) -> Option<String> {
         return None;
     }
     let mut r = Reader::new(rest.get(fields_end + 1..)?);
+    // The fields before it are skipped whatever their type (Java writes `targetAppName` and
+    // the `requestProps` map first), with the bounded skipper Dubbo's codec uses.
+    let mut classes = vec![count];
     for _ in 0..method_at {
-        r.string().ok()?;
+        r.skip(&mut classes).ok()?;
     }
     r.string().ok()?.filter(|m| !m.is_empty())
 }

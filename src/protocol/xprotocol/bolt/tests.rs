@@ -492,7 +492,13 @@ fn hessian_method_name_reads_only_what_it_must() {
     c.extend_from_slice(SOFA_REQUEST_CLASS.as_bytes());
     c.extend_from_slice(b"\x92\x0dtargetAppName\x0amethodName\x60\x03app\x05hello");
     assert_eq!(hessian_method_name(&c).as_deref(), Some("hello"));
-    // A map before the method name: tern does not skip values it cannot read.
+    // Java's order: a string and a map before the method name.
+    let mut j = b"C\x30\x2c".to_vec();
+    j.extend_from_slice(SOFA_REQUEST_CLASS.as_bytes());
+    j.extend_from_slice(b"\x93\x0dtargetAppName\x0crequestProps\x0amethodName");
+    j.extend_from_slice(b"\x60\x03appH\x01k\x01vZ\x05hello");
+    assert_eq!(hessian_method_name(&j).as_deref(), Some("hello"));
+    // A value that does not parse before the method name: nothing.
     let n = c.len();
     c[n - 10] = b'H';
     assert_eq!(hessian_method_name(&c), None);
