@@ -897,3 +897,55 @@ async fn bolt_codec_config_over_lds_and_in_config_dump() {
         .unwrap();
     assert_eq!(read_frames(&mut s, 1).await.0.len(), 1);
 }
+
+/// Bolt beside Dubbo on one listener (tern's `MultiCodecConfig`): each connection's first bytes
+/// pick its codec, and each gets answers in its own protocol.
+#[tokio::test]
+async fn bolt_and_dubbo_share_a_listener() {
+    use tern::protocol::xprotocol::dubbo;
+    let multi = r#""@type": type.googleapis.com/tern.generic_proxy.codecs.multi.v3.MultiCodecConfig
+              codecs:
+              - name: dubbo
+                typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.generic_proxy.codecs.dubbo.v3.DubboCodecConfig }
+              - name: bolt
+                typed_config: { "@type": type.googleapis.com/tern.generic_proxy.codecs.bolt.v1.BoltCodecConfig, max_frame_size: 4096 }"#;
+    let listener = bolt_listener("rpc", "", &everything_to("a")).replace(
+        "\"@type\": type.googleapis.com/tern.generic_proxy.codecs.bolt.v1.BoltCodecConfig",
+        multi,
+    );
+    let tern = start_tern(&bootstrap(
+        &[listener],
+        &[static_cluster("a", &[crate::support::dead_addr()], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("rpc").unwrap();
+
+    let mut bolt = within(5, tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let hb = Command::build(CommandHead::heartbeat(7), &[], &[], &[]).unwrap();
+    bolt.write_all(hb.as_bytes()).await.unwrap();
+    let (frames, _) = read_frames(&mut bolt, 1).await;
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].is_heartbeat() && !frames[0].is_request());
+    assert_eq!(frames[0].request_id(), 7);
+    // The Bolt codec's own limit applies on its connections.
+    let big = Command::build(
+        CommandHead::request(8, false, 3000),
+        SOFA_REQUEST_CLASS.as_bytes(),
+        &[],
+        &vec![0u8; 8192],
+    )
+    .unwrap();
+    bolt.write_all(&big.as_bytes()[..22]).await.unwrap();
+    assert_eq!(read_frames(&mut bolt, 1).await, (vec![], true));
+
+    let mut d = within(5, tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    d.write_all(&dubbo::build::heartbeat(9)).await.unwrap();
+    let mut head = [0u8; 16];
+    within(5, d.read_exact(&mut head)).await.unwrap();
+    assert_eq!(&head[..2], &[0xda, 0xbb], "a Dubbo answer");
+    assert_eq!(u64::from_be_bytes(head[4..12].try_into().unwrap()), 9);
+}
