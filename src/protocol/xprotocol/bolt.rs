@@ -12,15 +12,16 @@
 //! `type` is 1 (request), 2 (one-way request) or 0 (response); `cmdcode` is 0 (heartbeat), 1
 //! (RPC request) or 2 (RPC response). The header map is what SOFARPC's `SimpleMapSerializer`
 //! writes: pairs of (int32 length, UTF-8 bytes) for key then value, a value length of -1 being
-//! a null value. The content (hessian 2, protobuf...) is never looked into: it is carried as
-//! raw bytes.
+//! a null value. The content (hessian 2, protobuf...) is carried as raw bytes; the one look
+//! into it is for the method name of a hessian 2 `SofaRequest` whose header map names none
+//! (see `hessian_method_name`), bounded and read-only.
 //!
 //! [`Bolt`] is the [`XProtocol`] the generic proxy uses: it decodes a frame into the
 //! framework's [`Frame`] (kind, id field at byte 5, routing headers from the header map) and
 //! answers heartbeats and failures with Bolt's own frames and status codes. [`Command`] is a
-//! typed view of one frame, used to build frames (local replies, tests, load generators).
-//! Both keep the bytes a frame arrived in, so forwarding is one copy and rewriting the
-//! request id is four bytes written in place. Everything is checked before a
+//! typed view of one frame, used to build frames (local replies, tests, load generators;
+//! `bolt/command.rs`). Both keep the bytes a frame arrived in, so forwarding is one copy and
+//! rewriting the request id is four bytes written in place. Everything is checked before a
 //! frame is accepted: the protocol code, the type and command code, the three lengths (signed
 //! on the wire; negative is an error), the total against the configured maximum (no buffer
 //! grows past it) and the header map's structure. Nothing here panics on any input or depends
