@@ -227,14 +227,23 @@ async fn h2_server(listener: TcpListener) -> Result<(), Error> {
             let Ok(mut conn) = h2::server::handshake(sock).await else {
                 return;
             };
-            while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                let resp = http::Response::builder()
-                    .status(200)
-                    .body(())
-                    .unwrap_or_default();
-                if let Ok(mut send) = respond.send_response(resp, false) {
-                    let _ = send.send_data(Bytes::from(vec![b'y'; 100]), true);
-                }
+            while let Some(Ok((req, mut respond))) = conn.accept().await {
+                // Read the whole request body, then answer (an answer before the request has
+                // ended would reset the request stream).
+                tokio::spawn(async move {
+                    let mut body = req.into_body();
+                    while let Some(chunk) = body.data().await {
+                        let Ok(chunk) = chunk else { return };
+                        let _ = body.flow_control().release_capacity(chunk.len());
+                    }
+                    let resp = http::Response::builder()
+                        .status(200)
+                        .body(())
+                        .unwrap_or_default();
+                    if let Ok(mut send) = respond.send_response(resp, false) {
+                        let _ = send.send_data(Bytes::from(vec![b'y'; 100]), true);
+                    }
+                });
             }
         });
     }

@@ -741,3 +741,46 @@ async fn multi_codec_config_selects_by_magic() {
         Some(1)
     );
 }
+
+/// `retry_policy.num_retries`: a connect failure goes to another host; without retries the
+/// client gets Dubbo's server error.
+#[tokio::test]
+async fn connect_failures_are_retried_on_another_host() {
+    let server = echo_server().await;
+    let dead = crate::support::dead_addr();
+    let tern = start_tern(&bootstrap(
+        &[
+            generic_proxy_listener("r", &all_to("two", ", retry_policy: { num_retries: 1 }")),
+            generic_proxy_listener("n", &all_to("two", "")),
+        ],
+        &[static_cluster("two", &[dead, server.addr], "")],
+    ))
+    .await;
+    let mut c = Client::connect(tern.listener_addr("r").unwrap(), codec()).await;
+    for id in 1..=4u64 {
+        c.send(&request(id, "sayHello", "retry")).await;
+        let r = c.recv().await.unwrap();
+        assert_eq!(r.request_id, id);
+        assert!(r.status.unwrap().ok, "request {id}");
+    }
+    let stats = &tern.world.stats;
+    assert!(
+        stats
+            .counter_value("cluster.two.upstream_rq_retry")
+            .unwrap_or(0)
+            >= 1
+    );
+    let mut c = Client::connect(tern.listener_addr("n").unwrap(), codec()).await;
+    let mut failed = 0;
+    for id in 1..=4u64 {
+        c.send(&request(id, "sayHello", "once")).await;
+        let r = c.recv().await.unwrap();
+        if r.status.unwrap().code == u32::from(status::SERVER_ERROR) {
+            failed += 1;
+        }
+    }
+    assert!(
+        failed >= 1,
+        "round robin reaches the dead host without retries"
+    );
+}
