@@ -582,7 +582,8 @@ fn hessian_method_name(content: &[u8]) -> Option<String> {
     }
     let at = r.position();
     let (count, used) = match *rest.get(at)? {
-        b @ 0x80..=0xbf => (usize::from(b) - 0x90, 1),
+        // Compact ints are -16..=47; a negative field count is malformed.
+        b @ 0x80..=0xbf => (usize::try_from(i32::from(b) - 0x90).ok()?, 1),
         b @ 0xc8..=0xcf => (
             (usize::from(b) - 0xc8) << 8 | usize::from(*rest.get(at + 1)?),
             2,

@@ -498,6 +498,11 @@ fn hessian_method_name_reads_only_what_it_must() {
     j.extend_from_slice(b"\x93\x0dtargetAppName\x0crequestProps\x0amethodName");
     j.extend_from_slice(b"\x60\x03appH\x01k\x01vZ\x05hello");
     assert_eq!(hessian_method_name(&j).as_deref(), Some("hello"));
+    // A negative field count (compact int 0x85 = -11; found by the fuzzer): nothing.
+    let mut neg = b"C\x30\x2c".to_vec();
+    neg.extend_from_slice(SOFA_REQUEST_CLASS.as_bytes());
+    neg.extend_from_slice(b"\x85\x0amethodName\x60\x02hi");
+    assert_eq!(hessian_method_name(&neg), None);
     // A value that does not parse before the method name: nothing.
     let n = c.len();
     c[n - 10] = b'H';
