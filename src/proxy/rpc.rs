@@ -10,9 +10,9 @@
 //! timeout, overflow, upstream reset). When the downstream connection closes, its pending
 //! requests are cancelled and their upstream ids freed.
 //!
-//! A reader (this task) and a writer (a task per connection) share nothing but a channel of
-//! encoded frames; the number of requests in flight per connection is bounded, so the
-//! channel is too.
+//! A reader (this task) and a writer (a task per connection) share nothing but a bounded
+//! channel of encoded frames; a client that does not read its responses fills it and is
+//! disconnected, so memory per connection stays bounded.
 
 use super::{ConnInfo, Drain};
 use crate::filters::GenericProxyConfig;
@@ -23,18 +23,21 @@ use crate::stream_info::{LogType, ResponseFlag, StreamInfo};
 use crate::upstream::cluster::{Cluster, ClusterStats};
 use crate::upstream::host::{ActiveRequest, Host};
 use crate::upstream::lb::LbContext;
-use crate::upstream::pool::multiplex::{MuxConn, Outcome, Reply, SendError};
+use crate::upstream::pool::multiplex::{DownTx, MuxConn, Outcome, Reply, SendError};
 use bytes::BytesMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug};
 
 /// Requests in flight per downstream connection at most; beyond, requests are answered with
 /// an overflow error.
 pub const MAX_PENDING_PER_CONNECTION: u64 = 16_384;
+/// Frames queued for a downstream connection's writer at most: a client that lets more
+/// responses pile up (it does not read) is disconnected.
+pub const MAX_QUEUED_FRAMES: usize = 8192;
 /// Bytes read before a codec must have been chosen.
 const MAX_DETECT: usize = 64;
 /// Read buffer growth step.
@@ -48,7 +51,7 @@ struct Downstream {
     world: Arc<World>,
     conn: ConnInfo,
     codec: Codec,
-    tx: mpsc::UnboundedSender<BytesMut>,
+    tx: DownTx,
     in_flight: Arc<AtomicU64>,
     used: Vec<MuxConn>,
 }
@@ -98,8 +101,10 @@ pub async fn serve<IO>(
             },
         }
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(write_loop(rx, wr));
+    let (tx, rx) = mpsc::channel(MAX_QUEUED_FRAMES);
+    let overflow = Arc::new(Notify::new());
+    let tx = DownTx::new(tx, overflow.clone());
+    let writer = tokio::spawn(write_loop(rx, wr));
     let mut down = Downstream {
         id: conn.id,
         cfg,
@@ -131,6 +136,12 @@ pub async fn serve<IO>(
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             },
+            _ = overflow.notified() => {
+                debug!(conn = down.id, "generic_proxy: the client does not read its responses; connection closed");
+                // The writer is stuck on the socket: stop it so that the socket closes.
+                writer.abort();
+                break;
+            }
             _ = drain.started(), if !goaway_sent => {
                 goaway_sent = true;
                 if let Some(g) = down.codec.goaway() {
@@ -148,7 +159,7 @@ pub async fn serve<IO>(
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut rx: mpsc::UnboundedReceiver<BytesMut>, mut w: W) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<BytesMut>, mut w: W) {
     let mut batch = BytesMut::new();
     while let Some(first) = rx.recv().await {
         let out = match rx.try_recv() {
@@ -261,7 +272,7 @@ impl Downstream {
     fn send_frame(&self, f: &Frame) {
         let mut out = BytesMut::with_capacity(f.len());
         self.codec.encode(f, &mut out);
-        let _ = self.tx.send(out);
+        self.tx.send(out);
     }
 
     async fn on_frame(&mut self, frame: Frame) {

@@ -784,3 +784,42 @@ async fn connect_failures_are_retried_on_another_host() {
         "round robin reaches the dead host without retries"
     );
 }
+
+/// A client that sends requests but never reads its responses is disconnected once its
+/// queue of responses is full: the proxy's memory per connection stays bounded.
+#[tokio::test]
+async fn client_that_never_reads_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let server = echo_server().await;
+    let tern = start_tern(&bootstrap(
+        &[generic_proxy_listener("d", &all_to("echo", ""))],
+        &[static_cluster("echo", &[server.addr], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("d").unwrap();
+    let mut c = Client::connect(addr, codec()).await;
+    let big = "z".repeat(2048);
+    let mut batch = Vec::new();
+    let mut closed = false;
+    'send: for round in 0..40u64 {
+        batch.clear();
+        for i in 0..1000u64 {
+            batch.extend_from_slice(&request(round * 1000 + i + 1, "sayHello", &big));
+        }
+        match within(10, c.stream.write_all(&batch)).await {
+            Ok(()) => {}
+            Err(_) => {
+                closed = true;
+                break 'send;
+            }
+        }
+    }
+    assert!(
+        closed || c.closed().await,
+        "a client that never reads stays connected"
+    );
+    // tern still serves others.
+    let mut c = Client::connect(addr, codec()).await;
+    c.send(&request(1, "sayHello", "next")).await;
+    assert!(c.recv().await.unwrap().status.unwrap().ok);
+}

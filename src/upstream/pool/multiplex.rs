@@ -55,6 +55,29 @@ pub enum Outcome {
 /// Called once when a request ends.
 pub type Done = Box<dyn FnOnce(Outcome) + Send>;
 
+/// A downstream connection's writer: a bounded queue of encoded frames. A connection whose
+/// queue is full (its client does not read its responses) is told to close through
+/// `overflow`, so a slow reader never makes the proxy buffer without bound.
+#[derive(Debug, Clone)]
+pub struct DownTx {
+    tx: mpsc::Sender<BytesMut>,
+    overflow: Arc<Notify>,
+}
+
+impl DownTx {
+    /// A writer handle over `tx`; `overflow` is notified when the queue is full.
+    pub fn new(tx: mpsc::Sender<BytesMut>, overflow: Arc<Notify>) -> Self {
+        Self { tx, overflow }
+    }
+
+    /// Queue a frame; a full queue drops it and notifies `overflow`.
+    pub fn send(&self, frame: BytesMut) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame) {
+            self.overflow.notify_one();
+        }
+    }
+}
+
 /// Where a response goes.
 pub struct Reply {
     /// The downstream connection's id (for cancellation).
@@ -62,7 +85,7 @@ pub struct Reply {
     /// The request id on the downstream connection.
     pub down_id: u64,
     /// The downstream connection's writer.
-    pub tx: mpsc::UnboundedSender<BytesMut>,
+    pub tx: DownTx,
     /// When the request times out (the route's timeout).
     pub deadline: Option<Instant>,
     /// Told how the request ended.
@@ -91,7 +114,7 @@ impl Pending {
         let resp = codec.error_response(&self.request, kind, message);
         let mut out = BytesMut::with_capacity(resp.len());
         codec.encode(&resp, &mut out);
-        let _ = self.reply.tx.send(out);
+        self.reply.tx.send(out);
         let code = resp.status.map_or(0, |s| s.code);
         (self.reply.done)(Outcome::Local(kind, code));
     }
@@ -417,7 +440,7 @@ fn deliver(s: &Shared, buf: &mut BytesMut) -> Result<(), crate::protocol::xproto
                     });
                 let mut out = BytesMut::with_capacity(frame.len());
                 s.codec.encode(&frame, &mut out);
-                let _ = p.reply.tx.send(out);
+                p.reply.tx.send(out);
                 (p.reply.done)(outcome);
             }
             FrameKind::Heartbeat => {
@@ -480,7 +503,7 @@ mod tests {
 
     type Log = Arc<Mutex<Vec<Outcome>>>;
 
-    fn reply(owner: u64, down_id: u64, tx: &mpsc::UnboundedSender<BytesMut>, log: &Log) -> Reply {
+    fn reply(owner: u64, down_id: u64, tx: &DownTx, log: &Log) -> Reply {
         let log = log.clone();
         Reply {
             owner,
@@ -513,7 +536,8 @@ mod tests {
             .await
             .unwrap();
         let (mut peer, _) = upstream.accept().await.unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
+        let tx = DownTx::new(tx, Arc::default());
         let log: Log = Arc::default();
         for owner in [1, 2] {
             for id in [7, 8] {
