@@ -5,8 +5,8 @@
 # the tern process from /proc/PID/stat over all requests it served, warm-up included).
 #
 #   benches/rpc.sh                 # dubbo, then h2
-#   benches/rpc.sh dubbo bolt      # several protocols (each needs an arm in rpc_load.rs and
-#                                  # in codec_yaml below), then h2
+#   benches/rpc.sh dubbo bolt      # several protocols (each has an arm in rpc_load.rs and in
+#                                  # codec_yaml below), then h2
 #   NO_H2=1 TERN_BIN=target/release/tern LOAD_BIN=target/release/examples/rpc_load benches/rpc.sh
 #
 # Knobs: DURATION (10), CONC (64), BASE_PORT (18100; uses BASE+1..BASE+3), BUSY_LIMIT (20),
@@ -58,6 +58,7 @@ fi
 codec_yaml() {
     case $1 in
     dubbo) echo 'type.googleapis.com/envoy.extensions.filters.network.generic_proxy.codecs.dubbo.v3.DubboCodecConfig' ;;
+    bolt) echo 'type.googleapis.com/tern.generic_proxy.codecs.bolt.v1.BoltCodecConfig' ;;
     *) die "no codec config for $1 in benches/rpc.sh (add it to codec_yaml)" ;;
     esac
 }

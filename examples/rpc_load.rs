@@ -1,5 +1,5 @@
 //! Load generator and upstream for `benches/rpc.sh`: a fixed number of requests in flight on
-//! ONE downstream connection, for Dubbo (and Bolt, once its codec lands) and, for comparison,
+//! ONE downstream connection, for Dubbo and Bolt and, for comparison,
 //! HTTP/2 through the HTTP connection manager.
 //!
 //! ```text
@@ -7,13 +7,14 @@
 //! rpc_load client PROTO TARGET CONCURRENCY SECS  # "requests=N seconds=S rps=R errors=E total=T"
 //! ```
 //!
-//! PROTO is `dubbo` or `h2`. A new RPC protocol adds an arm to `codec`, `request` and
+//! PROTO is `dubbo`, `bolt` or `h2`. A new RPC protocol adds an arm to `codec`, `request` and
 //! `response`.
 
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tern::protocol::xprotocol::bolt::{self, Bolt};
 use tern::protocol::xprotocol::dubbo::{self, Dubbo};
 use tern::protocol::xprotocol::{Codec, Frame, FrameKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,7 +25,8 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 fn codec(proto: &str) -> Result<Codec, Error> {
     match proto {
         "dubbo" => Ok(Arc::new(Dubbo::default())),
-        other => Err(format!("unknown protocol {other} (dubbo, h2)").into()),
+        "bolt" => Ok(Arc::new(Bolt::default())),
+        other => Err(format!("unknown protocol {other} (dubbo, bolt, h2)").into()),
     }
 }
 
@@ -44,6 +46,24 @@ fn request(proto: &str, id: u64) -> BytesMut {
                 &rest,
             )
         }
+        // A SOFARPC request as a Java client writes it: SofaRequest class, the header map
+        // (service, method, target app and service), protobuf content.
+        "bolt" => bolt::Command::build(
+            bolt::CommandHead::request(id as u32, false, 3000).codec(bolt::CODEC_PROTOBUF),
+            bolt::SOFA_REQUEST_CLASS.as_bytes(),
+            &[
+                (b"service", b"org.apache.dubbo.samples.DemoService:1.0"),
+                (b"sofa_head_method_name", b"sayHello"),
+                (b"sofa_head_target_app", b"bench"),
+                (
+                    b"sofa_head_target_service",
+                    b"org.apache.dubbo.samples.DemoService:1.0",
+                ),
+            ],
+            &[b'x'; 100],
+        )
+        .map(|c| BytesMut::from(c.as_bytes()))
+        .unwrap_or_default(),
         _ => BytesMut::new(),
     }
 }
@@ -56,6 +76,15 @@ fn response(proto: &str, req: &Frame) -> BytesMut {
             body.extend(dubbo::build::string(&"y".repeat(96)));
             dubbo::build::response(req.request_id, dubbo::status::OK, &body)
         }
+        "bolt" => bolt::Command::build(
+            bolt::CommandHead::response(req.request_id as u32, bolt::ResponseStatus::SUCCESS)
+                .codec(bolt::CODEC_PROTOBUF),
+            bolt::SOFA_RESPONSE_CLASS.as_bytes(),
+            &[],
+            &[b'y'; 100],
+        )
+        .map(|c| BytesMut::from(c.as_bytes()))
+        .unwrap_or_default(),
         _ => BytesMut::new(),
     }
 }

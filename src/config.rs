@@ -15,6 +15,7 @@ mod descriptor;
 mod error;
 pub mod istio;
 mod string_match;
+pub mod tern;
 
 pub use address::{Address, socket_address_of};
 pub use any::{

@@ -5,6 +5,7 @@
 //! Depends on `config` and `stats` only. The HTTP connection manager's route table is kept
 //! here as the proto (inline `route_config`) or the RDS name; `snapshot` compiles it.
 
+pub mod bolt_codec;
 pub mod compressor;
 pub mod generic_proxy;
 pub mod hcm;

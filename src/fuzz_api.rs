@@ -1,7 +1,7 @@
 //! Entry points for fuzzing tern's parsers of untrusted input: bootstrap text, the xDS resource
 //! types (`Cluster`, `Listener`, `RouteConfiguration`), the HTTP connection manager's
-//! request path and header processing, access log format strings, and the listener
-//! inspectors' ClientHello and request-line parsers. Each takes arbitrary bytes and returns `()`; none may
+//! request path and header processing, access log format strings, the listener
+//! inspectors' ClientHello and request-line parsers, and the Bolt codec. Each takes arbitrary bytes and returns `()`; none may
 //! panic on any input. The targets in `fuzz/fuzz_targets/` call them, and the tests below run
 //! them over the seed corpora in `fuzz/corpus/` and over random bytes, so `cargo test` covers
 //! the same code on stable Rust.
@@ -454,6 +454,72 @@ fn full_record() -> crate::stream_info::StreamInfo {
     i.route_name = Some("r".into());
     i.trace_id = Some("t".into());
     i
+}
+
+/// The Bolt v1 codec (`protocol::xprotocol::bolt`) over a stream of bytes, as a connection
+/// delivers them: the first byte picks a frame size limit and a read size, the rest is fed in
+/// reads of that size. Checked: the framework codec and the typed decoder agree; decoded
+/// frames are the input's bytes in order; whatever is left is shorter than a frame or an
+/// error; an id rewrite, a heartbeat answer and an error response all decode again.
+pub fn bolt_codec(data: &[u8]) {
+    use crate::protocol::xprotocol::bolt::{Bolt, Command, decode_all};
+    use crate::protocol::xprotocol::{ErrorKind, FrameKind, XProtocol};
+    use bytes::BytesMut;
+    let Some((&knobs, data)) = data.split_first() else {
+        return;
+    };
+    let max = [64usize, 1024, 1 << 20][usize::from(knobs % 3)];
+    let step = usize::from(knobs / 3).max(1);
+    let bolt = Bolt::new(max);
+    let (commands, whole_rest) = decode_all(data, max);
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut error = None;
+    'feed: for chunk in data.chunks(step) {
+        buf.extend_from_slice(chunk);
+        loop {
+            match bolt.decode(&mut buf) {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break 'feed;
+                }
+            }
+        }
+    }
+    assert_eq!(frames.len(), commands.len());
+    assert_eq!(
+        error.is_some(),
+        whole_rest.is_err(),
+        "{error:?} {whole_rest:?}"
+    );
+    let mut at = 0;
+    for (frame, command) in frames.iter_mut().zip(&commands) {
+        assert_eq!(&frame.raw[..], command.as_bytes());
+        assert_eq!(&data[at..at + frame.raw.len()], &frame.raw[..]);
+        at += frame.raw.len();
+        assert!(frame.raw.len() <= max);
+        match frame.kind {
+            FrameKind::Heartbeat => {
+                let ack = bolt.heartbeat_response(frame);
+                assert_eq!(ack.kind, FrameKind::HeartbeatResponse);
+                assert_eq!(ack.request_id, frame.request_id);
+            }
+            FrameKind::Request | FrameKind::Oneway => {
+                let e = bolt.error_response(frame, ErrorKind::UpstreamReset, "upstream reset");
+                let again = Command::decode(&mut BytesMut::from(&e.raw[..]), max.max(64));
+                assert!(matches!(again, Ok(Some(c)) if c.request_id() == command.request_id()));
+            }
+            _ => {}
+        }
+        frame.set_request_id(frame.request_id.wrapping_add(1) & 0xffff_ffff);
+        let again = bolt.decode(&mut BytesMut::from(&frame.raw[..]));
+        assert!(matches!(again, Ok(Some(f)) if f.request_id == frame.request_id));
+    }
+    if let Ok(rest) = whole_rest {
+        assert_eq!(at + rest, data.len());
+    }
 }
 
 /// Dubbo frames: `protocol::xprotocol::dubbo` decodes the input as a stream of frames (with

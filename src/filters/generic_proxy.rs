@@ -129,7 +129,10 @@ impl prost::Name for MultiCodecConfig {
 
 /// The type URLs of the codecs [`compile_codec`] knows.
 pub fn codec_type_urls() -> Vec<String> {
-    vec![gp_dubbo_pb::DubboCodecConfig::type_url()]
+    vec![
+        gp_dubbo_pb::DubboCodecConfig::type_url(),
+        crate::filters::bolt_codec::type_url(),
+    ]
 }
 
 /// `codec_config` → the codecs a connection may speak: one, or the list of a
@@ -170,6 +173,8 @@ pub fn compile_codec(c: &core_pb::TypedExtensionConfig) -> Result<Codec, ConfigE
     if url == gp_dubbo_pb::DubboCodecConfig::type_url() {
         let _: gp_dubbo_pb::DubboCodecConfig = tc.decode()?;
         Ok(Arc::new(Dubbo::default()))
+    } else if url == crate::filters::bolt_codec::type_url() {
+        crate::filters::bolt_codec::compile(&tc)
     } else {
         Err(ConfigError::new(
             "typed_config",

@@ -735,6 +735,87 @@ fn write_seed_corpora() {
     write("access_log_format", &seeds);
 
     write_listener_inspector_seeds();
+    write_bolt_seeds();
+}
+
+/// Bolt v1 streams: a knobs byte (frame size limit 1 MiB, reads of 7 bytes: 3 * 7 + 2 = 23),
+/// then frames as SOFARPC clients and servers write them.
+#[test]
+#[ignore = "writes fuzz/corpus/bolt_codec; run by hand after changing a seed"]
+fn write_bolt_seeds() {
+    use crate::protocol::xprotocol::bolt::{
+        CODEC_PROTOBUF, CmdCode, Command, CommandHead, ResponseStatus, SOFA_REQUEST_CLASS,
+        SOFA_RESPONSE_CLASS,
+    };
+    let request = |id, oneway, method: &str| {
+        Command::build(
+            CommandHead::request(id, oneway, 3000).codec(CODEC_PROTOBUF),
+            SOFA_REQUEST_CLASS.as_bytes(),
+            &[
+                (b"service", b"com.example.Hello:1.0"),
+                (b"sofa_head_method_name", method.as_bytes()),
+                (b"sofa_head_target_app", b""),
+            ],
+            b"\x0a\x02hi",
+        )
+        .unwrap()
+    };
+    let response = Command::build(
+        CommandHead::response(1, ResponseStatus::SUCCESS),
+        SOFA_RESPONSE_CLASS.as_bytes(),
+        &[],
+        b"C0.payload",
+    )
+    .unwrap();
+    let heartbeat = Command::build(CommandHead::heartbeat(9), &[], &[], &[]).unwrap();
+    let ack = Command::build(
+        CommandHead::response(9, ResponseStatus::SUCCESS).cmd_code(CmdCode::Heartbeat),
+        &[],
+        &[],
+        &[],
+    )
+    .unwrap();
+    let error = Command::build(
+        CommandHead::response(2, ResponseStatus::CONNECTION_CLOSED),
+        &[],
+        &[],
+        b"\x0eupstream reset",
+    )
+    .unwrap();
+    let stream = |cmds: &[&Command]| {
+        let mut out = vec![23u8];
+        for c in cmds {
+            out.extend_from_slice(c.as_bytes());
+        }
+        out
+    };
+    let seeds: Vec<(String, Vec<u8>)> = vec![
+        ("request", stream(&[&request(1, false, "echo")])),
+        ("oneway", stream(&[&request(2, true, "notify")])),
+        ("heartbeat", stream(&[&heartbeat])),
+        ("responses", stream(&[&response, &ack, &error])),
+        (
+            "pipelined",
+            stream(&[&heartbeat, &request(3, false, "a"), &request(4, false, "b")]),
+        ),
+        // A heartbeat and a hessian 2 request as sofa-bolt-node 2.0.1 writes them (the method
+        // is read from the content).
+        ("sofa_bolt_node_hessian", {
+            let hex = concat!(
+                "0101000001000000070100000bb80000000000000000",
+                "0101000101000000010100000bb8002c0024000000c1636f6d2e616c697061792e736f66612e7270632e636f72652e726571756573742e536f666152657175657374000000077365727669636500000015636f6d2e6578616d706c652e48656c6c6f3a312e3043302c636f6d2e616c697061792e736f66612e7270632e636f72652e726571756573742e536f666152657175657374950a6d6574686f644e616d650d6d6574686f64417267536967731774617267657453657276696365556e697175654e616d650d7461726765744170704e616d650c7265717565737450726f707360046563686f71115b6a6176612e6c616e672e537472696e67106a6176612e6c616e672e537472696e6715636f6d2e6578616d706c652e48656c6c6f3a312e304e4e026869"
+            );
+            let mut out = vec![23u8];
+            out.extend((0..hex.len()).step_by(2).map(|i| {
+                u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")
+            }));
+            out
+        }),
+    ]
+    .into_iter()
+    .map(|(n, b)| (n.to_owned(), b))
+    .collect();
+    write("bolt_codec", &seeds);
 }
 
 /// First bytes of connections: ClientHellos (SNI and ALPN, none, split over records, large),

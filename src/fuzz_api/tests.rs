@@ -12,6 +12,7 @@ const TARGETS: &[Target] = &[
     ("request_path", request_path),
     ("access_log_format", access_log_format),
     ("listener_inspectors", listener_inspectors),
+    ("bolt_codec", bolt_codec),
     ("dubbo_frames", dubbo_frames),
 ];
 
@@ -88,6 +89,13 @@ fn real_seeds_compile() {
                 "{name}: {parsed:?}"
             );
         }
+    }
+    for (name, data) in corpus("bolt_codec") {
+        if name.starts_with("crash_") {
+            continue;
+        }
+        let (frames, rest) = crate::protocol::xprotocol::bolt::decode_all(&data[1..], 1 << 20);
+        assert!(!frames.is_empty() && rest.is_ok(), "{name}: {rest:?}");
     }
     for (name, data) in corpus("cluster_proto") {
         let c = cluster_pb::Cluster::decode(data.as_slice()).unwrap();
@@ -170,5 +178,10 @@ proptest! {
     #[test]
     fn mutated_access_log_formats_do_not_panic(data in mutated(corpus("access_log_format"))) {
         access_log_format(&data);
+    }
+
+    #[test]
+    fn mutated_bolt_frames_do_not_panic(data in mutated(corpus("bolt_codec"))) {
+        bolt_codec(&data);
     }
 }

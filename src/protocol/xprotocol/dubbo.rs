@@ -15,7 +15,7 @@
 //! are skipped to read the attachments. The body is forwarded untouched. An event request
 //! is a heartbeat, except the read-only event (body `"R"`), which is Dubbo's "go away".
 
-mod hessian;
+pub(crate) mod hessian;
 
 use super::XProtocol;
 use super::{CodecError, Detect, ErrorKind, Frame, FrameKind, IdField, RouteHeaders, Status};
