@@ -823,3 +823,97 @@ async fn client_that_never_reads_is_disconnected() {
     c.send(&request(1, "sayHello", "next")).await;
     assert!(c.recv().await.unwrap().status.unwrap().ok);
 }
+
+/// An Istio-style hop for RPC: the generic proxy's cluster originates TLS (SNI, CA, SAN check)
+/// to a second tern that terminates it in front of the Dubbo server. The requests share one
+/// TLS connection, and a cluster whose SAN check fails gets Dubbo's error answer.
+#[tokio::test]
+async fn requests_reach_a_tls_cluster_over_one_shared_tls_connection() {
+    use crate::support::certs::Ca;
+    let server = echo_server().await;
+    let ca = Ca::new("rpc-root");
+    let cert = ca.server(&["dubbo.test"]);
+    let q = |s: &str| serde_json::to_string(s).unwrap();
+    // The server side: TLS terminated, then plain TCP to the Dubbo server.
+    let terminating = format!(
+        r#"
+  - name: tls-in
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: {{ inline_string: {cert} }}
+              private_key: {{ inline_string: {key} }}
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tls-in
+          cluster: echo
+"#,
+        cert = q(&cert.cert_pem),
+        key = q(&cert.key_pem),
+    );
+    let back = start_tern(&bootstrap(
+        &[terminating],
+        &[static_cluster("echo", &[server.addr], "")],
+    ))
+    .await;
+    let tls_addr = back.listener_addr("tls-in").unwrap();
+    let upstream_tls = |san: &str| {
+        format!(
+            "    transport_socket: {{ name: envoy.transport_sockets.tls, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: dubbo.test, common_tls_context: {{ validation_context: {{ trusted_ca: {{ inline_string: {} }}, match_typed_subject_alt_names: [{{ san_type: DNS, matcher: {{ exact: {san} }} }}] }} }} }} }}\n",
+            q(&ca.cert_pem)
+        )
+    };
+    let front = start_tern(&bootstrap(
+        &[
+            generic_proxy_listener("d", &all_to("secure", "")),
+            generic_proxy_listener("bad", &all_to("wrong-san", "")),
+        ],
+        &[
+            static_cluster("secure", &[tls_addr], &upstream_tls("dubbo.test")),
+            static_cluster("wrong-san", &[tls_addr], &upstream_tls("other.test")),
+        ],
+    ))
+    .await;
+    let addr = front.listener_addr("d").unwrap();
+    let mut client = Client::connect(addr, codec()).await;
+    let mut all = Vec::new();
+    for id in 1..=20u64 {
+        all.extend_from_slice(&request(id, "sayHello", &format!("over tls {id}")));
+    }
+    client.send(&all).await;
+    let got = within(20, client.recv_n(20)).await;
+    for id in 1..=20u64 {
+        assert_eq!(
+            got[&id].status.unwrap().code,
+            u32::from(status::OK),
+            "id {id}"
+        );
+    }
+    assert_eq!(server.requests(), 20);
+    let front_stats = &front.world.stats;
+    assert_eq!(
+        front_stats.counter_value("cluster.secure.ssl.handshake"),
+        Some(1)
+    );
+    assert_eq!(
+        back.world
+            .stats
+            .counter_value("listener.127.0.0.1_0.ssl.handshake"),
+        Some(1)
+    );
+    // A certificate that fails the cluster's SAN check: no connection, Dubbo's error answer.
+    let mut client = Client::connect(front.listener_addr("bad").unwrap(), codec()).await;
+    client.send(&request(7, "sayHello", "refused")).await;
+    let got = within(20, client.recv()).await.unwrap();
+    assert_eq!(got.request_id, 7);
+    assert_ne!(got.status.unwrap().code, u32::from(status::OK));
+    assert!(front_stats.counter_value("cluster.wrong-san.ssl.fail_verify_san") >= Some(1));
+    assert_eq!(server.requests(), 20);
+}
