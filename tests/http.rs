@@ -611,6 +611,63 @@ async fn hundred_h2_streams_on_one_connection_spread_over_two_hosts() {
     assert_eq!(a.requests() + b.requests(), 100);
 }
 
+/// A burst of streams to an HTTP/2 cluster with no connection yet shares the one connection
+/// the first stream makes; when that connection fails, the streams that waited for it fail
+/// with it instead of each trying in turn.
+#[tokio::test]
+async fn a_burst_of_streams_opens_one_upstream_h2_connection() {
+    let up = upstream::http("u").await;
+    let dead = support::dead_addr();
+    let h2 = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: {} }";
+    let (tern, addr) = one_route_tern(
+        "              - match: { prefix: /dead/ }\n                route: { cluster: dead }\n              - match: { prefix: / }\n                route: { cluster: h2 }\n",
+        &[
+            static_cluster("h2", &[up.addr], h2),
+            static_cluster("dead", &[dead], h2),
+        ],
+    )
+    .await;
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let burst = |path: &'static str| {
+        futures_util::future::join_all((0..50).map(|_| {
+            let mut sender = sender.clone();
+            async move {
+                let req = http::Request::get(format!("http://h{path}"))
+                    .body(empty())
+                    .unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                let status = resp.status();
+                resp.into_body().collect().await.unwrap();
+                status
+            }
+        }))
+    };
+    let got = within(20, burst("/x")).await;
+    assert!(got.iter().all(|s| *s == 200), "{got:?}");
+    let stats = &tern.world.stats;
+    assert_eq!(
+        stats.counter_value("cluster.h2.upstream_cx_http2_total"),
+        Some(1)
+    );
+    assert_eq!(
+        stats.counter_value("cluster.h2.upstream_rq_total"),
+        Some(50)
+    );
+    let got = within(20, burst("/dead/x")).await;
+    assert!(got.iter().all(|s| *s == 503), "{got:?}");
+    assert_eq!(
+        stats.counter_value("cluster.dead.upstream_cx_connect_fail"),
+        Some(1)
+    );
+}
+
 #[tokio::test]
 async fn curl_http2_prior_knowledge() {
     if !support::have("curl") {

@@ -14,6 +14,12 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Default)]
 pub struct Http2Pool {
     conn: Mutex<Option<Shared>>,
+    /// Held while a connection is being made: streams that arrive meanwhile wait for it
+    /// instead of each opening a connection of their own.
+    connecting: tokio::sync::Mutex<()>,
+    /// Connection attempts that failed: a stream that waited through one fails with it
+    /// rather than trying again in turn (a burst would otherwise wait many connect timeouts).
+    failures: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -68,13 +74,31 @@ pub(super) async fn send(
     let shared = match pools.http2.get(settings) {
         Some(s) => s,
         None => {
-            let pending = Pending::start(stats);
-            let s = handshake(host, stats, settings, tls).await?;
-            drop(pending);
-            if let Ok(mut guard) = pools.http2.conn.lock() {
-                *guard = Some(s.clone());
+            use std::sync::atomic::Ordering::Relaxed;
+            let pool = &pools.http2;
+            let _pending = Pending::start(stats);
+            let failures = pool.failures.load(Relaxed);
+            let _connecting = pool.connecting.lock().await;
+            match pool.get(settings) {
+                // Made by the stream we waited for.
+                Some(s) => s,
+                None if pool.failures.load(Relaxed) != failures => {
+                    return Err(UpstreamError::ConnectFailure(std::io::Error::other(
+                        "the connection this request waited for failed",
+                    )));
+                }
+                None => {
+                    let s = handshake(host, stats, settings, tls)
+                        .await
+                        .inspect_err(|_| {
+                            pool.failures.fetch_add(1, Relaxed);
+                        })?;
+                    if let Ok(mut guard) = pool.conn.lock() {
+                        *guard = Some(s.clone());
+                    }
+                    s
+                }
             }
-            s
         }
     };
     shared
