@@ -463,30 +463,7 @@ fn build_helpers_decode() {
 /// The Python with python3-dubbo 0.0.8: `DUBBO_PYTHON`, else `target/envoy-venv/bin/python`,
 /// where `.ci/run` installs it. Without one the test skips with a notice, except in CI.
 fn dubbo_python() -> Option<std::path::PathBuf> {
-    let candidates = std::env::var_os("DUBBO_PYTHON")
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain([
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/envoy-venv/bin/python")
-        ]);
-    for p in candidates {
-        let ok = std::process::Command::new(&p)
-            .args(["-c", "import dubbo.client"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(p);
-        }
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but no Python with python3-dubbo: set DUBBO_PYTHON"
-    );
-    eprintln!(
-        "notice: no Python with python3-dubbo (DUBBO_PYTHON); skipping the python3-dubbo test"
-    );
-    None
+    crate::support::python_with("DUBBO_PYTHON", "dubbo.client")
 }
 
 /// A third-party Dubbo client (python3-dubbo 0.0.8) through tern to a server that answers

@@ -233,3 +233,31 @@ pub fn dead_addr() -> SocketAddr {
     })
     .0
 }
+
+/// A Python interpreter that can import `module`: the one named by the environment variable
+/// `env`, else `target/envoy-venv/bin/python`, where `.ci/run` installs the test tools.
+/// Without one the caller skips with a notice, except in CI, where this fails.
+pub fn python_with(env: &str, module: &str) -> Option<std::path::PathBuf> {
+    let candidates = std::env::var_os(env)
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/envoy-venv/bin/python")
+        ]);
+    for p in candidates {
+        let ok = std::process::Command::new(&p)
+            .args(["-c", &format!("import {module}")])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(p);
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but no Python that imports {module}: set {env}"
+    );
+    eprintln!("notice: no Python that imports {module} ({env}); skipping what needs it");
+    None
+}

@@ -169,28 +169,7 @@ pub fn parse(text: &str) -> Result<Scrape, String> {
 /// parser reads the text format): `PROM_PYTHON`, else `target/envoy-venv/bin/python`, where
 /// `.ci/run` installs it. Without one the caller skips with a notice, except in CI.
 fn prometheus_client_python() -> Option<std::path::PathBuf> {
-    let candidates = std::env::var_os("PROM_PYTHON")
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain([
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/envoy-venv/bin/python")
-        ]);
-    for p in candidates {
-        let ok = std::process::Command::new(&p)
-            .args(["-c", "import prometheus_client.parser"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(p);
-        }
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but no Python with prometheus_client: set PROM_PYTHON"
-    );
-    eprintln!("notice: no Python with prometheus_client (PROM_PYTHON); skipping its check");
-    None
+    super::python_with("PROM_PYTHON", "prometheus_client.parser")
 }
 
 /// A sample as `prometheus_client` reads it: name, labels in order, value.
