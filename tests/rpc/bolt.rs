@@ -247,6 +247,17 @@ fn everything_to(cluster: &str) -> Vec<String> {
     )]
 }
 
+/// tern with a Bolt listener `bolt` sending everything to cluster `a`, the server.
+async fn tern_in_front_of(server: &BoltServer) -> (tern::server::Server, std::net::SocketAddr) {
+    let tern = start_tern(&bootstrap(
+        &[bolt_listener("bolt", "", &everything_to("a"))],
+        &[static_cluster("a", &[server.addr], "")],
+    ))
+    .await;
+    let addr = tern.listener_addr("bolt").unwrap();
+    (tern, addr)
+}
+
 fn counter(tern: &tern::server::Server, name: &str) -> u64 {
     tern.world.stats.counter_value(name).unwrap_or(0)
 }
@@ -255,12 +266,7 @@ fn counter(tern: &tern::server::Server, name: &str) -> u64 {
 async fn requests_from_a_real_client_are_proxied_and_answered() {
     let Some(dir) = node_dir() else { return };
     let server = BoltServer::start(&dir, "A").await;
-    let tern = start_tern(&bootstrap(
-        &[bolt_listener("bolt", "", &everything_to("a"))],
-        &[static_cluster("a", &[server.addr], "")],
-    ))
-    .await;
-    let addr = tern.listener_addr("bolt").unwrap();
+    let (_tern, addr) = tern_in_front_of(&server).await;
     // 200 hessian 2 requests, 32 at a time on one connection.
     let lines = client(
         &dir,
@@ -465,12 +471,7 @@ async fn requests_are_routed_by_service_and_method_to_two_clusters() {
 async fn heartbeats_are_answered_by_tern() {
     let Some(dir) = node_dir() else { return };
     let server = BoltServer::start(&dir, "A").await;
-    let tern = start_tern(&bootstrap(
-        &[bolt_listener("bolt", "", &everything_to("a"))],
-        &[static_cluster("a", &[server.addr], "")],
-    ))
-    .await;
-    let addr = tern.listener_addr("bolt").unwrap();
+    let (tern, addr) = tern_in_front_of(&server).await;
     let lines = client(
         &dir,
         addr,
@@ -503,12 +504,7 @@ async fn heartbeats_are_answered_by_tern() {
 async fn oneway_requests_are_forwarded_and_never_wait() {
     let Some(dir) = node_dir() else { return };
     let server = BoltServer::start(&dir, "A").await;
-    let tern = start_tern(&bootstrap(
-        &[bolt_listener("bolt", "", &everything_to("a"))],
-        &[static_cluster("a", &[server.addr], "")],
-    ))
-    .await;
-    let addr = tern.listener_addr("bolt").unwrap();
+    let (tern, addr) = tern_in_front_of(&server).await;
     // `notify` never answers; the client does not wait for it.
     let lines = client(
         &dir,
@@ -555,12 +551,7 @@ async fn oneway_requests_are_forwarded_and_never_wait() {
 async fn upstream_killed_mid_flight_answers_every_pending_request() {
     let Some(dir) = node_dir() else { return };
     let mut server = BoltServer::start(&dir, "A").await;
-    let tern = start_tern(&bootstrap(
-        &[bolt_listener("bolt", "", &everything_to("a"))],
-        &[static_cluster("a", &[server.addr], "")],
-    ))
-    .await;
-    let addr = tern.listener_addr("bolt").unwrap();
+    let (_tern, addr) = tern_in_front_of(&server).await;
     // 20 requests the server never answers, all in flight at once; the client would wait 30 s.
     let pending = spawn_client(
         &dir,
