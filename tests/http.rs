@@ -668,6 +668,52 @@ async fn a_burst_of_streams_opens_one_upstream_h2_connection() {
     );
 }
 
+/// An HTTP/2 upstream may answer before it has read the request body and then reset the
+/// stream with NO_ERROR (RFC 9113 §8.1); the answer is complete and must reach the client.
+#[tokio::test]
+async fn h2_upstream_answering_before_the_body_is_read() {
+    let up = upstream::http("u").await;
+    let h2 = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: {} }";
+    let (_tern, addr) = one_route_tern(
+        "              - match: { prefix: / }\n                route: { cluster: h2 }\n",
+        &[static_cluster("h2", &[up.addr], h2)],
+    )
+    .await;
+    let body = bytes::Bytes::from(vec![b'x'; 256 * 1024]);
+    let mut statuses = std::collections::BTreeMap::new();
+    for round in 0..20 {
+        // HTTP/1.1 and HTTP/2 downstream in turn.
+        let client = if round % 2 == 0 {
+            h1_client()
+        } else {
+            h2_client()
+        };
+        let futs = (0..16).map(|i| {
+            let client = client.clone();
+            let body = body.clone();
+            async move {
+                let req = support::req(addr, &format!("/status/200?r={round}&i={i}"))
+                    .method("POST")
+                    .body(http_body_util::Full::new(body))
+                    .unwrap();
+                match client.request(req).await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        let _ = r.into_body().collect().await;
+                        s
+                    }
+                    Err(_) => 0,
+                }
+            }
+        });
+        for s in within(30, futures_util::future::join_all(futs)).await {
+            *statuses.entry(s).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(statuses.get(&200), Some(&320), "{statuses:?}");
+    assert_eq!(up.requests(), 320);
+}
+
 #[tokio::test]
 async fn curl_http2_prior_knowledge() {
     if !support::have("curl") {
