@@ -36,7 +36,7 @@ impl Store {
                     .entry(service_name.clone())
                     .or_default()
                     .push(c.name.clone());
-                let cs = c.eds_config.as_ref();
+                let cs = c.eds_config.as_deref();
                 if let Some(Ok(r)) = cs.map(|cs| self.plan.resolve(cs)) {
                     add(r.key, Kind::Endpoint, service_name);
                     eds_names.insert(service_name.as_str());
