@@ -31,14 +31,9 @@ OFF_PORT=$((BASE_PORT + 1))
 ON_PORT=$((BASE_PORT + 3))
 LAST_CPU=$(($(nproc) - 1))
 
-log() { printf '[access_log.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
+bench_init access_log.sh
 pin() { if [[ $PIN == 1 ]]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
 for p in "$ORIGIN_PORT" "$OFF_PORT" $((OFF_PORT + 1)) "$ON_PORT" $((ON_PORT + 1)); do
     [[ -z $(ss -Hltn "sport = :$p") ]] || die "port $p is in use; set BASE_PORT"

@@ -1,5 +1,25 @@
-# benches/lib.sh: helpers shared by load.sh and rpc.sh (sourced, not run). They read CLK_TCK,
+# benches/lib.sh: helpers shared by the bench scripts (sourced, not run). They read CLK_TCK,
 # BUSY_LIMIT and QUIET_WAIT from the caller and call its `log`.
+
+# bench_init NAME: `log` and `die` with lines prefixed by NAME, and PIDS: every process the
+# script starts goes there and is killed on exit, error or Ctrl-C (TERM, then KILL).
+bench_init() {
+    BENCH_NAME=$1
+    log() { printf '[%s %(%H:%M:%S)T] %s\n' "$BENCH_NAME" -1 "$*" >&2; }
+    die() { log "ERROR: $*"; exit 1; }
+    PIDS=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+bench_cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    exit "$rc"
+}
 
 # ticks_of PID VAR: utime+stime of the whole process (all threads), clock ticks.
 ticks_of() {

@@ -27,24 +27,11 @@ UP_PORT=$((BASE_PORT + 1))
 TERN_PORT=$((BASE_PORT + 2))
 CLK_TCK=$(getconf CLK_TCK)
 
-log() { printf '[rpc.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 # ticks_of, wait_quiet, us_per_req
 # shellcheck source=benches/lib.sh
 source "$HERE/lib.sh"
 
-PIDS=()
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 0.3
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_init rpc.sh
 mkdir -p "$OUT"
 
 if [[ -z ${TERN_BIN:-} || -z ${LOAD_BIN:-} ]]; then

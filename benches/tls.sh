@@ -37,21 +37,9 @@ CLIENT_PLAIN_PORT=$((BASE_PORT + 4))
 CLIENT_NEWCONN_PORT=$((BASE_PORT + 5))
 CLIENT_ADMIN=$((BASE_PORT + 6))
 
-log() { printf '[tls.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-PIDS=()
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
+bench_init tls.sh
 
 for tool in wrk openssl curl; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install wrk openssl curl)"
