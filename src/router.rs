@@ -8,6 +8,8 @@
 //! generation for cookie hash policies with a `ttl`).
 
 mod action;
+mod domains;
+pub use domains::{DomainError, DomainTable};
 mod format;
 mod hash;
 mod headers;
@@ -137,12 +139,8 @@ pub enum Action {
 pub struct RouteTable {
     name: String,
     virtual_hosts: Vec<VirtualHost>,
-    exact: HashMap<String, usize>,
-    /// `*.foo.com` / `*-bar.foo.com` by suffix length, longest first.
-    suffixes: Vec<(usize, HashMap<String, usize>)>,
-    /// `foo.*` by prefix length, longest first.
-    prefixes: Vec<(usize, HashMap<String, usize>)>,
-    default: Option<usize>,
+    /// Domains (lowercase) to virtual hosts.
+    domains: DomainTable,
     ignore_port: bool,
     most_specific_wins: bool,
     headers: HeaderMutations,
@@ -321,21 +319,6 @@ fn compile_virtual_host(
     })
 }
 
-fn insert_wildcard(list: &mut Vec<(usize, HashMap<String, usize>)>, key: &str, idx: usize) -> bool {
-    let pos = match list.iter().position(|(len, _)| *len <= key.len()) {
-        Some(p) if list[p].0 == key.len() => p,
-        Some(p) => {
-            list.insert(p, (key.len(), HashMap::new()));
-            p
-        }
-        None => {
-            list.push((key.len(), HashMap::new()));
-            list.len() - 1
-        }
-    };
-    list[pos].1.insert(key.to_string(), idx).is_none()
-}
-
 impl RouteTable {
     /// Compile a `RouteConfiguration`. Every invalid field is a [`ConfigError`] naming the
     /// route configuration, virtual host, route index and field, e.g.
@@ -395,29 +378,21 @@ impl RouteTable {
                         ),
                     )
                 };
-                if d == "*" {
-                    if t.default.is_some() {
+                match t.domains.insert(d, i) {
+                    Ok(()) => {}
+                    Err(DomainError::Duplicate) if d == "*" => {
                         return Err(ConfigError::new(
                             format!("{at}.domains[{j}]"),
                             "only a single wildcard domain '*' is permitted",
                         ));
                     }
-                    t.default = Some(i);
-                } else if let Some(suffix) = d.strip_prefix('*') {
-                    if !insert_wildcard(&mut t.suffixes, suffix, i) {
-                        return Err(dup());
+                    Err(DomainError::Duplicate) => return Err(dup()),
+                    Err(DomainError::Empty) => {
+                        return Err(ConfigError::new(
+                            format!("{at}.domains[{j}]"),
+                            "must not be empty",
+                        ));
                     }
-                } else if let Some(prefix) = d.strip_suffix('*') {
-                    if !insert_wildcard(&mut t.prefixes, prefix, i) {
-                        return Err(dup());
-                    }
-                } else if d.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{at}.domains[{j}]"),
-                        "must not be empty",
-                    ));
-                } else if t.exact.insert(d.clone(), i).is_some() {
-                    return Err(dup());
                 }
             }
             t.virtual_hosts.push(compiled);
@@ -439,8 +414,11 @@ impl RouteTable {
     /// the longest prefix wildcard, then `*`. Case-insensitive; with
     /// `ignore_port_in_host_matching` the port is removed first (`[::1]:80` → `[::1]`).
     pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
-        if self.exact.is_empty() && self.suffixes.is_empty() && self.prefixes.is_empty() {
-            return self.default.and_then(|i| self.virtual_hosts.get(i));
+        if self.domains.only_default() {
+            return self
+                .domains
+                .wildcard()
+                .and_then(|i| self.virtual_hosts.get(i));
         }
         let host = if self.ignore_port {
             redirect::strip_port(authority).0
@@ -454,28 +432,7 @@ impl RouteTable {
         } else {
             host
         };
-        let idx = self
-            .exact
-            .get(host)
-            .copied()
-            .or_else(|| {
-                self.suffixes.iter().find_map(|(len, m)| {
-                    // The `*` must match at least one character.
-                    if *len >= host.len() {
-                        return None;
-                    }
-                    host.get(host.len() - len..).and_then(|s| m.get(s)).copied()
-                })
-            })
-            .or_else(|| {
-                self.prefixes.iter().find_map(|(len, m)| {
-                    if *len >= host.len() {
-                        return None;
-                    }
-                    host.get(..*len).and_then(|s| m.get(s)).copied()
-                })
-            })
-            .or(self.default)?;
+        let idx = self.domains.find(host)?;
         self.virtual_hosts.get(idx)
     }
 

@@ -8,6 +8,7 @@ use crate::config::StringMatch;
 use crate::config::{self, ConfigError, Within, typed_config};
 use crate::filters::tcp_proxy::TcpCluster;
 use crate::protocol::xprotocol::RouteHeaders;
+use crate::router::{DomainError, DomainTable};
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::envoy::extensions::filters::network::dubbo_proxy::v3 as dubbo_pb;
 use envoy_types::pb::envoy::extensions::filters::network::generic_proxy::action::v3 as action_pb;
@@ -132,32 +133,16 @@ impl Matcher {
     }
 }
 
-/// A virtual host: the service names it serves (`hosts`, with `*` wildcards at either end,
-/// as Envoy's generic_proxy) and its routes.
-#[derive(Debug, Clone)]
-struct VirtualHost {
-    hosts: Vec<String>,
-    routes: Matcher,
-}
-
-fn host_matches(pattern: &str, service: &str) -> bool {
-    if pattern == "*" {
-        true
-    } else if let Some(suffix) = pattern.strip_prefix('*') {
-        service.len() > suffix.len() && service.ends_with(suffix)
-    } else if let Some(prefix) = pattern.strip_suffix('*') {
-        service.len() > prefix.len() && service.starts_with(prefix)
-    } else {
-        pattern == service
-    }
-}
-
 /// The compiled route table of one generic proxy.
 #[derive(Debug, Clone, Default)]
 pub struct RpcRouteTable {
     /// `name`.
     pub name: String,
-    virtual_hosts: Vec<VirtualHost>,
+    /// The routes of each virtual host, by index in `hosts`.
+    virtual_hosts: Vec<Matcher>,
+    /// Service names (`hosts`, with `*` wildcards at either end) to virtual hosts, chosen as
+    /// Envoy's generic_proxy does: the HTTP router's domain rules.
+    hosts: DomainTable,
     default: Option<Matcher>,
 }
 
@@ -166,17 +151,12 @@ impl RpcRouteTable {
     /// names before wildcards, as Envoy), else the table's own `routes`.
     pub fn find(&self, h: &RouteHeaders) -> Option<&Arc<RpcRoute>> {
         let service = h.service.as_deref().unwrap_or("");
-        let exact = self
-            .virtual_hosts
-            .iter()
-            .find(|v| v.hosts.iter().any(|p| p == service));
-        let vh = exact.or_else(|| {
-            self.virtual_hosts
-                .iter()
-                .find(|v| v.hosts.iter().any(|p| host_matches(p, service)))
-        });
-        match vh {
-            Some(v) => v.routes.find(h),
+        match self
+            .hosts
+            .find(service)
+            .and_then(|i| self.virtual_hosts.get(i))
+        {
+            Some(routes) => routes.find(h),
             None => self.default.as_ref().and_then(|m| m.find(h)),
         }
     }
@@ -184,8 +164,18 @@ impl RpcRouteTable {
     /// Compile generic_proxy's `RouteConfiguration`.
     pub fn compile(rc: &gp_pb::RouteConfiguration) -> Result<Self, ConfigError> {
         let mut virtual_hosts = Vec::with_capacity(rc.virtual_hosts.len());
+        let mut hosts = DomainTable::default();
         for (i, vh) in rc.virtual_hosts.iter().enumerate() {
             let path = format!("virtual_hosts[{i}]");
+            for (j, host) in vh.hosts.iter().enumerate() {
+                hosts.insert(host, i).map_err(|e| {
+                    let why = match e {
+                        DomainError::Duplicate => "is listed by an earlier virtual host",
+                        DomainError::Empty => "must not be empty",
+                    };
+                    ConfigError::new(format!("{path}.hosts[{j}]"), format!("{host:?} {why}"))
+                })?;
+            }
             if vh.hosts.is_empty() {
                 return Err(ConfigError::new(
                     format!("{path}.hosts"),
@@ -196,10 +186,7 @@ impl RpcRouteTable {
                 .routes
                 .as_ref()
                 .ok_or_else(|| ConfigError::new(format!("{path}.routes"), "is required"))?;
-            virtual_hosts.push(VirtualHost {
-                hosts: vh.hosts.clone(),
-                routes: compile_matcher(routes, 0).within(format!("{path}.routes"))?,
-            });
+            virtual_hosts.push(compile_matcher(routes, 0).within(format!("{path}.routes"))?);
         }
         let default = rc
             .routes
@@ -216,6 +203,7 @@ impl RpcRouteTable {
         Ok(Self {
             name: rc.name.clone(),
             virtual_hosts,
+            hosts,
             default,
         })
     }
@@ -225,6 +213,7 @@ impl RpcRouteTable {
     /// and header matchers on attachments (exact, prefix, suffix, present).
     pub fn compile_dubbo(list: &[dubbo_pb::RouteConfiguration]) -> Result<Self, ConfigError> {
         let mut virtual_hosts = Vec::with_capacity(list.len());
+        let mut hosts = DomainTable::default();
         for (i, rc) in list.iter().enumerate() {
             let path = format!("route_config[{i}]");
             let mut routes = Vec::with_capacity(rc.routes.len());
@@ -287,22 +276,23 @@ impl RpcRouteTable {
                 });
                 routes.push((Predicate::And(all), OnMatch::Route(route)));
             }
-            let hosts = if rc.interface.is_empty() || rc.interface == "*" {
-                vec!["*".to_owned()]
+            let interface = if rc.interface.is_empty() {
+                "*"
             } else {
-                vec![rc.interface.clone()]
+                rc.interface.as_str()
             };
-            virtual_hosts.push(VirtualHost {
-                hosts,
-                routes: Matcher {
-                    tree: Tree::List(routes),
-                    on_no_match: None,
-                },
+            // A later configuration for the same interface is never reached, as in a list
+            // searched in order.
+            let _ = hosts.insert(interface, virtual_hosts.len());
+            virtual_hosts.push(Matcher {
+                tree: Tree::List(routes),
+                on_no_match: None,
             });
         }
         Ok(Self {
             name: list.first().map(|r| r.name.clone()).unwrap_or_default(),
             virtual_hosts,
+            hosts,
             default: None,
         })
     }

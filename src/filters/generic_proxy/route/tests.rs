@@ -212,3 +212,44 @@ fn dubbo_proxy_route_config_compiles_to_the_same_model() {
         Some("fallback")
     );
 }
+
+#[test]
+fn services_pick_virtual_hosts_by_envoys_domain_rules() {
+    let vh = |name: &str, hosts: &str, cluster: &str| {
+        format!(
+            r#"
+- name: {name}
+  hosts: {hosts}
+  routes:
+    on_no_match:
+      action:
+        name: {name}
+        typed_config: {{ "@type": {ACTION}, cluster: {cluster} }}"#
+        )
+    };
+    let t = generic(&format!(
+        "name: rc\nvirtual_hosts:{}{}{}{}",
+        vh("any", r#"["*"]"#, "any"),
+        vh("short", r#"["*.Service"]"#, "short"),
+        vh("long", r#"["*.DemoService", "org.*"]"#, "long"),
+        vh("exact", r#"["org.a.DemoService"]"#, "exact"),
+    ))
+    .unwrap();
+    let c = |s: &str| cluster_of(&t, &req(s, "m", &[]));
+    assert_eq!(c("org.a.DemoService").as_deref(), Some("exact"));
+    // The longest suffix wins over an earlier, shorter one.
+    assert_eq!(c("com.b.DemoService").as_deref(), Some("long"));
+    assert_eq!(c("com.b.Service").as_deref(), Some("short"));
+    assert_eq!(c("org.c.Other").as_deref(), Some("long"));
+    assert_eq!(c("net.Other").as_deref(), Some("any"));
+    // Service names keep their case.
+    assert_eq!(c("com.b.demoservice").as_deref(), Some("any"));
+    // A host listed twice is an error naming it.
+    let e = generic(&format!(
+        "name: rc\nvirtual_hosts:{}{}",
+        vh("a", r#"["x.*"]"#, "a"),
+        vh("b", r#"["x.*"]"#, "b"),
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("virtual_hosts[1].hosts[0]"), "{e}");
+}
