@@ -26,7 +26,9 @@ pub use headers::{AppendAction, HeaderMutations, HeaderOps};
 pub(crate) use matcher::is_grpc;
 pub use matcher::{HeaderKey, HeaderMatch, PathMatch, QueryMatch, RouteMatch, StringMatch};
 pub use redirect::{DirectResponse, Redirect};
+use retry::RetryCache;
 pub use retry::{ResetReason, RetryOn, RetryPolicy};
+use std::sync::Arc;
 
 use crate::config::{ConfigError, Within, u32_or};
 use envoy_types::pb::envoy::config::route::v3 as route_pb;
@@ -66,10 +68,8 @@ pub enum TlsRequirement {
 pub struct VirtualHost {
     /// `name`.
     pub name: String,
-    /// `domains`, lowercased.
-    pub domains: Vec<String>,
-    /// `retry_policy` (already copied into routes that have none).
-    pub retry_policy: Option<RetryPolicy>,
+    /// `retry_policy` (already shared with routes that have none).
+    pub retry_policy: Option<Arc<RetryPolicy>>,
     /// `include_request_attempt_count`.
     pub include_attempt_count_in_request: bool,
     /// `include_attempt_count_in_response`.
@@ -77,11 +77,26 @@ pub struct VirtualHost {
     /// `require_tls`: enforced by the HCM (it knows the connection), which redirects to https.
     pub require_tls: TlsRequirement,
     /// `typed_per_filter_config`, for HTTP filters to read.
-    pub typed_per_filter_config: HashMap<String, protobuf::Any>,
+    pub typed_per_filter_config: PerFilterConfig,
     /// `routes`, in config order.
-    pub routes: Vec<Route>,
-    headers: HeaderMutations,
+    pub routes: Box<[Route]>,
+    headers: Option<Box<HeaderMutations>>,
 }
+
+/// `typed_per_filter_config` of a virtual host or route; `None` when empty (most are).
+pub type PerFilterConfig = Option<Box<HashMap<String, protobuf::Any>>>;
+
+fn per_filter_config(m: &HashMap<String, protobuf::Any>) -> PerFilterConfig {
+    (!m.is_empty()).then(|| Box::new(m.clone()))
+}
+
+/// Header mutations, boxed when there are any: most virtual hosts and routes have none.
+fn boxed_mutations(m: HeaderMutations) -> Option<Box<HeaderMutations>> {
+    (!m.is_empty()).then(|| Box::new(m))
+}
+
+static NO_MUTATIONS: std::sync::LazyLock<HeaderMutations> =
+    std::sync::LazyLock::new(HeaderMutations::default);
 
 /// A compiled `envoy.config.route.v3.Route`.
 #[derive(Debug, Clone)]
@@ -95,9 +110,9 @@ pub struct Route {
     /// `stat_prefix`.
     pub stat_prefix: String,
     /// `typed_per_filter_config`, for HTTP filters to read.
-    pub typed_per_filter_config: HashMap<String, protobuf::Any>,
+    pub typed_per_filter_config: PerFilterConfig,
     pub(crate) matcher: RouteMatch,
-    headers: HeaderMutations,
+    headers: Option<Box<HeaderMutations>>,
 }
 
 impl Route {
@@ -108,7 +123,7 @@ impl Route {
 
     /// The route's `request/response_headers_to_add/remove`.
     pub fn header_mutations(&self) -> &HeaderMutations {
-        &self.headers
+        self.headers.as_deref().unwrap_or(&NO_MUTATIONS)
     }
 
     /// The `RouteAction`, if this route forwards.
@@ -138,7 +153,7 @@ pub enum Action {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     name: String,
-    virtual_hosts: Vec<VirtualHost>,
+    virtual_hosts: Box<[VirtualHost]>,
     /// Domains (lowercase) to virtual hosts.
     domains: DomainTable,
     ignore_port: bool,
@@ -165,8 +180,8 @@ impl Matched<'_> {
     ) -> [Option<&'s HeaderMutations>; 4] {
         let c = cluster.map(|c| &c.headers);
         let (r, v, t) = (
-            Some(&self.route.headers),
-            Some(&self.virtual_host.headers),
+            self.route.headers.as_deref(),
+            self.virtual_host.headers.as_deref(),
             Some(&self.table.headers),
         );
         if self.table.most_specific_wins {
@@ -218,8 +233,9 @@ impl Matched<'_> {
 
 fn compile_route(
     r: &route_pb::Route,
-    vh_retry: Option<&RetryPolicy>,
+    vh_retry: Option<&Arc<RetryPolicy>>,
     max_body: u32,
+    retries: &mut RetryCache,
 ) -> Result<Route, ConfigError> {
     use route_pb::route::Action as A;
     let matcher = RouteMatch::compile(
@@ -229,7 +245,9 @@ fn compile_route(
     )
     .within("match")?;
     let action = match &r.action {
-        Some(A::Route(a)) => Action::Forward(RouteAction::compile(a, vh_retry).within("route")?),
+        Some(A::Route(a)) => {
+            Action::Forward(RouteAction::compile_shared(a, vh_retry, retries).within("route")?)
+        }
         Some(A::Redirect(a)) => Action::Redirect(Redirect::compile(a).within("redirect")?),
         Some(A::DirectResponse(d)) => {
             Action::Direct(DirectResponse::compile(d, max_body).within("direct_response")?)
@@ -252,20 +270,21 @@ fn compile_route(
             .map(|d| d.operation.clone())
             .filter(|o| !o.is_empty()),
         stat_prefix: r.stat_prefix.clone(),
-        typed_per_filter_config: r.typed_per_filter_config.clone(),
+        typed_per_filter_config: per_filter_config(&r.typed_per_filter_config),
         matcher,
-        headers: HeaderMutations::compile(
+        headers: boxed_mutations(HeaderMutations::compile(
             &r.request_headers_to_add,
             &r.request_headers_to_remove,
             &r.response_headers_to_add,
             &r.response_headers_to_remove,
-        )?,
+        )?),
     })
 }
 
 fn compile_virtual_host(
     vh: &route_pb::VirtualHost,
     max_body: u32,
+    retries: &mut RetryCache,
 ) -> Result<VirtualHost, ConfigError> {
     use route_pb::virtual_host::TlsRequirementType as T;
     if vh.name.is_empty() {
@@ -286,7 +305,7 @@ fn compile_virtual_host(
     let retry_policy = vh
         .retry_policy
         .as_ref()
-        .map(RetryPolicy::compile)
+        .map(|p| retries.compile(p))
         .transpose()
         .within("retry_policy")?;
     let routes = vh
@@ -294,12 +313,12 @@ fn compile_virtual_host(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            compile_route(r, retry_policy.as_ref(), max_body).within(format!("routes[{i}]"))
+            compile_route(r, retry_policy.as_ref(), max_body, retries)
+                .within(format!("routes[{i}]"))
         })
         .collect::<Result<_, _>>()?;
     Ok(VirtualHost {
         name: vh.name.clone(),
-        domains: vh.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
         retry_policy,
         include_attempt_count_in_request: vh.include_request_attempt_count,
         include_attempt_count_in_response: vh.include_attempt_count_in_response,
@@ -308,14 +327,14 @@ fn compile_virtual_host(
             Ok(T::All) => TlsRequirement::All,
             _ => TlsRequirement::None,
         },
-        typed_per_filter_config: vh.typed_per_filter_config.clone(),
+        typed_per_filter_config: per_filter_config(&vh.typed_per_filter_config),
         routes,
-        headers: HeaderMutations::compile(
+        headers: boxed_mutations(HeaderMutations::compile(
             &vh.request_headers_to_add,
             &vh.request_headers_to_remove,
             &vh.response_headers_to_add,
             &vh.response_headers_to_remove,
-        )?,
+        )?),
     })
 }
 
@@ -366,10 +385,13 @@ impl RouteTable {
                     )
                 })?);
         }
+        let mut retries = RetryCache::default();
+        let mut virtual_hosts = Vec::with_capacity(rc.virtual_hosts.len());
         for (i, vh) in rc.virtual_hosts.iter().enumerate() {
             let at = format!("virtual_hosts[{i}]");
-            let compiled = compile_virtual_host(vh, max_body).within(&at)?;
-            for (j, d) in compiled.domains.iter().enumerate() {
+            let compiled = compile_virtual_host(vh, max_body, &mut retries).within(&at)?;
+            for (j, d) in vh.domains.iter().enumerate() {
+                let d = &d.to_ascii_lowercase();
                 let dup = || {
                     ConfigError::new(
                         format!("{at}.domains[{j}]"),
@@ -395,8 +417,10 @@ impl RouteTable {
                     }
                 }
             }
-            t.virtual_hosts.push(compiled);
+            virtual_hosts.push(compiled);
         }
+        t.virtual_hosts = virtual_hosts.into_boxed_slice();
+        t.domains.shrink_to_fit();
         Ok(t)
     }
 

@@ -345,10 +345,21 @@ impl Store {
     /// The stats of `spec` under `prefix` (ending with a dot), in one block. The same prefix
     /// and spec give the same cells (a recompiled cluster keeps its stats).
     pub fn block(&self, prefix: &str, spec: &'static BlockSpec) -> BlockStats {
-        let hidden = if self.settings.matcher.accepts_all() {
+        self.block_without(prefix, spec, &[])
+    }
+
+    /// As [`block`](Self::block), with the stats named in `unlisted` kept but not listed (stats
+    /// Envoy has only for some kinds of the resource, such as EDS's `update_rejected`).
+    pub fn block_without(
+        &self,
+        prefix: &str,
+        spec: &'static BlockSpec,
+        unlisted: &[&str],
+    ) -> BlockStats {
+        let hidden = if self.settings.matcher.accepts_all() && unlisted.is_empty() {
             None
         } else {
-            spec.hidden_by(|n| !self.accepts(&format!("{prefix}{n}")))
+            spec.hidden_by(|n| unlisted.contains(&n) || !self.accepts(&format!("{prefix}{n}")))
         };
         self.registry().block(prefix, spec, hidden)
     }

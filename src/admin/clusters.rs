@@ -67,7 +67,7 @@ fn thresholds(c: &cluster_pb::Cluster) -> [cluster_pb::circuit_breakers::Thresho
 
 /// `Endpoint.hostname` as configured (tern keeps the address in its place when none was).
 fn hostname(h: &Host) -> &str {
-    if h.hostname == h.address.to_string() {
+    if *h.hostname == h.address.to_string() {
         ""
     } else {
         &h.hostname
@@ -88,7 +88,7 @@ fn health_flags(h: &Host) -> &'static str {
 fn host_locality(set: &HostSet, h: &Host) -> core_pb::Locality {
     locality(
         set.localities
-            .get(h.locality)
+            .get(h.locality_index())
             .map(|l| l.name.as_str())
             .unwrap_or(""),
     )
@@ -143,7 +143,7 @@ pub(super) fn clusters(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
 
 fn text_lines(out: &mut String, c: &Cluster, added_via_api: bool) {
     let n = &c.name;
-    let _ = writeln!(out, "{n}::observability_name::{}", &c.stat_name);
+    let _ = writeln!(out, "{n}::observability_name::{}", c.stat_name());
     for (label, t) in ["default_priority", "high_priority"]
         .into_iter()
         .zip(thresholds(&c.source()))
@@ -236,7 +236,7 @@ fn cluster_status(c: &Cluster, added_via_api: bool) -> admin_pb::ClusterStatus {
             thresholds: thresholds(&c.source()).to_vec(),
             ..Default::default()
         }),
-        observability_name: c.stat_name.clone(),
+        observability_name: c.stat_name().to_string(),
         ..Default::default()
     }
 }

@@ -4,13 +4,14 @@
 use super::hash::HashPolicy;
 use super::headers::HeaderMutations;
 use super::matcher::{fraction, path_without_query, search_regex};
-use super::retry::RetryPolicy;
+use super::retry::{RetryCache, RetryPolicy};
 use super::{RequestInfo, Route};
 use crate::config::{ConfigError, Within, bool_or, duration, timeout_or_disabled};
 use envoy_types::pb::envoy::config::route::v3 as route_pb;
 use envoy_types::pb::envoy::r#type::matcher::v3 as matcher_pb;
 use http::{HeaderMap, HeaderName, StatusCode};
 use regex::Regex;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A regex substitution (`RegexMatchAndSubstitute`), the substitution converted from RE2's
@@ -75,7 +76,7 @@ pub enum ClusterSpecifier {
     /// `cluster_header`.
     Header(HeaderName),
     /// `weighted_clusters`.
-    Weighted(WeightedClusters),
+    Weighted(Box<WeightedClusters>),
 }
 
 /// One `WeightedCluster.ClusterWeight`.
@@ -239,8 +240,9 @@ pub struct RouteAction {
     /// `idle_timeout`: `None` if unset (the HCM's `stream_idle_timeout` applies);
     /// `Some(ZERO)` if explicitly disabled.
     pub idle_timeout: Option<Duration>,
-    /// `retry_policy`, else the virtual host's (resolved at compile time).
-    pub retry_policy: Option<RetryPolicy>,
+    /// `retry_policy`, else the virtual host's (resolved at compile time). Shared: Istio gives
+    /// every route of a mesh the same policy, compiled once per table ([`RetryCache`]).
+    pub retry_policy: Option<Arc<RetryPolicy>>,
     /// `hash_policy`.
     pub hash_policy: Vec<HashPolicy>,
     /// `upgrade_configs`: (lowercased `upgrade_type`, `enabled`).
@@ -259,13 +261,13 @@ pub struct RouteAction {
     /// `host_rewrite_header`.
     pub host_rewrite_header: Option<HeaderName>,
     /// `host_rewrite_path_regex`.
-    pub host_rewrite_path_regex: Option<RegexRewrite>,
+    pub host_rewrite_path_regex: Option<Box<RegexRewrite>>,
     /// `append_x_forwarded_host`.
     pub append_x_forwarded_host: bool,
     /// `prefix_rewrite`.
     pub prefix_rewrite: Option<String>,
     /// `regex_rewrite`.
-    pub regex_rewrite: Option<RegexRewrite>,
+    pub regex_rewrite: Option<Box<RegexRewrite>>,
     /// `request_mirror_policies`.
     pub request_mirror_policies: Vec<MirrorPolicy>,
     /// The value of `x-envoy-expected-rq-timeout-ms` the router sends upstream: the per-try
@@ -278,7 +280,16 @@ impl RouteAction {
     #[allow(deprecated)]
     pub fn compile(
         a: &route_pb::RouteAction,
-        vh_retry: Option<&RetryPolicy>,
+        vh_retry: Option<&Arc<RetryPolicy>>,
+    ) -> Result<Self, ConfigError> {
+        Self::compile_shared(a, vh_retry, &mut RetryCache::default())
+    }
+
+    /// As [`compile`](Self::compile), sharing retry policies through `retries`.
+    pub(crate) fn compile_shared(
+        a: &route_pb::RouteAction,
+        vh_retry: Option<&Arc<RetryPolicy>>,
+        retries: &mut RetryCache,
     ) -> Result<Self, ConfigError> {
         use route_pb::route_action::ClusterNotFoundResponseCode as Nf;
         use route_pb::route_action::ClusterSpecifier as C;
@@ -289,9 +300,9 @@ impl RouteAction {
             Some(C::ClusterHeader(h)) => {
                 ClusterSpecifier::Header(header(h).within("cluster_header")?)
             }
-            Some(C::WeightedClusters(w)) => ClusterSpecifier::Weighted(
+            Some(C::WeightedClusters(w)) => ClusterSpecifier::Weighted(Box::new(
                 WeightedClusters::compile(w).within("weighted_clusters")?,
-            ),
+            )),
             Some(C::ClusterSpecifierPlugin(_) | C::InlineClusterSpecifierPlugin(_)) => {
                 return Err(ConfigError::new(
                     "cluster_specifier_plugin",
@@ -307,7 +318,7 @@ impl RouteAction {
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         let retry_policy = match &a.retry_policy {
-            Some(p) => Some(RetryPolicy::compile(p).within("retry_policy")?),
+            Some(p) => Some(retries.compile(p).within("retry_policy")?),
             None => vh_retry.cloned(),
         };
         let hash_policy = a
@@ -357,7 +368,8 @@ impl RouteAction {
                 .as_ref()
                 .map(RegexRewrite::compile)
                 .transpose()
-                .within("regex_rewrite")?,
+                .within("regex_rewrite")?
+                .map(Box::new),
             request_mirror_policies: Vec::new(),
             expected_timeout_header,
         };
@@ -380,8 +392,9 @@ impl RouteAction {
                 out.host_rewrite_header = Some(header(h).within("host_rewrite_header")?)
             }
             Some(H::HostRewritePathRegex(r)) => {
-                out.host_rewrite_path_regex =
-                    Some(RegexRewrite::compile(r).within("host_rewrite_path_regex")?)
+                out.host_rewrite_path_regex = Some(Box::new(
+                    RegexRewrite::compile(r).within("host_rewrite_path_regex")?,
+                ))
             }
             Some(H::HostRewrite(_)) => {
                 return Err(ConfigError::new("host_rewrite", "is not supported"));
@@ -448,7 +461,7 @@ impl RouteAction {
     pub fn rewrite_path(&self, route: &Route, path: &str) -> Option<String> {
         rewrite_path(
             self.prefix_rewrite.as_deref(),
-            self.regex_rewrite.as_ref(),
+            self.regex_rewrite.as_deref(),
             route,
             path,
         )

@@ -75,6 +75,14 @@ impl DomainTable {
         self.exact.is_empty() && self.suffixes.is_empty() && self.prefixes.is_empty()
     }
 
+    /// Release spare capacity once the table is built.
+    pub fn shrink_to_fit(&mut self) {
+        self.exact.shrink_to_fit();
+        for (_, m) in self.suffixes.iter_mut().chain(self.prefixes.iter_mut()) {
+            m.shrink_to_fit();
+        }
+    }
+
     /// The `*` virtual host, if any.
     pub fn wildcard(&self) -> Option<usize> {
         self.default

@@ -211,6 +211,11 @@ pub struct HeaderMutations {
 }
 
 impl HeaderMutations {
+    /// Nothing to do in either direction.
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
+
     /// Compile the four fields.
     pub fn compile(
         req_add: &[core_pb::HeaderValueOption],

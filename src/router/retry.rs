@@ -144,6 +144,28 @@ pub struct RetryPolicy {
     pub retriable_request_headers: Vec<HeaderMatch>,
 }
 
+/// Retry policies compiled while one route table compiles, by their encoded proto: routes
+/// with the same policy (Istio gives every route the mesh's default) share one.
+#[derive(Debug, Default)]
+pub(crate) struct RetryCache(std::collections::HashMap<Vec<u8>, std::sync::Arc<RetryPolicy>>);
+
+impl RetryCache {
+    /// The compiled `p`, shared with earlier routes that had the same policy.
+    pub(crate) fn compile(
+        &mut self,
+        p: &route_pb::RetryPolicy,
+    ) -> Result<std::sync::Arc<RetryPolicy>, ConfigError> {
+        use prost::Message;
+        let key = p.encode_to_vec();
+        if let Some(shared) = self.0.get(&key) {
+            return Ok(shared.clone());
+        }
+        let compiled = std::sync::Arc::new(RetryPolicy::compile(p)?);
+        self.0.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         let base = Duration::from_millis(25);

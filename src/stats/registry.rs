@@ -166,9 +166,14 @@ impl Registry {
     ) -> BlockStats {
         let list = self.blocks.entry(prefix.to_owned()).or_default();
         let same =
-            |b: &&Block| matches!(b.spec, Spec::Full(s) if std::ptr::eq(s, spec) || s == spec);
-        let cells = match list.iter().find(same) {
-            Some(b) => b.cells.clone(),
+            |b: &&mut Block| matches!(b.spec, Spec::Full(s) if std::ptr::eq(s, spec) || s == spec);
+        let cells = match list.iter_mut().find(same) {
+            // The latest registration says what is listed (a cluster that became EDS lists
+            // its EDS stats).
+            Some(b) => {
+                b.hidden = hidden;
+                b.cells.clone()
+            }
             None => {
                 let cells = Arc::new(BlockCells::for_spec(spec));
                 list.push(Block {

@@ -40,10 +40,11 @@ pub enum Discovery {
     /// LOGICAL_DNS: the first address of the one name, re-resolved at `dns_refresh_rate`.
     LogicalDns(DnsSettings),
     /// EDS: hosts pushed by the control plane; `service_name` (or the cluster name) is the
-    /// resource name.
+    /// resource name ([`Cluster::eds_service_name`]).
     Eds {
-        /// `eds_cluster_config.service_name`, else the cluster name.
-        service_name: String,
+        /// `eds_cluster_config.service_name` when set and not the cluster's name (Istio's are
+        /// the same: a mesh's clusters keep one copy).
+        service_name: Option<Box<str>>,
     },
     /// ORIGINAL_DST: the host is the downstream connection's original destination.
     OriginalDst,
@@ -134,6 +135,15 @@ crate::stats::block_stats! {
             lb_healthy_panic,
             /// Host set changes.
             membership_change,
+            /// EDS responses naming this cluster's service (`update_*` as Envoy keeps them in
+            /// the cluster's scope).
+            update_attempt,
+            /// EDS responses accepted.
+            update_success,
+            /// EDS responses rejected.
+            update_rejected,
+            /// Empty EDS responses.
+            update_empty,
         }
         gauges {
             /// Open connections.
@@ -148,6 +158,8 @@ crate::stats::block_stats! {
             membership_degraded,
             /// All hosts.
             membership_total,
+            /// Hash of the version of the last EDS response accepted.
+            version,
         }
         histograms {
             /// Time from the request going upstream to the end of the response.
@@ -162,8 +174,13 @@ crate::stats::block_stats! {
 }
 
 impl ClusterStats {
-    fn for_cluster(store: &Store, name: &str) -> Self {
-        Self::new(store, &format!("cluster.{name}."))
+    /// The stats of cluster `name`; `update_rejected` is listed for EDS clusters only (as
+    /// in Envoy, where the EDS subscription adds it).
+    fn for_cluster(store: &Store, name: &str, eds: bool) -> Self {
+        let unlisted: &[&str] = if eds { &[] } else { &["update_rejected"] };
+        Self {
+            block: store.block_without(&format!("cluster.{name}."), &CLUSTER_STATS, unlisted),
+        }
     }
 
     /// Stop listing these stats (the cluster is gone).
@@ -221,19 +238,20 @@ pub struct Cluster {
     pub filters: Vec<UpstreamFilter>,
     /// Stats, named after `alt_stat_name` when it is set (as Envoy does), else the name.
     pub stats: ClusterStats,
-    /// `alt_stat_name`, else the name: the `<name>` of `cluster.<name>.*`.
-    pub stat_name: String,
+    /// `alt_stat_name` when set (see [`Cluster::stat_name`]).
+    alt_stat_name: Option<Box<str>>,
     /// Requests in flight (for `max_requests`).
     pub active_requests: std::sync::atomic::AtomicU64,
     /// Retries in flight (for `max_retries`).
     pub active_retries: std::sync::atomic::AtomicU64,
     /// The proto this was compiled from, for `/config_dump`.
     source: Arc<[u8]>,
-    /// `eds_cluster_config.eds_config` of an EDS cluster (boxed: 216 bytes inline, in every
-    /// one of a mesh's clusters).
-    pub eds_config: Option<Box<envoy_types::pb::envoy::config::core::v3::ConfigSource>>,
+    /// `eds_cluster_config.eds_config` of an EDS cluster, encoded (a few bytes, where the
+    /// decoded message takes 216 in every one of a mesh's clusters); see [`Cluster::eds_config`].
+    eds_config: Option<Box<[u8]>>,
     /// The `load_assignment` of a DNS cluster (re-resolved for ever).
-    dns_assignment: Option<envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>,
+    dns_assignment:
+        Option<Box<envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>>,
     hosts: ArcSwap<HostState>,
     dns_targets: Vec<load_assignment::DnsTarget>,
 }
@@ -250,6 +268,27 @@ impl std::fmt::Debug for Cluster {
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 impl Cluster {
+    /// The name stats use: `alt_stat_name`, else the cluster's name.
+    pub fn stat_name(&self) -> &str {
+        self.alt_stat_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The EDS resource name of an EDS cluster: `eds_cluster_config.service_name`, else the
+    /// cluster's name.
+    pub fn eds_service_name(&self) -> Option<&str> {
+        match &self.discovery {
+            Discovery::Eds { service_name } => Some(service_name.as_deref().unwrap_or(&self.name)),
+            _ => None,
+        }
+    }
+
+    /// `eds_cluster_config.eds_config`, for an EDS cluster that has one.
+    pub fn eds_config(&self) -> Option<envoy_types::pb::envoy::config::core::v3::ConfigSource> {
+        self.eds_config
+            .as_deref()
+            .and_then(|b| prost::Message::decode(b).ok())
+    }
+
     /// The proto this was compiled from (for `/config_dump`), decoded from the encoding the
     /// cluster keeps: a large CDS push is several times smaller kept encoded.
     pub fn source(&self) -> cluster_pb::Cluster {
@@ -303,9 +342,9 @@ impl Cluster {
                 service_name: c
                     .eds_cluster_config
                     .as_ref()
-                    .map(|e| e.service_name.clone())
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| c.name.clone()),
+                    .map(|e| e.service_name.as_str())
+                    .filter(|s| !s.is_empty() && *s != c.name)
+                    .map(Box::from),
             },
             DiscoveryType::OriginalDst => Discovery::OriginalDst,
         };
@@ -368,7 +407,8 @@ impl Cluster {
         note_not_enforced(c, &discovery, store);
         let set = Arc::new(set);
         let lb = lb::build(&lb_settings, &set);
-        let stats = ClusterStats::for_cluster(store, stat_name);
+        let stats =
+            ClusterStats::for_cluster(store, stat_name, matches!(discovery, Discovery::Eds { .. }));
         stats.set_membership(&set);
         let istio = c
             .metadata
@@ -391,17 +431,17 @@ impl Cluster {
             transport_socket_matches,
             filters,
             stats,
-            stat_name: stat_name.clone(),
+            alt_stat_name: (!c.alt_stat_name.is_empty()).then(|| c.alt_stat_name.as_str().into()),
             active_requests: Default::default(),
             active_retries: Default::default(),
             source: Arc::from(prost::Message::encode_to_vec(c)),
             eds_config: c
                 .eds_cluster_config
                 .as_ref()
-                .and_then(|e| e.eds_config.clone())
-                .map(Box::new),
+                .and_then(|e| e.eds_config.as_ref())
+                .map(|cs| prost::Message::encode_to_vec(cs).into_boxed_slice()),
             dns_assignment: if !dns_targets.is_empty() {
-                c.load_assignment.clone()
+                c.load_assignment.clone().map(Box::new)
             } else {
                 None
             },
@@ -506,7 +546,7 @@ impl Cluster {
         };
         let weak: Weak<Cluster> = Arc::downgrade(self);
         let targets = self.dns_targets.clone();
-        let cla = self.dns_assignment.clone().unwrap_or_default();
+        let cla = self.dns_assignment.as_deref().cloned().unwrap_or_default();
         let logical = matches!(self.discovery, Discovery::LogicalDns(_));
         tokio::spawn(async move {
             let mut last: Option<Vec<(String, Vec<IpAddr>)>> = None;

@@ -33,16 +33,19 @@ pub fn struct_labels(s: &envoy_types::pb::google::protobuf::Struct) -> Vec<(Stri
 }
 
 /// One upstream endpoint (`LbEndpoint`).
+///
+/// A mesh has hundreds of thousands of these and uses few, so a host is kept small: what only
+/// a used host needs (its pools and counters) is made on first use.
 #[derive(Debug)]
 pub struct Host {
     /// Where to connect.
     pub address: Address,
-    /// `Endpoint.hostname`, used by `auto_host_rewrite` (falls back to the address).
-    pub hostname: String,
+    /// `Endpoint.hostname`, used by `auto_host_rewrite` and auto SNI (empty when not set).
+    pub hostname: Box<str>,
     /// `LbEndpoint.load_balancing_weight`, at least 1.
     pub weight: u32,
     /// Index of this host's locality in its [`HostSet::localities`].
-    pub locality: usize,
+    pub locality: u32,
     /// Health as known now: EDS `health_status` and, later, active health checks and outlier
     /// detection. Unhealthy hosts are skipped by load balancers while healthy ones exist.
     pub healthy: AtomicBool,
@@ -51,10 +54,6 @@ pub struct Host {
     pub degraded: AtomicBool,
     /// Requests in flight to this host (`LEAST_REQUEST` reads it).
     pub active_requests: AtomicU64,
-    /// Requests ever sent to this host.
-    pub total_requests: AtomicU64,
-    /// Connection and request outcome counters (the admin `/clusters` page).
-    pub counters: HostCounters,
     /// The endpoint's `filter_metadata.istio.workload` (Istio's
     /// `name;namespace;canonical name;revision;cluster`), decoded: the destination a client
     /// reports when the upstream sent no peer metadata.
@@ -62,15 +61,15 @@ pub struct Host {
     /// `LbEndpoint.metadata.filter_metadata["envoy.transport_socket_match"]`, as text labels:
     /// what the cluster's `transport_socket_matches` compare against.
     pub socket_match: Option<SocketMatchLabels>,
-    /// Connection pools, made on first use (most hosts of a large mesh are never used);
-    /// shared with the host of the same address in the next host set, so pooled connections
-    /// survive an EDS or DNS update.
+    /// Connection pools and counters, made on first use (most hosts of a large mesh are never
+    /// used); shared with the host of the same address in the next host set, so pooled
+    /// connections and the host's counters survive an EDS or DNS update.
     pools: std::sync::OnceLock<Arc<HostPools>>,
 }
 
 impl Host {
     /// A healthy host with the given weight in locality 0.
-    pub fn new(address: Address, hostname: impl Into<String>, weight: u32) -> Self {
+    pub fn new(address: Address, hostname: impl Into<Box<str>>, weight: u32) -> Self {
         Self {
             address,
             hostname: hostname.into(),
@@ -79,12 +78,15 @@ impl Host {
             healthy: AtomicBool::new(true),
             degraded: AtomicBool::new(false),
             active_requests: AtomicU64::new(0),
-            total_requests: AtomicU64::new(0),
-            counters: HostCounters::default(),
             istio_workload: None,
             socket_match: None,
             pools: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Index of this host's locality in its host set, for indexing.
+    pub fn locality_index(&self) -> usize {
+        self.locality as usize
     }
 
     /// The host's connection pools.
@@ -106,7 +108,12 @@ impl Host {
         self.pools.get()
     }
 
-    /// Take over the pools of `prev` (the same address in the previous host set).
+    /// The host's connection and request counters (made with its pools on first use).
+    pub fn counters(&self) -> &HostCounters {
+        &self.pools().counters
+    }
+
+    /// Take over the pools and counters of `prev` (the same address in the previous host set).
     pub fn share_pools_from(&mut self, prev: &Host) {
         if let Some(p) = prev.pools.get() {
             self.pools = std::sync::OnceLock::from(p.clone());
@@ -125,24 +132,28 @@ impl Host {
 
     /// The host's stats as the admin `/clusters` page lists them (`<cluster>::<address>::cx_total::3`).
     pub fn stats(&self) -> HostStats {
-        let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        HostStats {
-            cx_active: get(&c.cx_active),
-            cx_connect_fail: get(&c.cx_connect_fail),
-            cx_total: get(&c.cx_total),
+        let mut out = HostStats {
             rq_active: get(&self.active_requests),
-            rq_error: get(&c.rq_error),
-            rq_success: get(&c.rq_success),
-            rq_timeout: get(&c.rq_timeout),
-            rq_total: get(&self.total_requests),
+            ..HostStats::default()
+        };
+        if let Some(p) = self.pools.get() {
+            let c = &p.counters;
+            out.cx_active = get(&c.cx_active);
+            out.cx_connect_fail = get(&c.cx_connect_fail);
+            out.cx_total = get(&c.cx_total);
+            out.rq_error = get(&c.rq_error);
+            out.rq_success = get(&c.rq_success);
+            out.rq_timeout = get(&c.rq_timeout);
+            out.rq_total = get(&c.rq_total);
         }
+        out
     }
 
     /// Count a request to this host; the guard decrements `active_requests` when dropped.
     pub fn start_request(self: &Arc<Self>) -> ActiveRequest {
         self.active_requests.fetch_add(1, Ordering::Relaxed);
-        self.total_requests.fetch_add(1, Ordering::Relaxed);
+        self.counters().rq_total.fetch_add(1, Ordering::Relaxed);
         ActiveRequest(self.clone())
     }
 }
@@ -162,6 +173,8 @@ pub struct HostCounters {
     pub rq_success: AtomicU64,
     /// Requests that timed out.
     pub rq_timeout: AtomicU64,
+    /// Requests ever sent to this host.
+    pub rq_total: AtomicU64,
 }
 
 /// A snapshot of a host's stats, in Envoy's `/clusters` names.

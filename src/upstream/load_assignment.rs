@@ -172,7 +172,7 @@ pub fn priority_set_from_resolved(
                 target.hostname.clone(),
                 target.weight,
             );
-            host.locality = locality;
+            host.locality = u32::try_from(locality).unwrap_or(u32::MAX);
             host.socket_match = target.socket_match.clone();
             target.health.apply(&host);
             hs.hosts.push(Arc::new(host));
@@ -194,7 +194,7 @@ struct At {
 fn push_host(set: &mut PrioritySet, at: At, address: Address, hostname: String) {
     if let Some(hs) = set.priorities.get_mut(at.priority) {
         let mut host = Host::new(address, hostname, at.weight);
-        host.locality = at.locality;
+        host.locality = u32::try_from(at.locality).unwrap_or(u32::MAX);
         host.istio_workload = at.istio_workload;
         host.socket_match = at.socket_match;
         at.health.apply(&host);

@@ -35,6 +35,8 @@ pub struct HostPools {
     keyed: std::sync::Mutex<std::collections::HashMap<u64, Arc<HostPools>>>,
     /// Multiplexed RPC connections (Dubbo, Bolt), per codec.
     pub multiplex: multiplex::MultiplexPool,
+    /// The host's counters (on the host's plaintext pools; unused on keyed ones).
+    pub counters: crate::upstream::host::HostCounters,
 }
 
 /// TLS pools of one host at most (a host reached with more SNI/ALPN combinations than this
@@ -257,8 +259,8 @@ pub async fn connect_host(
                 .record_duration(start.elapsed());
             stats.upstream_cx_total().inc();
             stats.upstream_cx_active().inc();
-            host.counters.cx_total.fetch_add(1, Ordering::Relaxed);
-            host.counters.cx_active.fetch_add(1, Ordering::Relaxed);
+            host.counters().cx_total.fetch_add(1, Ordering::Relaxed);
+            host.counters().cx_active.fetch_add(1, Ordering::Relaxed);
             Ok(UpstreamConn {
                 io,
                 tls,
@@ -272,7 +274,7 @@ pub async fn connect_host(
                 stats.upstream_cx_connect_timeout().inc();
             }
             stats.upstream_cx_connect_fail().inc();
-            host.counters
+            host.counters()
                 .cx_connect_fail
                 .fetch_add(1, Ordering::Relaxed);
             Err(e)
@@ -314,7 +316,10 @@ impl Drop for UpstreamConn {
         self.stats
             .upstream_cx_length_ms()
             .record_duration(self.start.elapsed());
-        self.host.counters.cx_active.fetch_sub(1, Ordering::Relaxed);
+        self.host
+            .counters()
+            .cx_active
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

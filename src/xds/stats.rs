@@ -1,6 +1,6 @@
 //! xDS stats with Envoy's names: `control_plane.*`, `cluster_manager.cds.*`,
-//! `listener_manager.lds.*`, `http.<stat_prefix>.rds.<name>.*`, `cluster.<name>.update_*`
-//! (EDS) and `sds.<name>.*`.
+//! `listener_manager.lds.*`, `http.<stat_prefix>.rds.<name>.*` and `sds.<name>.*`. EDS's
+//! `cluster.<name>.update_*` live in the cluster's own block (`upstream::cluster::ClusterStats`).
 
 use crate::stats::{Counter, Gauge, Store};
 use std::collections::HashMap;
@@ -94,7 +94,6 @@ pub struct XdsStats {
     /// `listener_manager.total_listeners_warming`.
     pub listeners_warming: Gauge,
     rds: HashMap<String, (String, UpdateStats)>,
-    eds: HashMap<String, (String, UpdateStats)>,
     sds: HashMap<String, (String, UpdateStats)>,
 }
 
@@ -115,7 +114,6 @@ impl XdsStats {
             listeners_active: store.gauge("listener_manager.total_listeners_active"),
             listeners_warming: store.gauge("listener_manager.total_listeners_warming"),
             rds: HashMap::new(),
-            eds: HashMap::new(),
             sds: HashMap::new(),
         }
     }
@@ -133,26 +131,12 @@ impl XdsStats {
             .clone()
     }
 
-    /// `cluster.<name>.update_*` (EDS).
-    pub fn eds(&mut self, store: &Store, cluster: &str) -> UpdateStats {
-        self.eds
-            .entry(cluster.to_string())
-            .or_insert_with(|| {
-                let p = format!("cluster.{cluster}.");
-                let s = UpdateStats::new(store, &p);
-                (p, s)
-            })
-            .1
-            .clone()
-    }
-
-    /// Forget the stats of resources that are gone: EDS stats of removed clusters, RDS and SDS
-    /// stats of names nobody subscribes to any more (Envoy drops a removed resource's stats too;
-    /// without this, churn would grow the registry for ever).
+    /// Forget the stats of resources that are gone: RDS and SDS stats of names nobody
+    /// subscribes to any more (Envoy drops a removed resource's stats too; without this, churn
+    /// would grow the registry for ever). EDS stats live in their cluster's block and go with it.
     pub fn retain(
         &mut self,
         store: &Store,
-        clusters: impl Fn(&str) -> bool,
         routes: impl Fn(&str) -> bool,
         secrets: impl Fn(&str) -> bool,
     ) {
@@ -166,7 +150,6 @@ impl XdsStats {
                 k
             });
         };
-        forget(&mut self.eds, &clusters);
         forget(&mut self.rds, &routes);
         forget(&mut self.sds, &secrets);
     }

@@ -36,7 +36,7 @@ use crate::config::ConfigError;
 use crate::listener::ListenerManager;
 use crate::router::RouteTable;
 use crate::snapshot::{ClusterMap, Listener, ListenerMap, NetworkFilter, RouteSource, World};
-use crate::upstream::cluster::{Cluster, Discovery};
+use crate::upstream::cluster::Cluster;
 use crate::upstream::host::PrioritySet;
 use crate::upstream::load_assignment;
 use envoy_types::pb::envoy::config::cluster::v3 as cluster_pb;

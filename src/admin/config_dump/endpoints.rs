@@ -5,7 +5,7 @@
 //! `health_check_config`, and the policy's overprovisioning factor.
 
 use crate::config::Address;
-use crate::upstream::cluster::{Cluster, Discovery};
+use crate::upstream::cluster::Cluster;
 use crate::upstream::host::{Host, HostSet};
 use crate::upstream::load_assignment::DEFAULT_OVERPROVISIONING_FACTOR;
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
@@ -15,10 +15,7 @@ use std::sync::Arc;
 
 /// The `cluster_name` Envoy shows: the EDS service name, else the cluster's name.
 pub(super) fn assignment_name(c: &Cluster) -> &str {
-    match &c.discovery {
-        Discovery::Eds { service_name } => service_name,
-        _ => &c.name,
-    }
+    c.eds_service_name().unwrap_or(&c.name)
 }
 
 /// The cluster's current hosts as an assignment.
@@ -45,7 +42,11 @@ pub(super) fn assignment(c: &Cluster) -> endpoint_pb::ClusterLoadAssignment {
 fn priority_endpoints(hs: &HostSet, priority: u32) -> Vec<endpoint_pb::LocalityLbEndpoints> {
     let mut out = Vec::new();
     for (i, loc) in hs.localities.iter().enumerate() {
-        let hosts: Vec<&Arc<Host>> = hs.hosts.iter().filter(|h| h.locality == i).collect();
+        let hosts: Vec<&Arc<Host>> = hs
+            .hosts
+            .iter()
+            .filter(|h| h.locality_index() == i)
+            .collect();
         if hosts.is_empty() {
             continue;
         }
@@ -61,7 +62,7 @@ fn priority_endpoints(hs: &HostSet, priority: u32) -> Vec<endpoint_pb::LocalityL
     for h in hs
         .hosts
         .iter()
-        .filter(|h| h.locality >= hs.localities.len())
+        .filter(|h| h.locality_index() >= hs.localities.len())
     {
         out.push(endpoint_pb::LocalityLbEndpoints {
             locality: Some(core_pb::Locality::default()),
@@ -103,7 +104,7 @@ fn lb_endpoint(h: &Host) -> endpoint_pb::LbEndpoint {
             endpoint_pb::Endpoint {
                 address: Some(address(&h.address)),
                 health_check_config: Some(Default::default()),
-                hostname: h.hostname.clone(),
+                hostname: h.hostname.to_string(),
                 ..Default::default()
             },
         )),

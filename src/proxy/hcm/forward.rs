@@ -203,7 +203,7 @@ pub(crate) async fn forward(
         s.rec.host(&host, 1);
         let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         if action.auto_host_rewrite && !host.hostname.is_empty() {
-            authority = host.hostname.clone();
+            authority = host.hostname.to_string();
         }
         let req = build_request(
             parts,
@@ -277,8 +277,8 @@ pub(crate) async fn forward(
             return local(no_healthy(&cluster, s.grpc, s.rec, attempt), attempt);
         };
         s.rec.host(&host, attempt);
-        let auto_host = (action.auto_host_rewrite && !host.hostname.is_empty())
-            .then_some(host.hostname.as_str());
+        let auto_host =
+            (action.auto_host_rewrite && !host.hostname.is_empty()).then_some(&*host.hostname);
         // The last possible attempt takes the request head; earlier ones send a copy. Both
         // are missing only when the body could not be read (timed out, or over its limit).
         let head = if attempt < max_attempts && replayable {

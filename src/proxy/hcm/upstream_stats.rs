@@ -36,7 +36,7 @@ impl Attempt {
     /// Response headers arrived with `status`.
     pub(crate) fn headers(&self, status: StatusCode) {
         self.stats.block().status_codes().record(status.as_u16());
-        let c = &self.host.counters;
+        let c = &self.host.counters();
         if status.is_server_error() {
             c.rq_error.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -46,13 +46,16 @@ impl Attempt {
 
     /// The attempt failed before response headers (reset, connect failure).
     pub(crate) fn failed(&self) {
-        self.host.counters.rq_error.fetch_add(1, Ordering::Relaxed);
+        self.host
+            .counters()
+            .rq_error
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The attempt timed out before response headers.
     pub(crate) fn timed_out(&self) {
         self.host
-            .counters
+            .counters()
             .rq_timeout
             .fetch_add(1, Ordering::Relaxed);
     }

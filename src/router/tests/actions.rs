@@ -354,7 +354,7 @@ fn policy(yaml: &str) -> RetryPolicy {
     let t = routes(&format!(
         "- {{match: {{prefix: /}}, route: {{cluster: c, retry_policy: {yaml}}}}}"
     ));
-    action(&t, "/").1.retry_policy.unwrap()
+    (*action(&t, "/").1.retry_policy.unwrap()).clone()
 }
 
 #[test]

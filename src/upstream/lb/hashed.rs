@@ -66,7 +66,7 @@ fn normalize(hs: &HostSet, hosts: &[Arc<Host>], locality_weighted: bool) -> Norm
     let n = hs.localities.len();
     let mut host_sum = vec![0f64; n];
     for h in hosts {
-        if let Some(s) = host_sum.get_mut(h.locality) {
+        if let Some(s) = host_sum.get_mut(h.locality_index()) {
             *s += f64::from(h.weight.max(1));
         }
     }
@@ -81,7 +81,10 @@ fn normalize(hs: &HostSet, hosts: &[Arc<Host>], locality_weighted: bool) -> Norm
         return out;
     }
     for h in hosts {
-        let (Some(l), Some(s)) = (hs.localities.get(h.locality), host_sum.get(h.locality)) else {
+        let (Some(l), Some(s)) = (
+            hs.localities.get(h.locality_index()),
+            host_sum.get(h.locality_index()),
+        ) else {
             continue;
         };
         let w = f64::from(l.weight) / locality_total * f64::from(h.weight.max(1)) / s;

@@ -40,7 +40,7 @@ impl SourceLists {
                 // choice, without a copy.
                 let mut weighted = weights.iter().enumerate().filter(|(_, w)| **w > 0);
                 if let (Some((only, _)), None) = (weighted.next(), weighted.next())
-                    && hosts.iter().all(|h| h.locality == only)
+                    && hosts.iter().all(|h| h.locality_index() == only)
                 {
                     return None;
                 }
@@ -50,7 +50,7 @@ impl SourceLists {
                 }
                 let mut per: Vec<Vec<Arc<Host>>> = vec![Vec::new(); hs.localities.len()];
                 for h in &hosts {
-                    if let Some(l) = per.get_mut(h.locality) {
+                    if let Some(l) = per.get_mut(h.locality_index()) {
                         l.push(h.clone());
                     }
                 }

@@ -222,12 +222,12 @@ pub(crate) fn effective_locality_weights(hs: &HostSet, eligible: &[Arc<Host>]) -
     let mut total = vec![0u64; n];
     let mut up = vec![0u64; n];
     for h in &hs.hosts {
-        if let Some(t) = total.get_mut(h.locality) {
+        if let Some(t) = total.get_mut(h.locality_index()) {
             *t += 1;
         }
     }
     for h in eligible {
-        if let Some(u) = up.get_mut(h.locality) {
+        if let Some(u) = up.get_mut(h.locality_index()) {
             *u += 1;
         }
     }

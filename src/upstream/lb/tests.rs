@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 fn host(i: u32, weight: u32, locality: usize) -> Arc<Host> {
     let addr = format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255);
     let mut h = Host::new(Address::Tcp(addr.parse().unwrap()), "", weight);
-    h.locality = locality;
+    h.locality = locality as u32;
     Arc::new(h)
 }
 

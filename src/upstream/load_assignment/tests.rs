@@ -86,11 +86,11 @@ fn priorities_localities_weights_and_health() {
     assert_eq!(p0.localities[1].weight, 0);
     assert_eq!(p0.hosts.len(), 3);
     assert_eq!(p0.hosts[0].weight, 5);
-    assert_eq!(p0.hosts[0].hostname, "h-10.0.0.1");
+    assert_eq!(&*p0.hosts[0].hostname, "h-10.0.0.1");
     assert!(p0.hosts[0].is_healthy() && !p0.hosts[0].is_degraded());
     assert!(p0.hosts[1].is_healthy() && p0.hosts[1].is_degraded());
     assert_eq!(p0.hosts[1].weight, 1);
-    assert_eq!(p0.hosts[2].locality, 1);
+    assert_eq!(p0.hosts[2].locality_index(), 1);
     assert_eq!(p0.hosts[2].address.to_string(), "[::1]:8080");
     let p1 = &set.priorities[1];
     assert_eq!(p1.hosts.len(), 1);

@@ -51,7 +51,7 @@ impl UpstreamTls {
         let ctx = cluster.tls_for(host)?.clone();
         let mut opts = ConnectOptions::default();
         if ctx.auto_host_sni() && !host.hostname.is_empty() {
-            opts.sni = Some(host.hostname.clone());
+            opts.sni = Some(host.hostname.to_string());
         }
         if cluster.pool.auto_sni
             && let Some(a) = authority

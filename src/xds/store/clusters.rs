@@ -41,7 +41,7 @@ impl Store {
             // registry for ever).
             e.cluster
                 .stats
-                .remove(&self.world.stats, &e.cluster.stat_name);
+                .remove(&self.world.stats, e.cluster.stat_name());
         }
         if let Some(e) = &was_active {
             // Pools of its hosts close once idle; in-flight requests hold their own handles.
@@ -112,7 +112,7 @@ impl Store {
             cluster: compiled,
             deadline: None,
         };
-        if let Discovery::Eds { service_name } = &entry.cluster.discovery
+        if let Some(service_name) = entry.cluster.eds_service_name()
             && self.endpoints.contains_key(service_name)
             && let Some(set) = self.hosts_of_service(service_name)
         {

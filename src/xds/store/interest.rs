@@ -31,15 +31,15 @@ impl Store {
         let mut eds_names = HashSet::new();
         let mut eds_index: HashMap<String, Vec<String>> = HashMap::new();
         for c in clusters {
-            if let Discovery::Eds { service_name } = &c.discovery {
+            if let Some(service_name) = c.eds_service_name() {
                 eds_index
-                    .entry(service_name.clone())
+                    .entry(service_name.to_string())
                     .or_default()
                     .push(c.name.clone());
-                let cs = c.eds_config.as_deref();
-                if let Some(Ok(r)) = cs.map(|cs| self.plan.resolve(cs)) {
+                let cs = c.eds_config();
+                if let Some(Ok(r)) = cs.map(|cs| self.plan.resolve(&cs)) {
                     add(r.key, Kind::Endpoint, service_name);
-                    eds_names.insert(service_name.as_str());
+                    eds_names.insert(service_name);
                 }
             }
         }
@@ -77,20 +77,11 @@ impl Store {
                 }
             }
         }
-        let clusters_now: HashSet<&str> = self
-            .static_clusters
-            .keys()
-            .chain(self.clusters.keys())
-            .chain(self.warming_clusters.keys())
-            .map(String::as_str)
-            .collect();
         self.stats.retain(
             &self.world.stats,
-            |c| clusters_now.contains(c),
             |r| rds.contains(r),
             |n| secrets.contains(n),
         );
-        drop(clusters_now);
         // Only the SDS secrets no longer wanted leave the world: the bootstrap's static
         // secrets (named without an sds_config) stay.
         let dropped: HashSet<String> = self

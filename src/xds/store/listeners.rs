@@ -108,10 +108,9 @@ impl Store {
 
     /// Whether everything a cluster depends on is here: its endpoints (EDS) and secrets.
     pub(super) fn cluster_ready(&self, c: &Cluster) -> bool {
-        let endpoints = match &c.discovery {
-            Discovery::Eds { service_name } => self.endpoints.contains_key(service_name),
-            _ => true,
-        };
+        let endpoints = c
+            .eds_service_name()
+            .is_none_or(|s| self.endpoints.contains_key(s));
         endpoints && self.secrets_ready(c.sds_secrets())
     }
 

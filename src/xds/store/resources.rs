@@ -119,17 +119,11 @@ impl Store {
         }
         let users = self.eds_users(&names);
         for cluster in users.values().flatten() {
-            self.stats
-                .eds(&self.world.stats, &cluster.name)
-                .attempt
-                .inc();
+            cluster.stats.update_attempt().inc();
         }
         if !errors.is_empty() {
             for cluster in users.values().flatten() {
-                self.stats
-                    .eds(&self.world.stats, &cluster.name)
-                    .rejected
-                    .inc();
+                cluster.stats.update_rejected().inc();
             }
             return Outcome {
                 accepted: Vec::new(),
@@ -138,19 +132,15 @@ impl Store {
         }
         for name in &unchanged_names {
             for cluster in users.get(name).into_iter().flatten() {
-                self.stats
-                    .eds(&self.world.stats, &cluster.name)
-                    .success
-                    .inc();
+                cluster.stats.update_success().inc();
             }
         }
         for (name, hash, set, version) in decoded {
             let unchanged = self.endpoints.get(&name).is_some_and(|e| e.hash == hash);
             let mut targets = Vec::new();
             for cluster in users.get(&name).into_iter().flatten() {
-                let s = self.stats.eds(&self.world.stats, &cluster.name);
-                s.success.inc();
-                s.version.set(version_hash(&version));
+                cluster.stats.update_success().inc();
+                cluster.stats.version().set(version_hash(&version));
                 if !unchanged || self.warming_clusters.contains_key(&cluster.name) {
                     targets.push(cluster);
                 }
