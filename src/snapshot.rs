@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Clusters by name.
-pub type ClusterMap = HashMap<String, Arc<Cluster>>;
+pub type ClusterMap = HashMap<Arc<str>, Arc<Cluster>>;
 /// RDS route tables by `route_config_name`.
 pub type RouteMap = HashMap<String, Arc<RouteTable>>;
 /// Listeners by name.
@@ -75,7 +75,7 @@ impl World {
         for (i, c) in sr.clusters.iter().enumerate() {
             let compiled = Cluster::compile(c, &self.stats)
                 .within(format!("static_resources.clusters[{i}]"))?;
-            if clusters.insert(c.name.clone(), compiled).is_some() {
+            if clusters.insert(compiled.name.clone(), compiled).is_some() {
                 return Err(ConfigError::new(
                     format!("static_resources.clusters[{i}]"),
                     format!("duplicate cluster {}", c.name),

@@ -154,7 +154,7 @@ pub struct StreamInfo {
     /// `%ROUTE_NAME%`.
     pub route_name: Option<String>,
     /// `%UPSTREAM_CLUSTER_RAW%`: the cluster's name.
-    pub upstream_cluster: Option<String>,
+    pub upstream_cluster: Option<Arc<str>>,
     /// `%UPSTREAM_CLUSTER%`: the cluster's `alt_stat_name`, else its name.
     pub upstream_cluster_observability: Option<String>,
     /// `%UPSTREAM_HOST%`: the chosen host's address.

@@ -81,10 +81,10 @@ pub fn certificates(world: &World) -> admin_pb::Certificates {
     let secrets = world.secrets.load();
     let mut out = admin_pb::Certificates::default();
     let clusters = world.clusters.load();
-    let mut names: Vec<&String> = clusters.keys().collect();
+    let mut names: Vec<&std::sync::Arc<str>> = clusters.keys().collect();
     names.sort();
     for n in names {
-        let c = &clusters[n];
+        let c = &clusters[&**n];
         let sockets = c
             .transport_socket
             .iter()

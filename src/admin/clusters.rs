@@ -89,7 +89,7 @@ fn host_locality(set: &HostSet, h: &Host) -> core_pb::Locality {
     locality(
         set.localities
             .get(h.locality_index())
-            .map(|l| l.name.as_str())
+            .map(|l| &*l.name)
             .unwrap_or(""),
     )
 }
@@ -108,7 +108,7 @@ pub(super) fn clusters(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
                 s.clusters
                     .keys()
                     .chain(s.warming_clusters.keys())
-                    .cloned()
+                    .map(|n| n.to_string())
                     .collect()
             })
         })
@@ -122,7 +122,7 @@ pub(super) fn clusters(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
     if r.get("format") == Some("json") {
         let statuses = list
             .iter()
-            .map(|c| cluster_status(c, dynamic.contains(&c.name)))
+            .map(|c| cluster_status(c, dynamic.contains(&*c.name)))
             .collect();
         return match to_json(
             &admin_pb::Clusters {
@@ -136,7 +136,7 @@ pub(super) fn clusters(r: &AdminRequest, ctx: &AdminCtx) -> Reply {
     }
     let mut out = String::new();
     for c in list {
-        text_lines(&mut out, c, dynamic.contains(&c.name));
+        text_lines(&mut out, c, dynamic.contains(&*c.name));
     }
     Reply::text(out)
 }
@@ -229,7 +229,7 @@ fn cluster_status(c: &Cluster, added_via_api: bool) -> admin_pb::ClusterStatus {
         }
     }
     admin_pb::ClusterStatus {
-        name: c.name.clone(),
+        name: c.name.to_string(),
         added_via_api,
         host_statuses: hosts,
         circuit_breakers: Some(cluster_pb::CircuitBreakers {

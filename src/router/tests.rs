@@ -467,6 +467,38 @@ fn direct_response_body_limit() {
 }
 
 #[test]
+fn routes_with_the_same_retry_policy_share_one() {
+    // Istio gives every route of a mesh the same policy: 10,000 routes keep one copy.
+    let t = table(
+        r#"
+name: l
+virtual_hosts:
+- name: a
+  domains: [a]
+  routes:
+  - {match: {prefix: /}, route: {cluster: c, retry_policy: {retry_on: "connect-failure", num_retries: 2}}}
+- name: b
+  domains: [b]
+  routes:
+  - {match: {prefix: /}, route: {cluster: c, retry_policy: {retry_on: "connect-failure", num_retries: 2}}}
+  - {match: {prefix: /other}, route: {cluster: c, retry_policy: {retry_on: "reset"}}}
+"#,
+    );
+    let policy = |host: &str, i: usize| {
+        t.virtual_host(host).unwrap().routes[i]
+            .route_action()
+            .unwrap()
+            .retry_policy
+            .clone()
+            .unwrap()
+    };
+    assert!(std::sync::Arc::ptr_eq(&policy("a", 0), &policy("b", 0)));
+    assert!(!std::sync::Arc::ptr_eq(&policy("a", 0), &policy("b", 1)));
+    assert_eq!(policy("b", 1).retry_on, RetryOn::RESET);
+    assert_eq!(policy("a", 0).num_retries, 2);
+}
+
+#[test]
 fn retry_policy_inherited_from_virtual_host() {
     let t = table(
         r#"

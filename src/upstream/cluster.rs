@@ -214,7 +214,7 @@ struct HostState {
 /// One compiled cluster.
 pub struct Cluster {
     /// `Cluster.name`.
-    pub name: String,
+    pub name: Arc<str>,
     /// `Cluster.type`.
     pub discovery: Discovery,
     /// Connection settings for the pools.
@@ -416,7 +416,7 @@ impl Cluster {
             .and_then(|m| IstioCluster::from_filter_metadata(&m.filter_metadata))
             .map(Arc::new);
         Ok(Arc::new(Cluster {
-            name: c.name.clone(),
+            name: c.name.as_str().into(),
             istio,
             discovery,
             pool,

@@ -211,8 +211,8 @@ impl Drop for ActiveRequest {
 /// A locality of one priority level (`LocalityLbEndpoints`).
 #[derive(Debug, Clone, Default)]
 pub struct Locality {
-    /// `region/zone/sub_zone`, for display and zone-aware routing.
-    pub name: String,
+    /// `region/zone/sub_zone`, for display and zone-aware routing (shared: a mesh has a few).
+    pub name: Arc<str>,
     /// `LocalityLbEndpoints.load_balancing_weight` (0 = not set).
     pub weight: u32,
 }

@@ -84,8 +84,19 @@ pub fn priority_set_from_assignment(
     cla: &endpoint_pb::ClusterLoadAssignment,
     resolve_hostnames: bool,
 ) -> Result<PrioritySet, ConfigError> {
-    let mut set = skeleton(cla)?;
-    for_each_endpoint(cla, |at, ep| {
+    priority_set_sharing(cla, resolve_hostnames, &mut SharedMetadata::default())
+}
+
+/// As [`priority_set_from_assignment`], sharing endpoint metadata with the assignments built
+/// before with the same `shared` (the assignments of one EDS response: every endpoint of a
+/// mesh has the same transport socket labels).
+pub fn priority_set_sharing(
+    cla: &endpoint_pb::ClusterLoadAssignment,
+    resolve_hostnames: bool,
+    shared: &mut SharedMetadata,
+) -> Result<PrioritySet, ConfigError> {
+    let mut set = skeleton(cla, shared)?;
+    for_each_endpoint(cla, shared, |at, ep| {
         let Some(addr) = &ep.address else {
             return Err(ConfigError::new("endpoint.address", "is required"));
         };
@@ -105,9 +116,9 @@ pub fn priority_set_from_assignment(
 pub fn dns_targets_from_assignment(
     cla: &endpoint_pb::ClusterLoadAssignment,
 ) -> Result<Vec<DnsTarget>, ConfigError> {
-    skeleton(cla)?;
+    skeleton(cla, &mut SharedMetadata::default())?;
     let mut out = Vec::new();
-    for_each_endpoint(cla, |at, ep| {
+    for_each_endpoint(cla, &mut SharedMetadata::default(), |at, ep| {
         use core_pb::address::Address as A;
         let sa = match ep.address.as_ref().and_then(|a| a.address.as_ref()) {
             Some(A::SocketAddress(sa)) => sa,
@@ -217,7 +228,10 @@ fn is_dns_name(addr: &core_pb::Address) -> bool {
 
 /// Validate priorities, localities and the policy; return a priority set with localities and no
 /// hosts.
-fn skeleton(cla: &endpoint_pb::ClusterLoadAssignment) -> Result<PrioritySet, ConfigError> {
+fn skeleton(
+    cla: &endpoint_pb::ClusterLoadAssignment,
+    shared: &mut SharedMetadata,
+) -> Result<PrioritySet, ConfigError> {
     let (factor, weighted_priority_health) = match &cla.policy {
         Some(p) => {
             let f = crate::config::u32_or(
@@ -267,7 +281,7 @@ fn skeleton(cla: &endpoint_pb::ClusterLoadAssignment) -> Result<PrioritySet, Con
         // `levels` covers every priority by construction.
         if let Some(hs) = set.priorities.get_mut(lle.priority as usize) {
             hs.localities.push(Locality {
-                name: locality_name(lle.locality.as_ref()),
+                name: shared.locality(lle.locality.as_ref()),
                 weight,
             });
         }
@@ -308,10 +322,12 @@ fn locality_name(l: Option<&core_pb::Locality>) -> String {
 /// `endpoints[i].lb_endpoints[j]`.
 fn for_each_endpoint(
     cla: &endpoint_pb::ClusterLoadAssignment,
+    shared: &mut SharedMetadata,
     mut f: impl FnMut(At, &endpoint_pb::Endpoint) -> Result<(), ConfigError>,
 ) -> Result<(), ConfigError> {
     let mut seen_in_priority: Vec<usize> = Vec::new();
-    let mut shared = SharedMetadata::default();
+    // Workloads repeat within an assignment, not across them.
+    shared.workloads.clear();
     for (i, lle) in cla.endpoints.iter().enumerate() {
         let priority = lle.priority as usize;
         if seen_in_priority.len() <= priority {
@@ -360,13 +376,16 @@ fn for_each_endpoint(
     Ok(())
 }
 
-/// The endpoint metadata tern keeps, decoded once per distinct value within one assignment:
-/// the endpoints of a workload carry the same `istio.workload` and transport socket labels, and
-/// at mesh scale (100,000 endpoints) one copy each would cost hundreds of bytes per endpoint.
+/// The endpoint metadata tern keeps, decoded once per distinct value: the endpoints of a
+/// workload carry the same `istio.workload` (shared within an assignment), and every endpoint
+/// of a mesh the same transport socket labels (shared by the assignments built with one
+/// `SharedMetadata`). At mesh scale (100,000 endpoints) one copy each would cost hundreds of
+/// bytes per endpoint.
 #[derive(Default)]
-struct SharedMetadata {
+pub struct SharedMetadata {
     workloads: HashMap<String, Option<Arc<WorkloadMetadata>>>,
     socket_labels: Vec<SocketMatchLabels>,
+    localities: Vec<Arc<str>>,
 }
 
 impl SharedMetadata {
@@ -388,6 +407,19 @@ impl SharedMetadata {
             self.workloads.insert(s.clone(), w.clone());
         }
         w
+    }
+
+    /// A locality's name (`region/zone/sub_zone`): a mesh has a few zones.
+    fn locality(&mut self, l: Option<&core_pb::Locality>) -> Arc<str> {
+        let name = locality_name(l);
+        if let Some(n) = self.localities.iter().find(|n| ***n == *name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        if self.localities.len() < Self::LIMIT {
+            self.localities.push(n.clone());
+        }
+        n
     }
 
     /// `filter_metadata["envoy.transport_socket_match"]` as labels.

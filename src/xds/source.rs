@@ -86,7 +86,12 @@ impl Plan {
     /// Resolve `dynamic_resources` against the static clusters already compiled into `world`.
     pub fn from_bootstrap(b: &Bootstrap, world: &World) -> Result<Plan, ConfigError> {
         let mut plan = Plan {
-            static_clusters: world.clusters.load().keys().cloned().collect(),
+            static_clusters: world
+                .clusters
+                .load()
+                .keys()
+                .map(|n| n.to_string())
+                .collect(),
             ..Default::default()
         };
         let Some(dr) = &b.dynamic_resources else {

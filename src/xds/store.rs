@@ -223,21 +223,23 @@ pub struct Store {
     plan: Plan,
     static_clusters: ClusterMap,
     static_listeners: ListenerMap,
-    /// Active dynamic clusters.
-    pub clusters: BTreeMap<String, ClusterEntry>,
+    /// Active dynamic clusters (keyed by the cluster's own name: one copy per cluster).
+    pub clusters: BTreeMap<Arc<str>, ClusterEntry>,
     /// Dynamic clusters waiting for their endpoints.
-    pub warming_clusters: BTreeMap<String, ClusterEntry>,
+    pub warming_clusters: BTreeMap<Arc<str>, ClusterEntry>,
     /// Active dynamic listeners.
     pub listeners: BTreeMap<String, ListenerEntry>,
     /// Dynamic listeners waiting for their route tables.
     pub warming_listeners: BTreeMap<String, ListenerEntry>,
     /// RDS route configurations.
     pub routes: HashMap<String, RouteEntry>,
-    /// EDS assignments, by service name.
-    pub endpoints: HashMap<String, EndpointEntry>,
-    /// Service name of each assignment's hash (to skip unchanged SotW assignments undecoded).
+    /// EDS assignments, by service name (shared with the cluster of that name, if any).
+    pub endpoints: HashMap<Arc<str>, EndpointEntry>,
+    /// Service name of each assignment's hash, for assignments that came without a name
+    /// (state of the world), to skip unchanged ones undecoded.
     endpoint_hashes: HashMap<u64, String>,
-    /// EDS service name → the clusters using it (rebuilt with the interest).
+    /// EDS service name → the clusters using it that are named otherwise (rebuilt with the
+    /// interest); a cluster named after its service, as all of Istio's are, is found by name.
     eds_index: HashMap<String, Vec<String>>,
     /// SDS secrets.
     pub secrets: HashMap<String, SecretEntry>,
@@ -260,6 +262,8 @@ pub struct Store {
     /// last reference of a large map is never dropped on a worker thread in the middle of a
     /// request.
     graveyard: Vec<Arc<dyn std::any::Any + Send + Sync>>,
+    /// A large update retired snapshots: once they are dropped, give the freed pages back.
+    trim_after_sweep: bool,
 }
 
 impl Store {
@@ -302,6 +306,7 @@ impl Store {
             init,
             stats,
             graveyard: Vec::new(),
+            trim_after_sweep: false,
         };
         s.advance_init(now);
         if s.dirty {
@@ -384,8 +389,10 @@ impl Store {
         };
         self.settle(Instant::now());
         if bytes >= 1 << 20 {
-            // A large push leaves its decoded protos freed in the heap; give the pages back.
+            // A large push leaves its decoded protos freed in the heap; give the pages back,
+            // now and again once the snapshots it replaced are dropped.
             crate::server::memory::release_free_memory();
+            self.trim_after_sweep = true;
         }
         debug!(
             kind = kind.short(),
@@ -399,13 +406,27 @@ impl Store {
 
     /// Expire warming resources and initial fetches whose time is up.
     pub fn expire(&mut self, now: Instant) {
-        self.graveyard.retain(|a| Arc::strong_count(a) > 1);
+        // Old snapshots go once nothing else holds them. One may hold another (a cluster map
+        // its clusters), so sweep until a pass drops nothing.
+        let mut swept = false;
+        loop {
+            let before = self.graveyard.len();
+            self.graveyard.retain(|a| Arc::strong_count(a) > 1);
+            if self.graveyard.len() == before {
+                break;
+            }
+            swept = true;
+        }
+        if swept && self.trim_after_sweep {
+            self.trim_after_sweep = !self.graveyard.is_empty();
+            crate::server::memory::release_free_memory();
+        }
         let due = |e: &Option<Instant>| e.is_some_and(|d| d <= now);
         let clusters: Vec<String> = self
             .warming_clusters
             .iter()
             .filter(|(_, e)| due(&e.deadline))
-            .map(|(n, _)| n.clone())
+            .map(|(n, _)| n.to_string())
             .collect();
         for name in &clusters {
             warn!(cluster = %name, "cluster warming timed out; activating without endpoints");
@@ -415,7 +436,7 @@ impl Store {
             .warming_listeners
             .iter()
             .filter(|(_, e)| due(&e.deadline))
-            .map(|(n, _)| n.clone())
+            .map(|(n, _)| n.to_string())
             .collect();
         for name in &listeners {
             warn!(listener = %name, "listener warming timed out; activating");
@@ -444,7 +465,7 @@ impl Store {
             .warming_clusters
             .iter()
             .filter(|(_, e)| self.cluster_ready(&e.cluster))
-            .map(|(n, _)| n.clone())
+            .map(|(n, _)| n.to_string())
             .collect();
         if !ready.is_empty() {
             for n in &ready {

@@ -36,11 +36,12 @@ pub(super) struct Dynamic {
 impl Dynamic {
     /// Copy what the dump shows out of `store`.
     pub(super) fn copy(store: &Store) -> Dynamic {
-        let clusters = |m: &std::collections::BTreeMap<String, crate::xds::store::ClusterEntry>| {
-            m.values()
-                .map(|e| (e.meta.clone(), e.cluster.clone()))
-                .collect()
-        };
+        let clusters =
+            |m: &std::collections::BTreeMap<Arc<str>, crate::xds::store::ClusterEntry>| {
+                m.values()
+                    .map(|e| (e.meta.clone(), e.cluster.clone()))
+                    .collect()
+            };
         let listeners =
             |m: &std::collections::BTreeMap<String, crate::xds::store::ListenerEntry>| {
                 m.iter()

@@ -171,7 +171,7 @@ fn endpoints(i: &Inputs<'_>) -> Option<admin_pb::EndpointsConfigDump> {
             continue;
         }
         let cla = Some(any(&endpoints::assignment(c)));
-        if statics.contains(c.name.as_str()) {
+        if statics.contains(&*c.name) {
             out.static_endpoint_configs.push(StaticEndpointConfig {
                 endpoint_config: cla,
                 last_updated: None,

@@ -16,7 +16,7 @@ pub(crate) struct StreamExchange {
     exchange: Arc<PeerExchange>,
     state: ExchangeState,
     /// The cluster the request went to (name, `istio` metadata).
-    cluster: Option<(String, Option<Arc<IstioCluster>>)>,
+    cluster: Option<(Arc<str>, Option<Arc<IstioCluster>>)>,
 }
 
 fn found(d: Discovered) -> Option<Arc<crate::stats::istio::WorkloadMetadata>> {

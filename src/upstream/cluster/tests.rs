@@ -295,7 +295,7 @@ fn istio_sidecar_clusters_compile() {
     let by_name = |n: &str| {
         compiled
             .iter()
-            .find(|c| c.name == n)
+            .find(|c| &*c.name == n)
             .unwrap_or_else(|| panic!("{n}"))
     };
     let outbound = by_name("outbound|8000||httpbin.default.svc.cluster.local");

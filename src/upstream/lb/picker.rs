@@ -11,16 +11,18 @@ use std::sync::Arc;
 pub(crate) struct PickerLb {
     pick: Pick,
     plan: PriorityPlan,
-    priorities: Vec<PriorityLists>,
+    priorities: Box<[PriorityLists]>,
 }
 
-/// One priority's host lists, by source.
+/// One priority's host lists, by source. A mesh keeps tens of thousands of these, most with
+/// every host healthy: the other lists are boxed, and absent when empty.
 #[derive(Debug)]
 struct PriorityLists {
     healthy: SourceLists,
-    degraded: SourceLists,
+    /// `None` when no host is degraded.
+    degraded: Option<Box<SourceLists>>,
     /// All hosts, for panic mode; `None` when every host is healthy (`healthy` has them all).
-    all: Option<HostList>,
+    all: Option<Box<HostList>>,
 }
 
 #[derive(Debug)]
@@ -102,8 +104,9 @@ impl PickerLb {
                 let all_healthy = split.healthy.len() == hs.hosts.len();
                 PriorityLists {
                     healthy: SourceLists::new(hs, split.healthy, lw),
-                    degraded: SourceLists::new(hs, split.degraded, lw),
-                    all: (!all_healthy).then(|| HostList::new(hs.hosts.clone())),
+                    degraded: (!split.degraded.is_empty())
+                        .then(|| Box::new(SourceLists::new(hs, split.degraded, lw))),
+                    all: (!all_healthy).then(|| Box::new(HostList::new(hs.hosts.clone()))),
                 }
             })
             .collect();
@@ -118,8 +121,8 @@ impl PickerLb {
         let p = self.priorities.get(priority)?;
         match source {
             Source::Healthy => p.healthy.pick(self.pick),
-            Source::Degraded => p.degraded.pick(self.pick),
-            Source::All => p.all.as_ref().unwrap_or(&p.healthy.hosts).pick(self.pick),
+            Source::Degraded => p.degraded.as_ref()?.pick(self.pick),
+            Source::All => p.all.as_deref().unwrap_or(&p.healthy.hosts).pick(self.pick),
         }
     }
 }
@@ -140,8 +143,8 @@ impl LoadBalancer for PickerLb {
         let p = self.priorities.get(priority)?;
         let list = match source {
             Source::Healthy => &p.healthy.hosts,
-            Source::Degraded => &p.degraded.hosts,
-            Source::All => p.all.as_ref().unwrap_or(&p.healthy.hosts),
+            Source::Degraded => &p.degraded.as_ref()?.hosts,
+            Source::All => p.all.as_deref().unwrap_or(&p.healthy.hosts),
         };
         let n = list.hosts.len();
         let start = rng::below(n as u64) as usize;

@@ -47,13 +47,14 @@ pub(crate) struct PriorityPlan {
     /// from the previous band's end up to `end` (exclusive). Empty when the set has no
     /// priority. Bands instead of 100 entries: a plan is kept per cluster, and a mesh has
     /// tens of thousands of clusters with one or two bands each.
-    bands: Vec<(u8, usize, Source)>,
+    bands: Box<[(u8, usize, Source)]>,
     /// Per priority: in panic.
-    pub(crate) panic: Vec<bool>,
-    /// Healthy and degraded load per priority, in percent (read by tests and `Debug`).
-    #[allow(dead_code)]
+    pub(crate) panic: Box<[bool]>,
+    /// Healthy and degraded load per priority, in percent: the bands say it all, so these are
+    /// kept for tests only.
+    #[cfg(test)]
     pub(crate) healthy_load: Vec<u32>,
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) degraded_load: Vec<u32>,
 }
 
@@ -157,9 +158,11 @@ impl PriorityPlan {
             }
         }
         Self {
-            bands,
-            panic,
+            bands: bands.into_boxed_slice(),
+            panic: panic.into_boxed_slice(),
+            #[cfg(test)]
             healthy_load,
+            #[cfg(test)]
             degraded_load,
         }
     }

@@ -21,7 +21,7 @@ fn host_set(hosts: Vec<Arc<Host>>, locality_weights: &[u32]) -> HostSet {
         localities: locality_weights
             .iter()
             .map(|w| Locality {
-                name: String::new(),
+                name: "".into(),
                 weight: *w,
             })
             .collect(),
@@ -355,7 +355,7 @@ fn total_panic_shares_load_by_host_count() {
     let set = set_of(vec![p0, p1]);
     let plan = priority::PriorityPlan::new(&set, 50.0);
     assert_eq!(plan.healthy_load, [75, 25]);
-    assert_eq!(plan.panic, [true, true]);
+    assert_eq!(*plan.panic, [true, true]);
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn priorities_localities_weights_and_health() {
     let p0 = &set.priorities[0];
     assert_eq!(p0.overprovisioning_factor, 140);
     assert_eq!(p0.localities.len(), 2);
-    assert_eq!(p0.localities[0].name, "r/a/");
+    assert_eq!(&*p0.localities[0].name, "r/a/");
     assert_eq!(p0.localities[0].weight, 2);
     assert_eq!(p0.localities[1].weight, 0);
     assert_eq!(p0.hosts.len(), 3);

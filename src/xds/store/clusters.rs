@@ -16,7 +16,7 @@ impl Store {
                     s.clusters
                         .keys()
                         .chain(s.warming_clusters.keys())
-                        .cloned()
+                        .map(|n| n.to_string())
                         .collect()
                 },
                 remove: Store::remove_cluster,
@@ -62,7 +62,7 @@ impl Store {
         version: &str,
     ) -> Result<bool, String> {
         let name = c.name.clone();
-        if self.static_clusters.contains_key(&name) {
+        if self.static_clusters.contains_key(name.as_str()) {
             return Err(format!(
                 "cluster {name}: a static cluster cannot be added or updated by CDS"
             ));
@@ -70,8 +70,9 @@ impl Store {
         let encoded = c.encode_to_vec();
         let same =
             |e: Option<&ClusterEntry>| e.is_some_and(|e| e.cluster.source_bytes() == encoded);
-        if same(self.warming_clusters.get(&name))
-            || (same(self.clusters.get(&name)) && !self.warming_clusters.contains_key(&name))
+        if same(self.warming_clusters.get(name.as_str()))
+            || (same(self.clusters.get(name.as_str()))
+                && !self.warming_clusters.contains_key(name.as_str()))
         {
             return Ok(false);
         }
@@ -102,7 +103,7 @@ impl Store {
                 .map_err(|e| format!("cluster {name}: secret {secret}: sds_config: {e}"))?;
             timeouts.push(r.initial_fetch_timeout);
         }
-        if self.clusters.contains_key(&name) {
+        if self.clusters.contains_key(name.as_str()) {
             self.stats.cluster_modified.inc();
         } else {
             self.stats.cluster_added.inc();
@@ -120,14 +121,15 @@ impl Store {
         }
         entry.cluster.start_dns();
         if self.cluster_ready(&entry.cluster) {
-            self.warming_clusters.remove(&name);
-            if let Some(old) = self.clusters.insert(name, entry) {
+            self.warming_clusters.remove(name.as_str());
+            if let Some(old) = self.clusters.insert(entry.cluster.name.clone(), entry) {
                 self.retire(old.cluster);
             }
         } else {
             entry.deadline = longest(timeouts).map(|t| Instant::now() + t);
             debug!(cluster = %name, "cds: cluster warming until its endpoints and secrets arrive");
-            self.warming_clusters.insert(name, entry);
+            self.warming_clusters
+                .insert(entry.cluster.name.clone(), entry);
         }
         Ok(true)
     }
@@ -136,7 +138,7 @@ impl Store {
         if let Some(mut e) = self.warming_clusters.remove(name) {
             e.deadline = None;
             debug!(cluster = %name, "cluster warmed");
-            if let Some(old) = self.clusters.insert(name.to_string(), e) {
+            if let Some(old) = self.clusters.insert(e.cluster.name.clone(), e) {
                 self.retire(old.cluster);
             }
         }

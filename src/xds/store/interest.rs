@@ -32,10 +32,14 @@ impl Store {
         let mut eds_index: HashMap<String, Vec<String>> = HashMap::new();
         for c in clusters {
             if let Some(service_name) = c.eds_service_name() {
-                eds_index
-                    .entry(service_name.to_string())
-                    .or_default()
-                    .push(c.name.clone());
+                // A cluster named after its service (all of Istio's) is found by name; the
+                // index holds only the others.
+                if service_name != &*c.name {
+                    eds_index
+                        .entry(service_name.to_string())
+                        .or_default()
+                        .push(c.name.to_string());
+                }
                 let cs = c.eds_config();
                 if let Some(Ok(r)) = cs.map(|cs| self.plan.resolve(&cs)) {
                     add(r.key, Kind::Endpoint, service_name);
@@ -104,11 +108,12 @@ impl Store {
             self.graveyard.push(old);
         }
         let eds_names: HashSet<String> = eds_names.into_iter().map(String::from).collect();
+        eds_index.shrink_to_fit();
         self.eds_index = eds_index;
-        self.endpoints.retain(|n, _| eds_names.contains(n));
+        self.endpoints.retain(|n, _| eds_names.contains(&**n));
         let endpoints = &self.endpoints;
         self.endpoint_hashes
-            .retain(|h, n| endpoints.get(n).is_some_and(|e| e.hash == *h));
+            .retain(|h, n| endpoints.get(n.as_str()).is_some_and(|e| e.hash == *h));
         let mut routes_dropped = false;
         self.routes.retain(|n, _| {
             let keep = rds.contains(n);

@@ -81,11 +81,13 @@ impl Store {
         // One assignment at a time: decode, validate into a host set, drop the proto. Only a
         // hash of the bytes is kept (to skip unchanged assignments); the hosts live in the
         // clusters, and a cluster compiled later takes them from a cluster that has them.
-        let mut decoded: Vec<(String, u64, PrioritySet, String)> =
+        // (name, hash of the bytes, hosts, version, whether the resource came without a name)
+        let mut decoded: Vec<(String, u64, PrioritySet, String, bool)> =
             Vec::with_capacity(u.resources.len());
         let mut errors = Vec::new();
         let mut names = Vec::with_capacity(u.resources.len());
         let mut unchanged_names = Vec::new();
+        let mut shared = load_assignment::SharedMetadata::default();
         for inc in &u.resources {
             // A state-of-the-world push resends every assignment: one whose bytes are what tern
             // has (and whose clusters are not waiting for it) is not decoded again.
@@ -97,7 +99,10 @@ impl Store {
                     Some(&inc.name)
                 };
                 if let Some(name) = known
-                    && self.endpoints.get(name).is_some_and(|e| e.hash == hash)
+                    && self
+                        .endpoints
+                        .get(name.as_str())
+                        .is_some_and(|e| e.hash == hash)
                     && !self.eds_waiting(name)
                 {
                     names.push(name.clone());
@@ -108,8 +113,14 @@ impl Store {
             match decode::<ClusterLoadAssignment>(Kind::Endpoint, inc) {
                 Ok(cla) => {
                     names.push(cla.cluster_name.clone());
-                    match load_assignment::priority_set_from_assignment(&cla, false) {
-                        Ok(set) => decoded.push((cla.cluster_name, hash, set, inc.version.clone())),
+                    match load_assignment::priority_set_sharing(&cla, false, &mut shared) {
+                        Ok(set) => decoded.push((
+                            cla.cluster_name,
+                            hash,
+                            set,
+                            inc.version.clone(),
+                            inc.name.is_empty(),
+                        )),
                         Err(e) => errors
                             .push(format!("cluster load assignment {}: {e}", cla.cluster_name)),
                     }
@@ -135,13 +146,16 @@ impl Store {
                 cluster.stats.update_success().inc();
             }
         }
-        for (name, hash, set, version) in decoded {
-            let unchanged = self.endpoints.get(&name).is_some_and(|e| e.hash == hash);
+        for (name, hash, set, version, unnamed) in decoded {
+            let unchanged = self
+                .endpoints
+                .get(name.as_str())
+                .is_some_and(|e| e.hash == hash);
             let mut targets = Vec::new();
             for cluster in users.get(&name).into_iter().flatten() {
                 cluster.stats.update_success().inc();
                 cluster.stats.version().set(version_hash(&version));
-                if !unchanged || self.warming_clusters.contains_key(&cluster.name) {
+                if !unchanged || self.warming_clusters.contains_key(&*cluster.name) {
                     targets.push(cluster);
                 }
             }
@@ -157,9 +171,20 @@ impl Store {
                 cluster.set_hosts(hosts);
             }
             if !unchanged {
-                self.endpoint_hashes.insert(hash, name.clone());
+                // Only state-of-the-world responses come without names: only they need the
+                // hash to find the name.
+                if unnamed {
+                    self.endpoint_hashes.insert(hash, name.clone());
+                }
+                // The key shares the name of the cluster called after the service, if any.
+                let key: Arc<str> = users
+                    .get(&name)
+                    .into_iter()
+                    .flatten()
+                    .find(|c| *c.name == *name)
+                    .map_or_else(|| Arc::from(name.as_str()), |c| c.name.clone());
                 if let Some(old) = self.endpoints.insert(
-                    name,
+                    key,
                     EndpointEntry {
                         meta: Meta::now(&version),
                         hash,
@@ -170,7 +195,7 @@ impl Store {
             }
         }
         for n in &u.removed {
-            self.endpoints.remove(n);
+            self.endpoints.remove(n.as_str());
             for cluster in self.eds_users(std::slice::from_ref(n)).values().flatten() {
                 cluster.set_hosts(PrioritySet::default());
             }
@@ -199,18 +224,16 @@ impl Store {
     pub(super) fn eds_users(&self, names: &[String]) -> HashMap<String, Vec<Arc<Cluster>>> {
         let mut out: HashMap<String, Vec<Arc<Cluster>>> = HashMap::new();
         for n in names {
-            let Some(clusters) = self.eds_index.get(n) else {
-                continue;
-            };
-            let found: Vec<Arc<Cluster>> = clusters
-                .iter()
-                .filter_map(|c| {
-                    self.clusters
-                        .get(c)
-                        .or_else(|| self.warming_clusters.get(c))
-                        .map(|e| e.cluster.clone())
-                        .or_else(|| self.static_clusters.get(c).cloned())
-                })
+            let found: Vec<Arc<Cluster>> = self
+                .eds_clusters_named(n)
+                .filter(|c| c.eds_service_name() == Some(n.as_str()))
+                .chain(
+                    self.eds_index
+                        .get(n)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| self.eds_clusters_named(c).next()),
+                )
                 .collect();
             if !found.is_empty() {
                 out.insert(n.clone(), found);
@@ -219,11 +242,28 @@ impl Store {
         out
     }
 
+    /// The cluster called `name`: warming if a new version warms, else active, else static.
+    fn eds_clusters_named<'a>(&'a self, name: &str) -> impl Iterator<Item = Arc<Cluster>> + 'a {
+        self.clusters
+            .get(name)
+            .or_else(|| self.warming_clusters.get(name))
+            .map(|e| e.cluster.clone())
+            .or_else(|| self.static_clusters.get(name).cloned())
+            .into_iter()
+    }
+
     /// Whether a cluster using EDS service `name` still waits for it.
     pub(super) fn eds_waiting(&self, name: &str) -> bool {
-        self.eds_index
-            .get(name)
-            .is_some_and(|cs| cs.iter().any(|c| self.warming_clusters.contains_key(c)))
+        let warming = |c: &str| {
+            self.warming_clusters
+                .get(c)
+                .is_some_and(|e| e.cluster.eds_service_name() == Some(name))
+        };
+        warming(name)
+            || self
+                .eds_index
+                .get(name)
+                .is_some_and(|cs| cs.iter().any(|c| warming(c)))
     }
 
     // ---- secrets ----
