@@ -57,7 +57,7 @@ where
         rec.with(|i| {
             i.upstream_host = Some(host.address.to_string());
             i.attempt_count += 1;
-            i.istio.upstream_workload = host.istio_workload.clone();
+            i.istio.upstream_workload = host.istio_workload().cloned();
             i.istio.upstream_address = host.address.socket_addr();
         });
         let tls = pool::UpstreamTls::for_host(

@@ -467,7 +467,7 @@ impl Cluster {
     /// The TLS context for connections to `host`: the first `transport_socket_matches` entry
     /// its metadata matches, else `transport_socket`; `None` for plaintext.
     pub fn tls_for(&self, host: &Host) -> Option<&Arc<crate::tls::ClientContext>> {
-        let labels = host.socket_match.as_ref().map(|l| l.as_slice());
+        let labels = host.socket_match().map(|l| l.as_slice());
         let socket = self
             .transport_socket_matches
             .iter()

@@ -54,17 +54,25 @@ pub struct Host {
     pub degraded: AtomicBool,
     /// Requests in flight to this host (`LEAST_REQUEST` reads it).
     pub active_requests: AtomicU64,
-    /// The endpoint's `filter_metadata.istio.workload` (Istio's
+    /// The endpoint metadata tern reads, shared by the endpoints that have the same.
+    pub meta: Option<Arc<EndpointMeta>>,
+    /// Connection pools and counters, made on first use (most hosts of a large mesh are never
+    /// used); shared with the host of the same address in the next host set, so pooled
+    /// connections and the host's counters survive an EDS or DNS update. (A `OnceBox`: one
+    /// word, where a `OnceLock` takes two, in each of a mesh's hundred thousand hosts.)
+    pools: once_cell::race::OnceBox<Arc<HostPools>>,
+}
+
+/// The metadata of an endpoint that tern uses.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EndpointMeta {
+    /// `filter_metadata.istio.workload` (Istio's
     /// `name;namespace;canonical name;revision;cluster`), decoded: the destination a client
     /// reports when the upstream sent no peer metadata.
     pub istio_workload: Option<Arc<WorkloadMetadata>>,
-    /// `LbEndpoint.metadata.filter_metadata["envoy.transport_socket_match"]`, as text labels:
-    /// what the cluster's `transport_socket_matches` compare against.
+    /// `filter_metadata["envoy.transport_socket_match"]`, as text labels: what the cluster's
+    /// `transport_socket_matches` compare against.
     pub socket_match: Option<SocketMatchLabels>,
-    /// Connection pools and counters, made on first use (most hosts of a large mesh are never
-    /// used); shared with the host of the same address in the next host set, so pooled
-    /// connections and the host's counters survive an EDS or DNS update.
-    pools: std::sync::OnceLock<Arc<HostPools>>,
 }
 
 impl Host {
@@ -78,10 +86,19 @@ impl Host {
             healthy: AtomicBool::new(true),
             degraded: AtomicBool::new(false),
             active_requests: AtomicU64::new(0),
-            istio_workload: None,
-            socket_match: None,
-            pools: std::sync::OnceLock::new(),
+            meta: None,
+            pools: once_cell::race::OnceBox::new(),
         }
+    }
+
+    /// The endpoint's decoded `istio.workload` metadata, if any.
+    pub fn istio_workload(&self) -> Option<&Arc<WorkloadMetadata>> {
+        self.meta.as_ref()?.istio_workload.as_ref()
+    }
+
+    /// The endpoint's `envoy.transport_socket_match` labels, if any.
+    pub fn socket_match(&self) -> Option<&SocketMatchLabels> {
+        self.meta.as_ref()?.socket_match.as_ref()
     }
 
     /// Index of this host's locality in its host set, for indexing.
@@ -91,12 +108,16 @@ impl Host {
 
     /// The host's connection pools.
     pub fn pools(&self) -> &HostPools {
-        self.pools.get_or_init(Arc::default)
+        self.base_pools()
+    }
+
+    fn base_pools(&self) -> &Arc<HostPools> {
+        self.pools.get_or_init(|| Box::new(Arc::default()))
     }
 
     /// The pools for plaintext connections (`None`) or TLS connections with this key.
     pub fn pools_for(&self, key: Option<u64>) -> Arc<HostPools> {
-        let base = self.pools.get_or_init(Arc::default);
+        let base = self.base_pools();
         match key {
             None => base.clone(),
             Some(k) => base.keyed(k),
@@ -116,7 +137,9 @@ impl Host {
     /// Take over the pools and counters of `prev` (the same address in the previous host set).
     pub fn share_pools_from(&mut self, prev: &Host) {
         if let Some(p) = prev.pools.get() {
-            self.pools = std::sync::OnceLock::from(p.clone());
+            self.pools = once_cell::race::OnceBox::new();
+            // Fresh, so the cell is empty and `set` cannot fail.
+            let _ = self.pools.set(Box::new(p.clone()));
         }
     }
 

@@ -5,7 +5,9 @@
 //!
 //! Pure conversion: no I/O, no DNS (the caller resolves), and nothing from `lb`.
 
-use super::host::{Host, HostSet, Locality, PrioritySet, SocketMatchLabels, struct_labels};
+use super::host::{
+    EndpointMeta, Host, HostSet, Locality, PrioritySet, SocketMatchLabels, struct_labels,
+};
 use crate::config::{Address, ConfigError, Within, socket_address_of};
 use crate::stats::istio::WorkloadMetadata;
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
@@ -69,8 +71,8 @@ pub struct DnsTarget {
     pub priority: usize,
     /// Index of the locality in that priority's [`HostSet::localities`].
     pub locality: usize,
-    /// The endpoint's `envoy.transport_socket_match` metadata.
-    pub socket_match: Option<SocketMatchLabels>,
+    /// The endpoint's metadata (its `envoy.transport_socket_match` labels).
+    pub meta: Option<Arc<EndpointMeta>>,
 }
 
 /// Build the host sets of a STATIC or EDS cluster (`Cluster.load_assignment` or an EDS
@@ -149,7 +151,7 @@ pub fn dns_targets_from_assignment(
             health: at.health,
             priority: at.priority,
             locality: at.locality,
-            socket_match: at.socket_match.clone(),
+            meta: at.meta.clone(),
         });
         Ok(())
     })?;
@@ -184,7 +186,7 @@ pub fn priority_set_from_resolved(
                 target.weight,
             );
             host.locality = u32::try_from(locality).unwrap_or(u32::MAX);
-            host.socket_match = target.socket_match.clone();
+            host.meta = target.meta.clone();
             target.health.apply(&host);
             hs.hosts.push(Arc::new(host));
         }
@@ -198,16 +200,14 @@ struct At {
     locality: usize,
     weight: u32,
     health: EndpointHealth,
-    istio_workload: Option<Arc<WorkloadMetadata>>,
-    socket_match: Option<SocketMatchLabels>,
+    meta: Option<Arc<EndpointMeta>>,
 }
 
 fn push_host(set: &mut PrioritySet, at: At, address: Address, hostname: String) {
     if let Some(hs) = set.priorities.get_mut(at.priority) {
         let mut host = Host::new(address, hostname, at.weight);
         host.locality = u32::try_from(at.locality).unwrap_or(u32::MAX);
-        host.istio_workload = at.istio_workload;
-        host.socket_match = at.socket_match;
+        host.meta = at.meta;
         at.health.apply(&host);
         hs.hosts.push(Arc::new(host));
     }
@@ -328,6 +328,7 @@ fn for_each_endpoint(
     let mut seen_in_priority: Vec<usize> = Vec::new();
     // Workloads repeat within an assignment, not across them.
     shared.workloads.clear();
+    shared.metas.clear();
     for (i, lle) in cla.endpoints.iter().enumerate() {
         let priority = lle.priority as usize;
         if seen_in_priority.len() <= priority {
@@ -367,8 +368,7 @@ fn for_each_endpoint(
                 locality,
                 weight,
                 health: EndpointHealth::from_proto(lb.health_status),
-                istio_workload: shared.istio_workload(lb.metadata.as_ref()),
-                socket_match: shared.socket_match(lb.metadata.as_ref()),
+                meta: shared.meta(lb.metadata.as_ref()),
             };
             f(at, endpoint).map_err(|e| e.within(path()))?;
         }
@@ -386,6 +386,7 @@ pub struct SharedMetadata {
     workloads: HashMap<String, Option<Arc<WorkloadMetadata>>>,
     socket_labels: Vec<SocketMatchLabels>,
     localities: Vec<Arc<str>>,
+    metas: Vec<Arc<EndpointMeta>>,
 }
 
 impl SharedMetadata {
@@ -407,6 +408,35 @@ impl SharedMetadata {
             self.workloads.insert(s.clone(), w.clone());
         }
         w
+    }
+
+    /// An endpoint's metadata: shared by the endpoints with the same workload and labels.
+    fn meta(&mut self, m: Option<&core_pb::Metadata>) -> Option<Arc<EndpointMeta>> {
+        let istio_workload = self.istio_workload(m);
+        let socket_match = self.socket_match(m);
+        if istio_workload.is_none() && socket_match.is_none() {
+            return None;
+        }
+        fn same<T: ?Sized>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        if let Some(found) = self.metas.iter().find(|e| {
+            same(&e.istio_workload, &istio_workload) && same(&e.socket_match, &socket_match)
+        }) {
+            return Some(found.clone());
+        }
+        let meta = Arc::new(EndpointMeta {
+            istio_workload,
+            socket_match,
+        });
+        if self.metas.len() < Self::LIMIT {
+            self.metas.push(meta.clone());
+        }
+        Some(meta)
     }
 
     /// A locality's name (`region/zone/sub_zone`): a mesh has a few zones.

@@ -233,7 +233,7 @@ impl Recorder {
                 other => other.to_string(),
             });
             i.upstream_host_name = (!host.hostname.is_empty()).then(|| host.hostname.to_string());
-            i.istio.upstream_workload = host.istio_workload.clone();
+            i.istio.upstream_workload = host.istio_workload().cloned();
             i.istio.upstream_address = host.address.socket_addr();
             i.upstream_local = None;
             i.attempt_count = attempt;

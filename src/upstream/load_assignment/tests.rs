@@ -288,12 +288,12 @@ fn endpoints_of_one_workload_share_their_decoded_metadata() {
     )
     .unwrap();
     let hosts = &set.priorities[0].hosts;
-    let w = |i: usize| hosts[i].istio_workload.clone().unwrap();
+    let w = |i: usize| hosts[i].istio_workload().cloned().unwrap();
     assert_eq!(&*w(0).workload_name, "reviews-v1");
     assert_eq!(&*w(2).workload_name, "reviews-v2");
     assert!(Arc::ptr_eq(&w(0), &w(1)));
     assert!(!Arc::ptr_eq(&w(0), &w(2)));
-    let s = |i: usize| hosts[i].socket_match.clone().unwrap();
+    let s = |i: usize| hosts[i].socket_match().cloned().unwrap();
     assert_eq!(*s(0), [("tlsMode".to_string(), "istio".to_string())]);
     assert!(Arc::ptr_eq(&s(0), &s(1)) && Arc::ptr_eq(&s(0), &s(2)));
 }
