@@ -303,3 +303,56 @@ async fn delta_removal_and_in_place_endpoint_update() {
     s.apply(rm);
     assert!(world.cluster("a").is_none());
 }
+
+#[tokio::test]
+async fn eds_finds_clusters_by_their_name_or_service_and_counts_in_their_stats() {
+    let (mut s, world) = store();
+    // "outbound|80||svc" is named after its service, as Istio's clusters are; "b" is not.
+    let istio: cluster_pb::Cluster = from_yaml(
+        "name: outbound|80||svc\ntype: EDS\nconnect_timeout: 1s\neds_cluster_config: {eds_config: {ads: {}}, service_name: outbound|80||svc}\n",
+    );
+    let out = s.apply(update(
+        Kind::Cluster,
+        "1",
+        vec![any(&istio), any(&eds_cluster("b"))],
+        true,
+    ));
+    assert_eq!(out.error, None);
+    assert_eq!(
+        names(&s, Kind::Endpoint),
+        Some(Interest::names(["outbound|80||svc", "svc-b"]))
+    );
+    let out = s.apply(update(
+        Kind::Endpoint,
+        "1",
+        vec![any(&cla("outbound|80||svc", 9)), any(&cla("svc-b", 10))],
+        true,
+    ));
+    assert_eq!(out.error, None);
+    for c in ["outbound|80||svc", "b"] {
+        let cluster = world.cluster(c).expect("warmed by its assignment");
+        assert_eq!(cluster.priority_set().len(), 1, "{c}");
+        let n = |stat: &str| world.stats.counter_value(&format!("cluster.{c}.{stat}"));
+        assert_eq!(n("update_attempt"), Some(1), "{c}");
+        assert_eq!(n("update_success"), Some(1), "{c}");
+    }
+    // A bad assignment is rejected as a whole and counted in the cluster's scope.
+    let mut bad = cla("svc-b", 11);
+    bad.endpoints[0].lb_endpoints[0].host_identifier = None;
+    let out = s.apply(update(Kind::Endpoint, "2", vec![any(&bad)], false));
+    assert!(out.error.is_some());
+    assert_eq!(
+        world.stats.counter_value("cluster.b.update_rejected"),
+        Some(1)
+    );
+    let listed: Vec<String> = world.stats.counters().into_iter().map(|(n, _)| n).collect();
+    assert!(listed.iter().any(|n| n == "cluster.b.update_rejected"));
+    // A static cluster has no EDS subscription: no update_rejected listed (as in Envoy).
+    let st: cluster_pb::Cluster = from_yaml(
+        "name: st\ntype: STATIC\nconnect_timeout: 1s\nload_assignment: {cluster_name: st, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]}\n",
+    );
+    let _st = Cluster::compile(&st, &world.stats).unwrap();
+    let listed: Vec<String> = world.stats.counters().into_iter().map(|(n, _)| n).collect();
+    assert!(listed.iter().any(|n| n == "cluster.st.update_success"));
+    assert!(!listed.iter().any(|n| n == "cluster.st.update_rejected"));
+}
