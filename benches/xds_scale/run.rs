@@ -14,19 +14,21 @@ pub(crate) fn paths() -> anyhow::Result<Paths> {
     let tern = match std::env::var_os("TERN_BIN") {
         Some(p) => PathBuf::from(p),
         None => {
-            let p = root.join("target/release/tern");
-            if !p.exists() {
-                eprintln!("xds_scale: {} missing; cargo build --release", p.display());
-                let ok = Command::new(env!("CARGO"))
-                    .args(["build", "--release", "--bin", "tern"])
-                    .current_dir(&root)
-                    .status()?
-                    .success();
-                if !ok {
-                    bail!("cargo build --release failed");
-                }
+            // Always through cargo (a no-op when the binary is fresh): a stale
+            // `target/release/tern` would measure old code.
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            eprintln!("xds_scale: cargo build --release --bin tern");
+            let ok = Command::new(env!("CARGO"))
+                .args(["build", "--release", "--bin", "tern"])
+                .current_dir(&root)
+                .status()?
+                .success();
+            if !ok {
+                bail!("cargo build --release failed");
             }
-            p
+            target.join("release/tern")
         }
     };
     if !tern.exists() {
