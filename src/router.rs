@@ -246,7 +246,7 @@ fn compile_route(
     .within("match")?;
     let action = match &r.action {
         Some(A::Route(a)) => {
-            Action::Forward(RouteAction::compile_shared(a, vh_retry, retries).within("route")?)
+            Action::Forward(RouteAction::compile(a, vh_retry, retries).within("route")?)
         }
         Some(A::Redirect(a)) => Action::Redirect(Redirect::compile(a).within("redirect")?),
         Some(A::DirectResponse(d)) => {

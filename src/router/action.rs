@@ -276,17 +276,10 @@ pub struct RouteAction {
 }
 
 impl RouteAction {
-    /// Compile; error paths are relative to `route`. `vh_retry` is the virtual host's policy.
+    /// Compile; error paths are relative to `route`. `vh_retry` is the virtual host's policy;
+    /// retry policies are shared through `retries` with the table's other routes.
     #[allow(deprecated)]
-    pub fn compile(
-        a: &route_pb::RouteAction,
-        vh_retry: Option<&Arc<RetryPolicy>>,
-    ) -> Result<Self, ConfigError> {
-        Self::compile_shared(a, vh_retry, &mut RetryCache::default())
-    }
-
-    /// As [`compile`](Self::compile), sharing retry policies through `retries`.
-    pub(crate) fn compile_shared(
+    pub(crate) fn compile(
         a: &route_pb::RouteAction,
         vh_retry: Option<&Arc<RetryPolicy>>,
         retries: &mut RetryCache,

@@ -137,9 +137,7 @@ impl Host {
     /// Take over the pools and counters of `prev` (the same address in the previous host set).
     pub fn share_pools_from(&mut self, prev: &Host) {
         if let Some(p) = prev.pools.get() {
-            self.pools = once_cell::race::OnceBox::new();
-            // Fresh, so the cell is empty and `set` cannot fail.
-            let _ = self.pools.set(Box::new(p.clone()));
+            self.pools = once_cell::race::OnceBox::with_value(Box::new(p.clone()));
         }
     }
 
