@@ -1,10 +1,11 @@
 //! Entry points for fuzzing tern's parsers of untrusted input: bootstrap text, the xDS resource
 //! types (`Cluster`, `Listener`, `RouteConfiguration`), the HTTP connection manager's
 //! request path and header processing, access log format strings, the listener
-//! inspectors' ClientHello and request-line parsers, and the Bolt codec. Each takes arbitrary bytes and returns `()`; none may
-//! panic on any input. The targets in `fuzz/fuzz_targets/` call them, and the tests below run
-//! them over the seed corpora in `fuzz/corpus/` and over random bytes, so `cargo test` covers
-//! the same code on stable Rust.
+//! inspectors' ClientHello and request-line parsers, the Bolt and Dubbo codecs, and the
+//! HTTP/1.1 client codec's reading of an upstream's responses. Each takes arbitrary bytes and
+//! returns `()`; none may panic on any input. The targets in `fuzz/fuzz_targets/` call them,
+//! and the tests below run them over the seed corpora in `fuzz/corpus/` and over random bytes,
+//! so `cargo test` covers the same code on stable Rust.
 //!
 //! Not API: hidden from the docs and free to change. Depends on everything it exercises and
 //! nothing depends on it.
@@ -568,4 +569,122 @@ pub fn dubbo_frames(data: &[u8]) {
     let (split, split_failed) = decode(&[&data[..mid], &data[mid..]]);
     assert_eq!(failed, split_failed);
     assert_eq!(split, whole);
+}
+
+/// An upstream's HTTP/1.1 response as `upstream::pool::http1` reads it with
+/// `protocol::http1`: response heads (at most 100 fields; informational ones skipped, as the
+/// pool skips a `100 Continue`), the final head's framing for a GET and for a HEAD, and the bytes after
+/// it through a `BodyDecoder`, in three pieces and then at eof. Checked: a parse that needs
+/// more bytes or fails takes none; a HEAD response has no body, nor has a 204 or a 304; a
+/// chunked body is HTTP/1.1 without `content-length`; a content-length or close-delimited body
+/// is exactly the bytes that follow the head, cut short only at eof; no body is longer than
+/// the input; and the body decodes the same from the pieces as from the whole.
+pub fn http1_response(data: &[u8]) {
+    use crate::protocol::http1::{
+        Framing, ParseError, content_length, parse_response_head, response_framing,
+    };
+    use http::{Method, Version};
+    const MAX_HEADERS: usize = 100;
+    let mut buf = bytes::BytesMut::from(data);
+    let head = loop {
+        let before = buf.len();
+        match parse_response_head(&mut buf, MAX_HEADERS) {
+            Ok(Some(head)) => {
+                assert!(buf.len() < before, "a head of no bytes");
+                assert!(head.headers.len() <= MAX_HEADERS);
+                if !head.is_informational() {
+                    break head;
+                }
+            }
+            Ok(None) | Err(_) => {
+                assert_eq!(buf.len(), before, "a failed parse took bytes");
+                return;
+            }
+        }
+    };
+    assert_eq!(response_framing(&Method::HEAD, &head), Ok(Framing::Empty));
+    let Ok(framing) = response_framing(&Method::GET, &head) else {
+        return;
+    };
+    let status = head.status.as_u16();
+    match framing {
+        Framing::Empty => {}
+        Framing::Length(n) => {
+            assert!(n > 0);
+            assert_eq!(content_length(&head.headers), Ok(Some(n)));
+        }
+        Framing::Chunked => {
+            assert_eq!(head.version, Version::HTTP_11);
+            assert!(!head.headers.contains_key(http::header::CONTENT_LENGTH));
+        }
+        Framing::Close => assert_eq!(content_length(&head.headers), Ok(None)),
+    }
+    if status == 204 || status == 304 {
+        assert_eq!(framing, Framing::Empty);
+    }
+    let rest = buf.to_vec();
+    let whole = read_body(framing, &rest, &[]);
+    let third = rest.len() / 3;
+    let pieces = read_body(framing, &rest, &[third, 2 * third]);
+    if let Ok((body, left)) = &pieces {
+        assert!(body.len() + left.len() <= rest.len());
+        assert_eq!(&left[..], &rest[rest.len() - left.len()..]);
+    }
+    match (&whole, &pieces) {
+        (Ok(w), Ok(p)) => assert_eq!(w, p),
+        (w, p) => assert_eq!(w.is_ok(), p.is_ok(), "{w:?} {p:?}"),
+    }
+    let len = rest.len() as u64;
+    match framing {
+        Framing::Empty => assert_eq!(whole, Ok((Vec::new(), rest))),
+        Framing::Length(n) if n <= len => {
+            let n = n as usize;
+            assert_eq!(whole, Ok((rest[..n].to_vec(), rest[n..].to_vec())));
+        }
+        Framing::Length(_) => assert_eq!(whole, Err(ParseError::Incomplete)),
+        Framing::Close => assert_eq!(whole, Ok((rest, Vec::new()))),
+        Framing::Chunked => {}
+    }
+}
+
+/// The body of `input` as a `BodyDecoder` for `framing` hands it out, given `input` cut at
+/// `cuts` and then eof: the body and the bytes left after it.
+fn read_body(
+    framing: crate::protocol::http1::Framing,
+    input: &[u8],
+    cuts: &[usize],
+) -> Result<(Vec<u8>, Vec<u8>), crate::protocol::http1::ParseError> {
+    use crate::protocol::http1::{BodyDecoder, Decoded};
+    let mut dec = BodyDecoder::new(framing, 100);
+    let mut buf = bytes::BytesMut::new();
+    let mut body = Vec::new();
+    let mut at = 0;
+    for (i, end) in cuts.iter().chain([&input.len()]).enumerate() {
+        let end = (*end).clamp(at, input.len());
+        buf.extend_from_slice(&input[at..end]);
+        at = end;
+        let eof = i == cuts.len();
+        loop {
+            let before = buf.len();
+            let step = dec.decode(&mut buf, eof)?;
+            assert!(buf.len() <= before, "a decoder step grew its buffer");
+            match step {
+                Decoded::Data(d) => {
+                    assert!(!d.is_empty() && d.len() <= before - buf.len());
+                    body.extend_from_slice(&d);
+                    assert!(body.len() <= input.len());
+                }
+                Decoded::Trailers(_) | Decoded::End => {
+                    assert!(dec.is_done());
+                    buf.extend_from_slice(&input[at..]);
+                    return Ok((body, buf.to_vec()));
+                }
+                Decoded::NeedMore => {
+                    assert!(!eof, "a decoder wants more at eof");
+                    break;
+                }
+            }
+        }
+    }
+    unreachable!("a decoder at eof ends or fails")
 }

@@ -1,4 +1,5 @@
-//! The protocol layer: codecs that turn bytes into streams. HTTP/1.1 and HTTP/2 are hyper's;
+//! The protocol layer: codecs that turn bytes into streams. HTTP/2 and the downstream side of
+//! HTTP/1.1 are hyper's; the upstream side of HTTP/1.1 is tern's own (`http1`);
 //! this module holds what tern adds around them (the body type shared by both directions,
 //! protocol detection, hop-by-hop header rules) and the RPC codecs (`xprotocol`: Dubbo,
 //! Bolt). It knows nothing about routes or clusters.
@@ -7,5 +8,6 @@ pub mod body;
 pub mod client_hello;
 pub mod detect;
 pub mod headers;
+pub mod http1;
 pub mod query;
 pub mod xprotocol;

@@ -12,6 +12,8 @@ mod compressor;
 mod inspector;
 #[path = "http/tracing.rs"]
 mod tracing;
+#[path = "http/upstream_h1.rs"]
+mod upstream_h1;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -736,6 +736,7 @@ fn write_seed_corpora() {
 
     write_listener_inspector_seeds();
     write_bolt_seeds();
+    write_http1_response_seeds();
 }
 
 /// Bolt v1 streams: a knobs byte (frame size limit 1 MiB, reads of 7 bytes: 3 * 7 + 2 = 23),
@@ -863,4 +864,68 @@ fn write_listener_inspector_seeds() {
     .map(|(n, b)| (n.to_owned(), b))
     .collect();
     write("listener_inspectors", &seeds);
+}
+
+/// Upstream HTTP/1.1 responses: the common framings (content-length, chunked with extensions
+/// and trailers, close-delimited HTTP/1.0), bodiless ones, a 100-continue before the final
+/// head, keep-alive bytes after a body, and the malformed shapes the codec rejects (`bad_*`).
+#[test]
+#[ignore = "writes fuzz/corpus/http1_response; run by hand after changing a seed"]
+fn write_http1_response_seeds() {
+    let seeds: &[(&str, &[u8])] = &[
+        (
+            "ok_length",
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n",
+        ),
+        (
+            "chunked_trailers",
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTransfer-Encoding: chunked\r\n\
+              Trailer: grpc-status\r\n\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n\
+              0\r\ngrpc-status: 0\r\ngrpc-message: ok\r\n\r\n",
+        ),
+        (
+            "no_body_204",
+            b"HTTP/1.1 204 No Content\r\nServer: envoy\r\nContent-Length: 7\r\n\r\n",
+        ),
+        (
+            "continue_then_ok",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nLocation: /items/7\r\n\
+              Content-Length: 2\r\n\r\nok",
+        ),
+        (
+            "http10_close",
+            b"HTTP/1.0 200 OK\r\nServer: old\r\n\r\nthe body runs until the connection closes",
+        ),
+        (
+            "pipelined_keep_alive",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+              HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        ),
+        (
+            "bad_chunked_and_length",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
+        (
+            "bad_gzip_chunked",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "bad_content_lengths",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        ),
+        (
+            "bad_chunk_size",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000003\r\nabc\r\n0\r\n\r\n",
+        ),
+        ("bad_status_line", b"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n"),
+        (
+            "bad_truncated",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a little",
+        ),
+    ];
+    let seeds: Vec<(String, Vec<u8>)> = seeds
+        .iter()
+        .map(|(n, b)| ((*n).to_owned(), b.to_vec()))
+        .collect();
+    write("http1_response", &seeds);
 }

@@ -14,6 +14,7 @@ const TARGETS: &[Target] = &[
     ("listener_inspectors", listener_inspectors),
     ("bolt_codec", bolt_codec),
     ("dubbo_frames", dubbo_frames),
+    ("http1_response", http1_response),
 ];
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -97,10 +98,43 @@ fn real_seeds_compile() {
         let (frames, rest) = crate::protocol::xprotocol::bolt::decode_all(&data[1..], 1 << 20);
         assert!(!frames.is_empty() && rest.is_ok(), "{name}: {rest:?}");
     }
+    for (name, data) in corpus("http1_response") {
+        if name.starts_with("crash_") {
+            continue;
+        }
+        let read = read_response(&data);
+        if name.starts_with("bad_") {
+            assert!(read.is_err(), "{name}: {read:?}");
+        } else {
+            let (body, left) = read.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!body.is_empty() || name.contains("no_body"), "{name}");
+            assert!(
+                left.is_empty() || name.contains("pipelined"),
+                "{name}: {left:?}"
+            );
+        }
+    }
     for (name, data) in corpus("cluster_proto") {
         let c = cluster_pb::Cluster::decode(data.as_slice()).unwrap();
         Cluster::compile(&c, &Store::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+}
+
+/// A whole response as the pool reads it: informational heads skipped, the final head, its
+/// body for a GET; the body and the bytes after it.
+fn read_response(data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+    use crate::protocol::http1::{parse_response_head, response_framing};
+    let mut buf = bytes::BytesMut::from(data);
+    let head = loop {
+        match parse_response_head(&mut buf, 100) {
+            Ok(Some(h)) if h.is_informational() => {}
+            Ok(Some(h)) => break h,
+            Ok(None) => return Err("incomplete head".to_owned()),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let framing = response_framing(&http::Method::GET, &head).map_err(|e| e.to_string())?;
+    read_body(framing, &buf, &[]).map_err(|e| e.to_string())
 }
 
 fn mutated(seeds: Vec<(String, Vec<u8>)>) -> impl Strategy<Value = Vec<u8>> {
@@ -183,5 +217,10 @@ proptest! {
     #[test]
     fn mutated_bolt_frames_do_not_panic(data in mutated(corpus("bolt_codec"))) {
         bolt_codec(&data);
+    }
+
+    #[test]
+    fn mutated_http1_responses_do_not_panic(data in mutated(corpus("http1_response"))) {
+        http1_response(&data);
     }
 }

@@ -138,6 +138,13 @@ pub enum UpstreamError {
     /// The HTTP handshake with the upstream failed.
     #[error("protocol error: {0}")]
     Handshake(#[source] hyper::Error),
+    /// The upstream's response could not be parsed (tern's HTTP/1.1 codec).
+    #[error("protocol error: {0}")]
+    Protocol(#[source] crate::protocol::http1::ParseError),
+    /// The downstream request body failed while it was being sent (the client reset the
+    /// stream or went away, or its body timed out).
+    #[error("request body failed: {0}")]
+    RequestBody(#[source] BoxError),
     /// The upstream reset the stream or closed the connection before the response headers.
     #[error("connection termination: {0}")]
     Reset(#[source] BoxError),

@@ -6,6 +6,7 @@
 //! - `/fail-once/<key>`: 503 the first time a key is seen, 200 afterwards;
 //! - `/delay/<ms>`: 200 after that many milliseconds;
 //! - `/echo`: the request body back;
+//! - `/stream-echo`: the request body back frame by frame, as it arrives (full duplex);
 //! - `/trailers`: a body and `grpc-status`-like trailers (`x-trailer: yes`);
 //! - `/stall`: 200, one body chunk, then the body never ends;
 //! - `/ws`: a WebSocket-style upgrade (101), then echoes bytes;
@@ -126,6 +127,11 @@ async fn handle(
             .map(|c| c.to_bytes())
             .unwrap_or_default();
         http::Response::new(full(body))
+    } else if path.ends_with("/stream-echo") {
+        let frames = futures_util::StreamExt::filter_map(req.into_body().into_data_stream(), |d| {
+            std::future::ready(d.ok().map(|d| Ok::<_, Infallible>(Frame::data(d))))
+        });
+        http::Response::new(StreamBody::new(frames).boxed())
     } else if path.ends_with("/trailers") {
         let mut trailers = http::HeaderMap::new();
         trailers.insert("x-trailer", http::HeaderValue::from_static("yes"));
@@ -208,4 +214,49 @@ pub async fn tcp_echo() -> (SocketAddr, tokio::task::JoinHandle<()>) {
         }
     });
     (addr, task)
+}
+
+/// An HTTP/1 upstream written by hand, for responses no well-behaved server sends: for each
+/// request head it reads, `script` gets the method and the request path and returns the bytes to answer and
+/// whether to close the connection after them. Returns the address and the number of
+/// connections accepted.
+pub async fn scripted(
+    script: fn(&str, &str) -> (Vec<u8>, bool),
+) -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request head at a time (the scripted requests carry no body).
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let mut line = head.split(' ');
+                        let method = line.next().unwrap_or("GET").to_owned();
+                        let path = line.next().unwrap_or("/").to_owned();
+                        let (reply, close) = script(&method, &path);
+                        if s.write_all(&reply).await.is_err() || close {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted, task)
 }

@@ -477,13 +477,23 @@ pub(crate) async fn forward(
                 r
             }
             Outcome::Done(Err(e)) => {
+                if matches!(e, UpstreamError::RequestBody(_)) {
+                    // The client reset the stream (or left) while its body was going up. Let
+                    // the codec see the reset before anything answers: the stream then ends
+                    // as a reset (counted by the rapid-reset check), not with a reply
+                    // nobody reads.
+                    tokio::task::yield_now().await;
+                }
                 debug!(host = %host.address, error = %e, "upstream request failed");
                 s.rec.upstream_failure(&e);
                 let text = upstream_reset_text(attempt > 1, reset_reason(&e));
-                local(
-                    reply_for(s.grpc, StatusCode::SERVICE_UNAVAILABLE, &text),
-                    attempt,
-                )
+                // Envoy answers a response it cannot parse with 502, other resets with 503.
+                let status = if matches!(e, UpstreamError::Protocol(_)) {
+                    StatusCode::BAD_GATEWAY
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                local(reply_for(s.grpc, status, &text), attempt)
             }
             Outcome::Timeout { global } => {
                 cfg.stats.downstream_rq_timeout.inc();

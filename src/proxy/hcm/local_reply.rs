@@ -15,8 +15,8 @@ pub fn reset_reason(e: &UpstreamError) -> &'static str {
         | UpstreamError::Unsupported(_)
         | UpstreamError::Tls(_) => "remote connection failure",
         UpstreamError::ConnectTimeout => "connection timeout",
-        UpstreamError::Handshake(_) => "protocol error",
-        UpstreamError::Reset(_) => "connection termination",
+        UpstreamError::Handshake(_) | UpstreamError::Protocol(_) => "protocol error",
+        UpstreamError::Reset(_) | UpstreamError::RequestBody(_) => "connection termination",
     }
 }
 

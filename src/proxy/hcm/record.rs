@@ -375,9 +375,16 @@ fn failure(e: &UpstreamError) -> (ResponseFlag, &'static str) {
             ResponseFlag::UpstreamConnectionFailure,
             "connection_timeout",
         ),
-        UpstreamError::Handshake(_) => (ResponseFlag::UpstreamProtocolError, "protocol_error"),
+        UpstreamError::Handshake(_) | UpstreamError::Protocol(_) => {
+            (ResponseFlag::UpstreamProtocolError, "protocol_error")
+        }
         UpstreamError::Reset(_) => (
             ResponseFlag::UpstreamConnectionTermination,
+            "connection_termination",
+        ),
+        // The client's side failed, not the upstream's.
+        UpstreamError::RequestBody(_) => (
+            ResponseFlag::DownstreamConnectionTermination,
             "connection_termination",
         ),
     }

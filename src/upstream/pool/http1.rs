@@ -1,36 +1,86 @@
 //! HTTP/1.1 keep-alive pool: idle connections per host, one request at a time on each.
+//!
+//! A request runs on tern's own codec (`protocol::http1`) in the task of the stream that sends
+//! it: the stream writes the request, reads the response head, and its response body reads the
+//! rest and gives the connection back to the pool at the end. No connection task, no channel.
+//! The request body keeps streaming while the response is read (full duplex), as hyper's
+//! client did.
+//!
+//! An idle connection has no task watching it. It is checked when it is taken (the peer may
+//! have closed it, or sent bytes nobody asked for) and, from the oldest end of the pool, each
+//! time a connection is put back.
 
 use super::{
-    HostPools, Pending, PoolSettings, PooledResponse, UpstreamError, UpstreamTls, connect_host,
+    HostPools, Pending, PoolSettings, PooledResponse, UpstreamConn, UpstreamError, UpstreamTls,
+    connect_host,
 };
-use crate::protocol::body::{Body, boxed};
+use crate::protocol::body::{Body, BoxError, boxed};
+use crate::protocol::http1::{
+    BodyDecoder, Decoded, Framing, ParseError, ResponseHead, content_length, encode_chunk_header,
+    encode_chunked_end, encode_request_head, parse_response_head, response_framing,
+};
 use crate::upstream::cluster::ClusterStats;
 use crate::upstream::host::Host;
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::Method;
 use http_body::Body as _;
-use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::body::{Frame, SizeHint};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+use tokio::io::AsyncWrite;
+use tokio_util::io::poll_read_buf;
+
+/// Request bytes buffered before they are written out.
+const WRITE_HIGH: usize = 64 * 1024;
+
+/// Read buffer capacity reserved before each read.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Idle HTTP/1.1 connections of one host. The lock is held only to push or pop; it is never
 /// shared with a configuration writer.
 #[derive(Debug, Default)]
 pub struct Http1Pool {
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<VecDeque<Conn>>,
 }
 
+/// An HTTP/1.1 connection with its buffers.
 #[derive(Debug)]
-struct Idle {
-    sender: SendRequest<Body>,
+struct Conn {
+    io: UpstreamConn,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
     since: Instant,
     used: u32,
     peer: Arc<str>,
     local: Option<std::net::SocketAddr>,
     tls: Option<Arc<crate::tls::TlsInfo>>,
+}
+
+impl Conn {
+    /// Whether an idle connection can take a request: its peer has neither closed it nor sent
+    /// anything. Looks at the socket without waiting.
+    fn idle_usable(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        self.rbuf.reserve(READ_CHUNK);
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(
+            poll_read_buf(Pin::new(&mut self.io), &mut cx, &mut self.rbuf),
+            Poll::Pending
+        )
+    }
+
+    fn expired(&self, settings: &PoolSettings, now: Instant) -> bool {
+        settings
+            .idle_timeout
+            .is_some_and(|t| now.saturating_duration_since(self.since) >= t)
+    }
 }
 
 impl Http1Pool {
@@ -41,38 +91,266 @@ impl Http1Pool {
 
     /// Close every idle connection (host removed, or drain).
     pub fn clear(&self) {
-        if let Ok(mut v) = self.idle.lock() {
-            v.clear();
-        }
+        let drained: Vec<Conn> = match self.idle.lock() {
+            Ok(mut v) => v.drain(..).collect(),
+            Err(_) => return,
+        };
+        drop(drained);
     }
 
-    fn take(&self, settings: &PoolSettings) -> Option<Idle> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some(c) = idle.pop() {
-            let expired = settings
-                .idle_timeout
-                .is_some_and(|t| c.since.elapsed() >= t);
-            if !expired && !c.sender.is_closed() {
-                return Some(c);
+    /// The most recently used idle connection that can still take a request; the dead ones
+    /// met on the way are closed.
+    fn take(&self, settings: &PoolSettings) -> Option<Conn> {
+        let now = Instant::now();
+        let mut dead = Vec::new();
+        let found = {
+            let mut idle = self.idle.lock().ok()?;
+            loop {
+                let Some(mut c) = idle.pop_back() else {
+                    break None;
+                };
+                if !c.expired(settings, now) && c.idle_usable() {
+                    break Some(c);
+                }
+                dead.push(c);
             }
-        }
-        None
+        };
+        drop(dead);
+        found
     }
 
-    fn put(&self, mut c: Idle, settings: &PoolSettings) {
-        if c.sender.is_closed()
-            || settings
-                .max_requests_per_connection
-                .is_some_and(|m| c.used >= m)
+    fn put(&self, mut c: Conn, settings: &PoolSettings) {
+        if settings
+            .max_requests_per_connection
+            .is_some_and(|m| c.used >= m)
         {
             return;
         }
-        c.since = Instant::now();
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < settings.max_idle_per_host
-        {
-            idle.push(c);
+        let now = Instant::now();
+        c.since = now;
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        // No task watches an idle connection: the oldest is checked here, so that connections
+        // closed by their peer or past the idle timeout leave the pool while traffic flows.
+        let stale = idle
+            .front_mut()
+            .and_then(|o| (o.expired(settings, now) || !o.idle_usable()).then_some(()))
+            .and_then(|()| idle.pop_front());
+        let rejected = if idle.len() < settings.max_idle_per_host {
+            idle.push_back(c);
+            None
+        } else {
+            Some(c)
+        };
+        drop(idle);
+        drop((stale, rejected));
+    }
+}
+
+/// Why writing the request stopped.
+enum SendError {
+    /// The downstream request body failed (reset, timed out): the exchange is abandoned.
+    Body(BoxError),
+    /// The request body does not match its `content-length`.
+    Length,
+    /// The connection failed; a response may still be readable.
+    Io(io::Error),
+}
+
+/// One request/response exchange on a connection.
+struct Exchange {
+    conn: Conn,
+    /// The request body still to be written; `None` once its end is in `wbuf`.
+    body: Option<Body>,
+    /// How the request body is framed, with the bytes still due for `Length`.
+    framing: Framing,
+    /// The request has been written out completely (or writing it was given up).
+    sent: bool,
+    /// Writing the request failed, or stopped before its end: the connection cannot be reused.
+    broken: bool,
+    /// The body has been polled (a request whose body was touched cannot be sent again).
+    body_touched: bool,
+    /// Response bytes have been read.
+    got_bytes: bool,
+    /// The write error, reported if no response can be read.
+    write_error: Option<io::Error>,
+    max_headers: usize,
+}
+
+impl Exchange {
+    /// Write as much of the request as can be written now. `Ready(Ok)` once all of it is out.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        loop {
+            while self.conn.wbuf.len() < WRITE_HIGH {
+                let Some(body) = self.body.as_mut() else {
+                    break;
+                };
+                self.body_touched = true;
+                match Pin::new(body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => self.encode_frame(frame)?,
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(SendError::Body(e))),
+                    Poll::Ready(None) => self.finish_body(None)?,
+                    Poll::Pending => break,
+                }
+            }
+            if self.conn.wbuf.is_empty() {
+                return if self.body.is_none() {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                };
+            }
+            match Pin::new(&mut self.conn.io).poll_write(cx, &self.conn.wbuf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(SendError::Io(io::ErrorKind::WriteZero.into())));
+                }
+                Poll::Ready(Ok(n)) => self.conn.wbuf.advance(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(SendError::Io(e))),
+                Poll::Pending => return Poll::Pending,
+            }
         }
+    }
+
+    fn encode_frame(&mut self, frame: Frame<Bytes>) -> Result<(), SendError> {
+        match frame.into_data() {
+            Ok(data) => {
+                if data.is_empty() {
+                    return Ok(());
+                }
+                match &mut self.framing {
+                    Framing::Chunked => {
+                        encode_chunk_header(data.len(), &mut self.conn.wbuf);
+                        self.conn.wbuf.put_slice(&data);
+                        self.conn.wbuf.put_slice(b"\r\n");
+                    }
+                    Framing::Length(left) if data.len() as u64 <= *left => {
+                        *left -= data.len() as u64;
+                        self.conn.wbuf.put_slice(&data);
+                    }
+                    _ => return Err(SendError::Length),
+                }
+                Ok(())
+            }
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => self.finish_body(Some(&trailers)),
+                Err(_) => Ok(()),
+            },
+        }
+    }
+
+    /// The request body has ended (with trailers, which only a chunked body can carry).
+    fn finish_body(&mut self, trailers: Option<&http::HeaderMap>) -> Result<(), SendError> {
+        self.body = None;
+        match self.framing {
+            Framing::Chunked => encode_chunked_end(trailers, &mut self.conn.wbuf),
+            Framing::Length(0) | Framing::Empty => {}
+            Framing::Length(_) | Framing::Close => return Err(SendError::Length),
+        }
+        self.framing = Framing::Empty;
+        Ok(())
+    }
+
+    /// Keep the request going; returns an error only when the exchange must end.
+    fn drive_send(&mut self, cx: &mut Context<'_>) -> Result<(), UpstreamError> {
+        if self.sent {
+            return Ok(());
+        }
+        match self.poll_send(cx) {
+            Poll::Ready(Ok(())) => self.sent = true,
+            Poll::Pending => {}
+            Poll::Ready(Err(SendError::Body(e))) => return Err(UpstreamError::RequestBody(e)),
+            Poll::Ready(Err(SendError::Length)) => {
+                return Err(UpstreamError::Reset(
+                    "request body does not match its content-length".into(),
+                ));
+            }
+            Poll::Ready(Err(SendError::Io(e))) => {
+                // The peer may have answered and closed: read what it sent before failing.
+                self.sent = true;
+                self.broken = true;
+                self.body = None;
+                self.write_error = Some(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read into the buffer. `Ready(Ok(false))`: the peer closed the connection.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        self.conn.rbuf.reserve(READ_CHUNK);
+        match poll_read_buf(Pin::new(&mut self.conn.io), cx, &mut self.conn.rbuf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(_)) => {
+                self.got_bytes = true;
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Send the request and read the final response head (1xx responses are skipped).
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<ResponseHead, UpstreamError>> {
+        loop {
+            self.drive_send(cx)?;
+            if !self.conn.rbuf.is_empty() {
+                match parse_response_head(&mut self.conn.rbuf, self.max_headers) {
+                    Ok(Some(head)) if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                        return Poll::Ready(Err(UpstreamError::Protocol(ParseError::Malformed(
+                            "101 to a request that did not ask to upgrade",
+                        ))));
+                    }
+                    Ok(Some(head)) if head.is_informational() => continue,
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Err(UpstreamError::Protocol(e))),
+                }
+            }
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => {
+                    let e = self.write_error.take().unwrap_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "upstream closed the connection before the response",
+                        )
+                    });
+                    return Poll::Ready(Err(UpstreamError::Reset(e.into())));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(UpstreamError::Reset(e.into()))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Whether a failed exchange on a pooled connection may go again on another one: nothing
+    /// of the request body was used, the method is idempotent, and the peer sent nothing
+    /// (it had closed the idle connection as the request went out).
+    fn resendable(&self, method: &Method, err: &UpstreamError) -> bool {
+        !self.body_touched
+            && !self.got_bytes
+            && matches!(err, UpstreamError::Reset(_))
+            && method.is_idempotent()
+    }
+}
+
+/// The request body's framing: the `content-length` it carries, else none when it is empty,
+/// its exact size when known, else chunked.
+fn request_framing(headers: &http::HeaderMap, body: &Body) -> Framing {
+    if let Ok(Some(n)) = content_length(headers) {
+        return if n == 0 && body.is_end_stream() {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        };
+    }
+    if body.is_end_stream() {
+        return Framing::Empty;
+    }
+    match body.size_hint().exact() {
+        Some(n) => Framing::Length(n),
+        None => Framing::Chunked,
     }
 }
 
@@ -81,139 +359,199 @@ pub(super) async fn send(
     pools: &Arc<HostPools>,
     stats: &ClusterStats,
     settings: &PoolSettings,
-    mut req: http::Request<Body>,
+    req: http::Request<Body>,
     tls: Option<&UpstreamTls>,
 ) -> Result<PooledResponse, UpstreamError> {
-    // A pooled connection first; a request that was not written (the peer closed the idle
-    // connection) moves on to the next one.
-    while let Some(mut c) = pools.http1.take(settings) {
-        if c.sender.ready().await.is_err() {
-            continue;
+    let (parts, body) = req.into_parts();
+    let framing = request_framing(&parts.headers, &body);
+    let mut body = (framing != Framing::Empty).then_some(body);
+    let max_headers = settings.max_headers_count.max(1);
+    let start = |mut conn: Conn, body: Option<Body>| {
+        conn.used += 1;
+        encode_request_head(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            framing,
+            &mut conn.wbuf,
+        );
+        Exchange {
+            conn,
+            body,
+            framing,
+            sent: false,
+            broken: false,
+            body_touched: false,
+            got_bytes: false,
+            write_error: None,
+            max_headers,
         }
-        c.used += 1;
-        match c.sender.try_send_request(req).await {
-            Ok(resp) => return Ok(wrap(resp, pools, settings, c)),
-            Err(mut e) => match e.take_message() {
-                Some(r) => req = r,
-                None => return Err(UpstreamError::Reset(e.into_error().into())),
-            },
+    };
+
+    // A pooled connection first; a request that found its connection closed under it moves
+    // on to the next one when it can be sent again.
+    while let Some(conn) = pools.http1.take(settings) {
+        let mut ex = start(conn, body.take());
+        match poll_fn(|cx| ex.poll_head(cx)).await {
+            Ok(head) => return respond(ex, head, &parts.method, pools, settings),
+            Err(e) if ex.resendable(&parts.method, &e) => {
+                tracing::debug!(error = %e, "pooled upstream connection was closed; trying another");
+                body = ex.body.take();
+            }
+            Err(e) => return Err(e),
         }
     }
 
     let pending = Pending::start(stats);
     let io = connect_host(host, stats, settings.connect_timeout, tls).await?;
     stats.upstream_cx_http1_total().inc();
-    let peer: Arc<str> = io.peer().into();
-    let local = io.local();
-    let tls = io.tls().cloned();
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_headers(settings.max_headers_count.max(1))
-        .writev(false)
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(UpstreamError::Handshake)?;
     drop(pending);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "upstream http/1.1 connection closed with an error");
-        }
-    });
-    sender.ready().await.map_err(UpstreamError::Handshake)?;
-    let mut c = Idle {
-        sender,
+    let conn = Conn {
+        peer: io.peer().into(),
+        local: io.local(),
+        tls: io.tls().cloned(),
+        io,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
         since: Instant::now(),
-        used: 1,
-        peer,
-        local,
-        tls,
+        used: 0,
     };
-    match c.sender.try_send_request(req).await {
-        Ok(resp) => Ok(wrap(resp, pools, settings, c)),
-        Err(e) => Err(UpstreamError::Reset(e.into_error().into())),
-    }
+    let mut ex = start(conn, body);
+    let head = poll_fn(|cx| ex.poll_head(cx)).await?;
+    respond(ex, head, &parts.method, pools, settings)
 }
 
-fn wrap(
-    resp: http::Response<Incoming>,
+fn respond(
+    ex: Exchange,
+    head: ResponseHead,
+    method: &Method,
     pools: &Arc<HostPools>,
     settings: &PoolSettings,
-    c: Idle,
-) -> PooledResponse {
-    let upstream_addr = c.peer.to_string();
-    let upstream_local = c.local;
-    let upstream_tls = c.tls.clone();
-    let reusable = !resp
-        .headers()
-        .get(http::header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-    let (parts, body) = resp.into_parts();
-    let ret = reusable.then(|| Return {
+) -> Result<PooledResponse, UpstreamError> {
+    let framing = response_framing(method, &head).map_err(UpstreamError::Protocol)?;
+    let decoder = BodyDecoder::new(framing, ex.max_headers);
+    let upstream_addr = ex.conn.peer.to_string();
+    let upstream_local = ex.conn.local;
+    let upstream_tls = ex.conn.tls.clone();
+    let ResponseHead {
+        status,
+        version,
+        headers,
+        keep_alive,
+    } = head;
+    let body = ResponseBody {
+        ex: Some(ex),
+        decoder,
+        eof: false,
+        keep_alive: keep_alive && framing != Framing::Close,
         pools: pools.clone(),
         settings: settings.clone(),
-        conn: c,
-    });
-    let body = boxed(ReturningBody { inner: body, ret });
-    PooledResponse {
-        response: http::Response::from_parts(parts, body),
+    };
+    let mut response = http::Response::new(boxed(body));
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(PooledResponse {
+        response,
         upstream_addr,
         upstream_local,
         upstream_tls,
-    }
+    })
 }
 
-#[derive(Debug)]
-struct Return {
+/// A response body read from its connection by whoever polls it. At its end the connection
+/// goes back to the pool if the exchange left it clean; dropped early, it is closed.
+struct ResponseBody {
+    ex: Option<Exchange>,
+    decoder: BodyDecoder,
+    eof: bool,
+    keep_alive: bool,
     pools: Arc<HostPools>,
     settings: PoolSettings,
-    conn: Idle,
 }
 
-pin_project_lite::pin_project! {
-    /// A response body that gives its connection back to the pool once it has been read to
-    /// the end. Dropped early, the connection is closed instead.
-    struct ReturningBody {
-        #[pin]
-        inner: Incoming,
-        ret: Option<Return>,
+impl ResponseBody {
+    /// The body has ended: give the connection back when it can carry another request.
+    fn finish(&mut self) {
+        let Some(ex) = self.ex.take() else {
+            return;
+        };
+        if self.decoder.is_done()
+            && self.keep_alive
+            && ex.sent
+            && !ex.broken
+            && ex.conn.rbuf.is_empty()
+            && ex.conn.wbuf.is_empty()
+        {
+            self.pools.http1.put(ex.conn, &self.settings);
+        }
     }
-    impl PinnedDrop for ReturningBody {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if this.inner.is_end_stream() {
-                give_back(this.ret);
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(ex) = this.ex.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Err(e) = ex.drive_send(cx) {
+                this.ex = None;
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            match this.decoder.decode(&mut ex.conn.rbuf, this.eof) {
+                Ok(Decoded::Data(data)) => {
+                    if this.decoder.is_done() {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Decoded::Trailers(t)) => {
+                    this.finish();
+                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                }
+                Ok(Decoded::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => {
+                    this.ex = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            match ex.poll_fill(cx) {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => this.eof = true,
+                Poll::Ready(Err(e)) => {
+                    this.ex = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
-}
-
-fn give_back(ret: &mut Option<Return>) {
-    if let Some(r) = ret.take() {
-        r.pools.http1.put(r.conn, &r.settings);
-    }
-}
-
-impl http_body::Body for ReturningBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let res = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) = res {
-            give_back(this.ret);
-        }
-        res
-    }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ex.is_none() || self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
     }
 }

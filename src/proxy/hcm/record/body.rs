@@ -96,7 +96,9 @@ fn body_failed(r: &mut Rec, e: &BoxError) {
     // Envoy's protocol error; anything else is a connection termination.
     let mut incomplete = e
         .downcast_ref::<hyper::Error>()
-        .is_some_and(|h| h.is_incomplete_message() || h.is_parse());
+        .is_some_and(|h| h.is_incomplete_message() || h.is_parse())
+        || e.downcast_ref::<crate::protocol::http1::ParseError>()
+            .is_some();
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
     while let Some(c) = cause {
         if c.downcast_ref::<std::io::Error>()
