@@ -214,7 +214,7 @@ fn set_reason(headers: &mut HeaderMap, reason: Reason, pack: bool) {
         Reason::NotTraceable => b'4',
     };
     if let Ok(v) = HeaderValue::from_bytes(&id) {
-        headers.insert("x-request-id", v);
+        headers.insert(crate::protocol::headers::names::X_REQUEST_ID, v);
     }
 }
 

@@ -2,8 +2,58 @@
 
 use http::{HeaderMap, HeaderValue, header};
 
+/// Header names tern sets on every request or response, made once: inserting under a `&str`
+/// that is not a standard header allocates the name anew each time.
+pub mod names {
+    use http::HeaderName;
+
+    /// `x-request-id`.
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    /// `x-forwarded-for`.
+    pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    /// `x-forwarded-proto`.
+    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    /// `x-envoy-internal`.
+    pub const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
+    /// `x-envoy-external-address`.
+    pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
+        HeaderName::from_static("x-envoy-external-address");
+    /// `x-envoy-expected-rq-timeout-ms`.
+    pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
+        HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+    /// `x-envoy-attempt-count`.
+    pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+    /// `x-envoy-upstream-service-time`.
+    pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
+        HeaderName::from_static("x-envoy-upstream-service-time");
+    /// `x-envoy-original-path`.
+    pub const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+    /// `grpc-status`.
+    pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    /// `grpc-message`.
+    pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+}
+
+/// A header value for a small number without allocating (below 100: a static string; above,
+/// a formatted value).
+pub fn number_value(n: u64) -> HeaderValue {
+    const DIGITS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    match n {
+        0..=9 => HeaderValue::from_maybe_shared(bytes::Bytes::from_static(
+            &DIGITS[n as usize * 2 + 1..n as usize * 2 + 2],
+        ))
+        .unwrap_or_else(|_| HeaderValue::from(n)),
+        10..=99 => HeaderValue::from_maybe_shared(bytes::Bytes::from_static(
+            &DIGITS[n as usize * 2..n as usize * 2 + 2],
+        ))
+        .unwrap_or_else(|_| HeaderValue::from(n)),
+        _ => HeaderValue::from(n),
+    }
+}
+
 /// Headers that describe one connection (RFC 9110 §7.6.1) and must not be forwarded, nor sent
-/// at all over HTTP/2.
+/// at all over HTTP/2 (what [`is_hop_by_hop`] matches).
+#[cfg(test)]
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -19,37 +69,66 @@ const HOP_BY_HOP: [&str; 8] = [
 /// no hashing unless something is present: cheaper than a `remove` per name on the request
 /// path, where these headers are usually absent.
 pub fn remove_all(headers: &mut HeaderMap, names: &[&str]) {
-    let present: Option<Vec<header::HeaderName>> = {
-        let mut found: Option<Vec<header::HeaderName>> = None;
-        for k in headers.keys() {
-            if names.contains(&k.as_str()) {
-                found.get_or_insert_with(Vec::new).push(k.clone());
+    remove_matching(headers, |k| names.contains(&k.as_str()));
+}
+
+/// Remove every header whose name satisfies `pred`: one pass over the keys, then one removal
+/// per distinct name found (no allocation for up to eight).
+fn remove_matching(headers: &mut HeaderMap, pred: impl Fn(&header::HeaderName) -> bool) {
+    let mut found: [Option<header::HeaderName>; 8] = Default::default();
+    let mut more: Vec<header::HeaderName> = Vec::new();
+    let mut n = 0;
+    for k in headers.keys() {
+        if pred(k) {
+            if n < found.len() {
+                found[n] = Some(k.clone());
+                n += 1;
+            } else {
+                more.push(k.clone());
             }
         }
-        found
-    };
-    for k in present.into_iter().flatten() {
+    }
+    for k in found.into_iter().flatten().chain(more) {
         headers.remove(&k);
     }
+}
+
+/// Whether `k` describes one connection (RFC 9110 §7.6.1): connection, keep-alive,
+/// proxy-connection, transfer-encoding, upgrade, te, trailer, proxy-authenticate. Standard
+/// names compare as enum values, the two others by text.
+fn is_hop_by_hop(k: &header::HeaderName) -> bool {
+    k == header::CONNECTION
+        || k == header::TRANSFER_ENCODING
+        || k == header::UPGRADE
+        || k == header::TE
+        || k == header::TRAILER
+        || k == header::PROXY_AUTHENTICATE
+        || matches!(k.as_str(), "keep-alive" | "proxy-connection")
 }
 
 /// Remove hop-by-hop headers and any header named in `Connection`. `te: trailers` is kept, as
 /// gRPC needs it.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
+    // Headers the Connection header names; the usual tokens (close, keep-alive, upgrade, te)
+    // name nothing more to remove, or are removed below anyway.
     let named: Vec<header::HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| header::HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| {
+            !["close", "keep-alive", "upgrade", "te", ""]
+                .iter()
+                .any(|u| t.eq_ignore_ascii_case(u))
+        })
+        .filter_map(|t| header::HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
-        if name != header::TE {
-            headers.remove(&name);
-        }
+        headers.remove(&name);
     }
     let te_trailers = headers.get_all(header::TE).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
@@ -57,7 +136,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
     });
-    remove_all(headers, &HOP_BY_HOP);
+    remove_matching(headers, is_hop_by_hop);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -84,6 +163,66 @@ pub fn upgrade_type(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_names_are_the_list() {
+        for n in HOP_BY_HOP {
+            assert!(is_hop_by_hop(&http::HeaderName::from_static(n)), "{n}");
+        }
+        for n in [
+            "x-keep",
+            "host",
+            "content-length",
+            "keep-alive-x",
+            "trailers",
+        ] {
+            assert!(!is_hop_by_hop(&http::HeaderName::from_static(n)), "{n}");
+        }
+        let mut h = HeaderMap::new();
+        for (i, n) in HOP_BY_HOP.iter().enumerate() {
+            h.append(*n, HeaderValue::from(i));
+        }
+        for i in 0..12 {
+            h.insert(
+                http::HeaderName::try_from(format!("x-{i}")).unwrap(),
+                HeaderValue::from(i),
+            );
+        }
+        h.append("connection", HeaderValue::from_static("x-3, close"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.keys().all(|k| !is_hop_by_hop(k)));
+        assert!(!h.contains_key("x-3"));
+        assert_eq!(h.keys_len(), 11);
+    }
+
+    #[test]
+    fn number_values_match_their_decimal_text() {
+        for n in (0..=1000).chain([12_345, u64::MAX]) {
+            assert_eq!(number_value(n).to_str().unwrap(), n.to_string(), "{n}");
+        }
+    }
+
+    #[test]
+    fn static_names_are_lowercase_and_valid() {
+        for n in [
+            names::X_REQUEST_ID,
+            names::X_FORWARDED_FOR,
+            names::X_FORWARDED_PROTO,
+            names::X_ENVOY_INTERNAL,
+            names::X_ENVOY_EXTERNAL_ADDRESS,
+            names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS,
+            names::X_ENVOY_ATTEMPT_COUNT,
+            names::X_ENVOY_UPSTREAM_SERVICE_TIME,
+            names::X_ENVOY_ORIGINAL_PATH,
+            names::GRPC_STATUS,
+            names::GRPC_MESSAGE,
+        ] {
+            assert_eq!(
+                http::HeaderName::from_bytes(n.as_str().as_bytes()).unwrap(),
+                n
+            );
+        }
+    }
 
     #[test]
     fn strips_connection_named_headers_but_keeps_te_trailers() {

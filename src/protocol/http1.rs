@@ -27,6 +27,9 @@ pub const MAX_CHUNK_LINE: usize = 4096;
 /// Header fields parsed on the stack; a limit above this parses into a heap array.
 const STACK_HEADERS: usize = 128;
 
+/// Header field positions kept on the stack while a head is split off its buffer.
+const STACK_SPANS: usize = 32;
+
 /// Why a response could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -130,19 +133,32 @@ pub fn parse_response_head(
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or(ParseError::Malformed("status code"))?;
-    // Offsets first: the fields borrow `buf`, which is split below.
+    // Offsets first: the fields borrow `buf`, which is split below. On the stack for the
+    // usual handful of fields.
     let base = buf.as_ptr() as usize;
-    let mut spans = Vec::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| ParseError::Malformed("header name"))?;
-        let start = h.value.as_ptr() as usize - base;
-        spans.push((name, start, start + h.value.len()));
-    }
+    let span = |h: &httparse::Header<'_>| {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        [name, name + h.name.len(), value, value + h.value.len()]
+    };
+    let n = resp.headers.len();
+    let mut stack_spans = [[0usize; 4]; STACK_SPANS];
+    let heap_spans: Vec<[usize; 4]>;
+    let spans: &[[usize; 4]] = if n <= STACK_SPANS {
+        for (slot, h) in stack_spans.iter_mut().zip(resp.headers.iter()) {
+            *slot = span(h);
+        }
+        &stack_spans[..n]
+    } else {
+        heap_spans = resp.headers.iter().map(span).collect();
+        &heap_spans
+    };
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, start, end) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+    let mut headers = HeaderMap::with_capacity(n);
+    for &[ns, ne, vs, ve] in spans {
+        let name = HeaderName::from_bytes(&head[ns..ne])
+            .map_err(|_| ParseError::Malformed("header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| ParseError::Malformed("header value"))?;
         headers.append(name, value);
     }

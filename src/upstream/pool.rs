@@ -446,7 +446,7 @@ pub struct PooledResponse {
     /// The response; its body returns an HTTP/1.1 connection to the pool when fully read.
     pub response: http::Response<Body>,
     /// `%UPSTREAM_REMOTE_ADDRESS%`.
-    pub upstream_addr: String,
+    pub upstream_addr: Arc<str>,
     /// `%UPSTREAM_LOCAL_ADDRESS%` (TCP connections).
     pub upstream_local: Option<std::net::SocketAddr>,
     /// The upstream TLS session (`%UPSTREAM_PEER_URI_SAN%`...).

@@ -11,6 +11,7 @@ use super::upstream_request::{RequestBody, buffer_for_retry, build_request};
 use super::upstream_stats::Attempt;
 use crate::protocol::body::{self, Body};
 use crate::protocol::headers::upgrade_type;
+use crate::protocol::headers::{names, number_value};
 use crate::router::{FormatContext, Matched, RequestInfo, RouteAction};
 use crate::stream_info::ResponseFlag;
 use crate::upstream::cluster::Cluster;
@@ -141,7 +142,7 @@ pub(crate) async fn forward(
     let mut path = std::mem::take(&mut s.path);
     if let Some(p) = action.rewrite_path(matched.route, &path) {
         if !suppress && let Ok(v) = HeaderValue::from_str(&path) {
-            parts.headers.insert("x-envoy-original-path", v);
+            parts.headers.insert(names::X_ENVOY_ORIGINAL_PATH, v);
         }
         path = p;
     }
@@ -313,10 +314,10 @@ pub(crate) async fn forward(
         );
         let h = req.headers_mut();
         if !suppress && let Some(v) = &action.expected_timeout_header {
-            h.insert("x-envoy-expected-rq-timeout-ms", v.clone());
+            h.insert(names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, v.clone());
         }
         if matched.virtual_host.include_attempt_count_in_request {
-            h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+            h.insert(names::X_ENVOY_ATTEMPT_COUNT, number_value(attempt.into()));
         }
         let tls = UpstreamTls::for_host(
             &cluster,
@@ -326,11 +327,11 @@ pub(crate) async fn forward(
             Some(auto_host.unwrap_or(&authority)),
             cfg.istio_alpn(protocol == UpstreamProtocol::Http2),
         );
-        let try_stats = Attempt::start(&cluster.stats, &host);
         let sent = Instant::now();
+        let try_stats = Attempt::start(&cluster.stats, &host, sent);
         let per_try = policy.and_then(|p| p.per_try_timeout);
         let limit = [
-            global_deadline.map(|d| d.saturating_duration_since(Instant::now())),
+            global_deadline.map(|d| d.saturating_duration_since(sent)),
             per_try,
             stream_idle,
         ]

@@ -3,6 +3,7 @@
 //! response with `grpc-status` and `grpc-message`.
 
 use crate::protocol::body::{self, Body};
+use crate::protocol::headers::{names, number_value};
 use crate::upstream::pool::UpstreamError;
 use http::{HeaderValue, Response, StatusCode, header};
 
@@ -68,11 +69,14 @@ pub fn grpc_local_reply(status: StatusCode, text: &str) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    h.insert("grpc-status", HeaderValue::from(grpc_status_for(status)));
+    h.insert(
+        names::GRPC_STATUS,
+        number_value(grpc_status_for(status).into()),
+    );
     if !text.is_empty()
         && let Ok(v) = HeaderValue::from_str(&percent_encode_grpc(text))
     {
-        h.insert("grpc-message", v);
+        h.insert(names::GRPC_MESSAGE, v);
     }
     resp
 }

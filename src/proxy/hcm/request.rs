@@ -2,6 +2,7 @@
 //! authority and port stripping, path normalization, `x-forwarded-*`, `x-request-id`.
 
 use crate::filters::HcmConfig;
+use crate::protocol::headers::names;
 use http::{HeaderMap, HeaderValue};
 use std::net::{IpAddr, SocketAddr};
 
@@ -145,17 +146,17 @@ pub fn forwarded_headers(
 ) -> Option<IpAddr> {
     let proto = HeaderValue::from_static(if scheme == "https" { "https" } else { "http" });
     if !cfg.use_remote_address {
-        if !headers.contains_key("x-forwarded-proto") {
-            headers.insert("x-forwarded-proto", proto);
+        if !headers.contains_key(names::X_FORWARDED_PROTO) {
+            headers.insert(names::X_FORWARDED_PROTO, proto);
         }
-        if headers.contains_key("x-forwarded-for") {
+        if headers.contains_key(names::X_FORWARDED_FOR) {
             let xff = xff_addresses(headers);
             let n = cfg.xff_num_trusted_hops as usize + 1;
             return xff.len().checked_sub(n).and_then(|i| xff.get(i).copied());
         }
         return None;
     }
-    let had_xff = headers.contains_key("x-forwarded-for");
+    let had_xff = headers.contains_key(names::X_FORWARDED_FOR);
     let trusted = if cfg.xff_num_trusted_hops == 0 || !had_xff {
         remote.map(|r| r.ip())
     } else {
@@ -174,24 +175,27 @@ pub fn forwarded_headers(
         } else {
             r.ip()
         };
-        let joined = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let joined = match headers
+            .get(names::X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(prev) => format!("{prev},{ip}"),
             None => ip.to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&joined) {
-            headers.insert("x-forwarded-for", v);
+            headers.insert(names::X_FORWARDED_FOR, v);
         }
     }
-    headers.insert("x-forwarded-proto", proto);
+    headers.insert(names::X_FORWARDED_PROTO, proto);
     let internal = !had_xff && is_internal(cfg, remote);
     if internal {
-        headers.insert("x-envoy-internal", HeaderValue::from_static("true"));
+        headers.insert(names::X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
     } else {
         crate::protocol::headers::remove_all(headers, EDGE_CLEANED);
         if let Some(ip) = trusted
             && let Ok(v) = HeaderValue::from_str(&ip.to_string())
         {
-            headers.insert("x-envoy-external-address", v);
+            headers.insert(names::X_ENVOY_EXTERNAL_ADDRESS, v);
         }
     }
     trusted
@@ -199,7 +203,7 @@ pub fn forwarded_headers(
 
 fn xff_addresses(headers: &HeaderMap) -> Vec<IpAddr> {
     headers
-        .get_all("x-forwarded-for")
+        .get_all(names::X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))

@@ -11,6 +11,7 @@ use super::request;
 use crate::filters::compressor::stream as compressor;
 use crate::filters::hcm::ServerHeader;
 use crate::protocol::body::{self, Body};
+use crate::protocol::headers::names;
 use crate::router::{Action, FormatContext, RequestInfo, is_grpc};
 use crate::stream_info::ResponseFlag;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
@@ -252,16 +253,16 @@ async fn decode(
     );
     // An external request (use_remote_address and not internal) gets a fresh id unless
     // preserve_external_request_id, as in Envoy.
-    let external = cfg.use_remote_address && !parts.headers.contains_key("x-envoy-internal");
+    let external = cfg.use_remote_address && !parts.headers.contains_key(names::X_ENVOY_INTERNAL);
     let regenerate = external && !cfg.preserve_external_request_id;
-    if cfg.generate_request_id && (regenerate || !parts.headers.contains_key("x-request-id")) {
-        parts.headers.insert("x-request-id", request::uuid4());
+    if cfg.generate_request_id && (regenerate || !parts.headers.contains_key(names::X_REQUEST_ID)) {
+        parts.headers.insert(names::X_REQUEST_ID, request::uuid4());
     }
     // Tracing: the sampling decision goes into x-request-id, the tracer's context headers
     // into the request.
     let mut force_trace = false;
     if let Some(t) = &cfg.tracing {
-        let internal = parts.headers.contains_key("x-envoy-internal");
+        let internal = parts.headers.contains_key(names::X_ENVOY_INTERNAL);
         let d = crate::trace_context::apply(t, &mut parts.headers, internal, ctx.conn.direction);
         force_trace = d.forced;
         rec.trace(&d);
@@ -269,7 +270,7 @@ async fn decode(
     // The request id the response carries: always_set_request_id_in_response, or a forced
     // trace (as Envoy).
     let request_id = (cfg.always_set_request_id_in_response || force_trace)
-        .then(|| parts.headers.get("x-request-id").cloned())
+        .then(|| parts.headers.get(names::X_REQUEST_ID).cloned())
         .flatten();
 
     // Istio's peer metadata exchange: who the downstream peer is.
@@ -285,7 +286,9 @@ async fn decode(
         rec.local(Some(ResponseFlag::NoRouteFound), details::ROUTE_NOT_FOUND);
         return reply_for(grpc, StatusCode::NOT_FOUND, "");
     };
-    if !table.internal_only_headers.is_empty() && !parts.headers.contains_key("x-envoy-internal") {
+    if !table.internal_only_headers.is_empty()
+        && !parts.headers.contains_key(names::X_ENVOY_INTERNAL)
+    {
         for h in &table.internal_only_headers {
             parts.headers.remove(h);
         }
@@ -392,7 +395,7 @@ async fn decode(
     };
     matched.apply_response_headers(resp.headers_mut(), &fmt);
     if let Some(id) = request_id {
-        resp.headers_mut().insert("x-request-id", id);
+        resp.headers_mut().insert(names::X_REQUEST_ID, id);
     }
     resp
 }

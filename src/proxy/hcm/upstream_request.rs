@@ -98,21 +98,29 @@ pub(crate) fn build_request(
             if !same && let Ok(v) = HeaderValue::from_str(authority) {
                 headers.insert(header::HOST, v);
             }
-            let uri = if parts.method == http::Method::CONNECT {
-                authority.to_owned()
+            if parts.method == http::Method::CONNECT {
+                (Err(authority.to_owned()), Version::HTTP_11)
+            } else if (!keep_upgrade || parts.uri.scheme().is_none())
+                && parts.uri.path_and_query().map(|p| p.as_str()) == Some(path.as_str())
+            {
+                // tern's HTTP/1.1 codec writes only the path and query (hyper's, which
+                // carries upgrades, would write an absolute URI whole): the client's URI
+                // serves as it is when the path was not rewritten (no copy, no parse).
+                (Ok(parts.uri), Version::HTTP_11)
             } else {
-                path
-            };
-            (uri, Version::HTTP_11)
+                (Err(path), Version::HTTP_11)
+            }
         }
         UpstreamProtocol::Http2 => {
             headers.remove(header::HOST);
-            (format!("http://{authority}{path}"), Version::HTTP_2)
+            (Err(format!("http://{authority}{path}")), Version::HTTP_2)
         }
     };
     let mut req = http::Request::new(body);
     *req.method_mut() = parts.method;
-    *req.uri_mut() = http::Uri::try_from(uri).unwrap_or_else(|_| http::Uri::from_static("/"));
+    *req.uri_mut() = uri.unwrap_or_else(|text| {
+        http::Uri::try_from(text).unwrap_or_else(|_| http::Uri::from_static("/"))
+    });
     *req.version_mut() = version;
     *req.headers_mut() = headers;
     req

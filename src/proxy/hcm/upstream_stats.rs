@@ -21,15 +21,15 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    /// An attempt to `host` starts.
-    pub(crate) fn start(stats: &ClusterStats, host: &Arc<Host>) -> Self {
+    /// An attempt to `host` starts, at `sent`.
+    pub(crate) fn start(stats: &ClusterStats, host: &Arc<Host>, sent: Instant) -> Self {
         stats.upstream_rq_total().inc();
         stats.upstream_rq_active().inc();
         Attempt {
             stats: stats.clone(),
             host: host.clone(),
             _inflight: host.start_request(),
-            sent: Instant::now(),
+            sent,
         }
     }
 

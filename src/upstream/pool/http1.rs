@@ -430,7 +430,7 @@ fn respond(
 ) -> Result<PooledResponse, UpstreamError> {
     let framing = response_framing(method, &head).map_err(UpstreamError::Protocol)?;
     let decoder = BodyDecoder::new(framing, ex.max_headers);
-    let upstream_addr = ex.conn.peer.to_string();
+    let upstream_addr = ex.conn.peer.clone();
     let upstream_local = ex.conn.local;
     let upstream_tls = ex.conn.tls.clone();
     let ResponseHead {

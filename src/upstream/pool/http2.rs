@@ -115,7 +115,7 @@ pub(super) async fn send(
         .map_err(|e| UpstreamError::Reset(e.into()))?;
     Ok(PooledResponse {
         response: resp.map(boxed),
-        upstream_addr: shared.peer.to_string(),
+        upstream_addr: shared.peer.clone(),
         upstream_local: shared.local,
         upstream_tls: shared.tls.clone(),
     })

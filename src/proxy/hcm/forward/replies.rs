@@ -5,12 +5,13 @@
 use super::StreamCtx;
 use crate::protocol::body::Body;
 use crate::protocol::headers::strip_hop_by_hop;
+use crate::protocol::headers::{names, number_value};
 use crate::proxy::hcm::local_reply::reply_for;
 use crate::proxy::hcm::record::{Recorder, details};
 use crate::router::{ClusterWeight, FormatContext, Matched};
 use crate::stream_info::ResponseFlag;
 use crate::upstream::cluster::Cluster;
-use http::{HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ pub(super) fn with_attempt_count(
 ) -> Response<Body> {
     if on {
         resp.headers_mut()
-            .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+            .insert(names::X_ENVOY_ATTEMPT_COUNT, number_value(attempt.into()));
     }
     resp
 }
@@ -86,12 +87,12 @@ pub(super) fn finish_response(
     let h = resp.headers_mut();
     if !suppress {
         h.insert(
-            "x-envoy-upstream-service-time",
-            HeaderValue::from(service_time.as_millis() as u64),
+            names::X_ENVOY_UPSTREAM_SERVICE_TIME,
+            number_value(service_time.as_millis() as u64),
         );
     }
     if matched.virtual_host.include_attempt_count_in_response {
-        h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+        h.insert(names::X_ENVOY_ATTEMPT_COUNT, number_value(attempt.into()));
     }
     let fmt = FormatContext {
         upstream_remote: Some(upstream),
@@ -99,6 +100,6 @@ pub(super) fn finish_response(
     };
     matched.apply_response_headers_with(weighted_entry, resp.headers_mut(), &fmt);
     if let Some(id) = &s.request_id {
-        resp.headers_mut().insert("x-request-id", id.clone());
+        resp.headers_mut().insert(names::X_REQUEST_ID, id.clone());
     }
 }
