@@ -6,6 +6,7 @@
 mod counted;
 pub mod hcm;
 pub mod rpc;
+pub(crate) mod signal;
 pub mod tcp_proxy;
 
 pub use counted::CountedIo;
@@ -128,6 +129,6 @@ pub async fn serve_connection<IO>(
     };
     tokio::select! {
         _ = work => {}
-        _ = deadline => tracing::debug!(conn = id, "drain time over; connection closed"),
+        _ = signal::WhenWoken::new(deadline) => tracing::debug!(conn = id, "drain time over; connection closed"),
     }
 }

@@ -165,11 +165,22 @@ fn installed_as_envoy_it_behaves_the_same() {
     let dir = tmpdir("envoy-name");
     let envoy = dir.join("envoy");
     std::fs::copy(TERN, &envoy).unwrap();
-    let out = Command::new(&envoy)
-        .args(["--mode", "validate", "-c"])
-        .arg(example())
-        .output()
-        .unwrap();
+    // Another test forking while the copy's file was open for writing may hold it open for a
+    // moment: exec fails with ETXTBSY ("Text file busy") until that child execs. Retry.
+    let mut tries = 0;
+    let out = loop {
+        match Command::new(&envoy)
+            .args(["--mode", "validate", "-c"])
+            .arg(example())
+            .output()
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.unwrap(),
+        }
+    };
     assert!(
         out.status.success(),
         "{}",

@@ -17,6 +17,7 @@ mod xfcc;
 pub use local_reply::local_reply;
 pub use request::set_local_address_ipv6;
 
+use super::signal::WhenWoken;
 use super::{ConnInfo, Drain};
 use crate::filters::hcm::Codec;
 use crate::snapshot::{HttpConnectionManager, World};
@@ -167,7 +168,7 @@ pub async fn serve<IO>(
                 }
                 break;
             }
-            _ = ctx.abuse.notified() => {
+            _ = WhenWoken::new(ctx.abuse.notified()) => {
                 // Too many premature resets: GOAWAY, and the connection goes away shortly
                 // even if the peer keeps it open.
                 debug!(conn = conn.id, "too many premature stream resets; closing");
@@ -177,12 +178,12 @@ pub async fn serve<IO>(
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(1), served.as_mut()).await;
                 break;
             }
-            _ = drain_now.now(), if !shutting_down => {
+            _ = WhenWoken::new(drain_now.now()), if !shutting_down => {
                 ctx.draining.store(true, Ordering::Relaxed);
                 shutting_down = true;
                 served.as_mut().graceful_shutdown();
             }
-            _ = drain.started(), if !shutting_down && drain_deadline.is_none() => {
+            _ = WhenWoken::new(drain.started()), if !shutting_down && drain_deadline.is_none() => {
                 // As Envoy: the next HTTP/1 response closes the connection, and whatever is
                 // still open after `drain_timeout` is shut down gracefully (GOAWAY for
                 // HTTP/2). Closing an idle connection at once would race a request the client
@@ -190,11 +191,11 @@ pub async fn serve<IO>(
                 ctx.draining.store(true, Ordering::Relaxed);
                 drain_deadline = Some(Box::pin(tokio::time::sleep(cfg.drain_timeout)));
             }
-            _ = async { if let Some(d) = drain_deadline.as_mut() { d.await } }, if drain_deadline.is_some() && !shutting_down => {
+            _ = WhenWoken::new(async { if let Some(d) = drain_deadline.as_mut() { d.await } }), if drain_deadline.is_some() && !shutting_down => {
                 shutting_down = true;
                 served.as_mut().graceful_shutdown();
             }
-            _ = tick.tick(), if !shutting_down => {
+            _ = WhenWoken::new(tick.tick()), if !shutting_down => {
                 let active = ctx.active_streams.load(Ordering::Relaxed);
                 let quiet = ctx.started.elapsed().saturating_sub(std::time::Duration::from_millis(ctx.last_active.load(Ordering::Relaxed)));
                 let idle_expired = idle.is_some_and(|t| active == 0 && quiet >= t);
