@@ -226,7 +226,8 @@ pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 
 /// A TLS upstream (HTTP/1.1 and HTTP/2 by ALPN) with `cert`, asking for client certificates
 /// signed by `client_ca` when given. It answers every request with `sni: <name>`,
-/// `alpn: <protocol>`, `version: <HTTP version>` and `peer: <client URI SANs>` lines.
+/// `alpn: <protocol>`, `version: <HTTP version>`, `peer: <client URI SANs>`, `path: <path>`
+/// and `len: <request body bytes>` lines (the body is read on `/len` only).
 pub async fn tls_upstream(
     cert: &Cert,
     client_ca: Option<&Ca>,
@@ -287,12 +288,23 @@ pub async fn tls_upstream(
                 );
                 let svc =
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let body = format!(
-                            "{facts}version: {:?}\npath: {}\n",
-                            req.version(),
-                            req.uri().path()
-                        );
+                        let facts = facts.clone();
                         async move {
+                            let version = req.version();
+                            let path = req.uri().path().to_owned();
+                            // `/len` reads the request body and reports its length.
+                            let len = if path == "/len" {
+                                use http_body_util::BodyExt;
+                                req.into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes().len())
+                                    .unwrap_or(0)
+                            } else {
+                                0
+                            };
+                            let body =
+                                format!("{facts}version: {version:?}\npath: {path}\nlen: {len}\n");
                             Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
                                 Bytes::from(body),
                             )))

@@ -84,6 +84,20 @@ async fn upstream_tls_with_sni_and_san_verification() {
         stats.counter_value("cluster.good.upstream_cx_total"),
         Some(1)
     );
+    // A body larger than the socket buffers goes through the TLS session whole, on the pooled
+    // connection.
+    let big = bytes::Bytes::from(vec![7u8; 4 * 1024 * 1024]);
+    let req = http::Request::post(format!("http://{l}/len"))
+        .header("host", "good")
+        .body(http_body_util::Full::new(big))
+        .unwrap();
+    let got = super::support::send(&c, req).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(line(&got.body, "len"), Some("4194304"));
+    assert_eq!(
+        stats.counter_value("cluster.good.upstream_cx_total"),
+        Some(1)
+    );
 
     let bad = get(&c, l, "bad", "/").await;
     assert_eq!(bad.status, 503);
@@ -96,12 +110,12 @@ async fn upstream_tls_with_sni_and_san_verification() {
         Some(1)
     );
 
-    let lines = logs::json_lines(&log, 3).await;
+    let lines = logs::json_lines(&log, 4).await;
     assert_eq!(lines[0]["up_version"], "TLSv1.2");
     assert_eq!(lines[0]["up_subject"], "CN=backend.test");
     assert_eq!(lines[0]["up_dns"], "backend.test");
-    assert_eq!(lines[2]["flags"], "UF");
-    let reason = lines[2]["reason"].as_str().unwrap();
+    assert_eq!(lines[3]["flags"], "UF");
+    let reason = lines[3]["reason"].as_str().unwrap();
     assert!(reason.starts_with("TLS_error"), "{reason}");
 }
 

@@ -195,6 +195,13 @@ impl Exchange {
                 }
             }
             if self.conn.wbuf.is_empty() {
+                // A TLS session may still hold records it could not write: push them out
+                // (a no-op on plain TCP).
+                match Pin::new(&mut self.conn.io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(SendError::Io(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
                 return if self.body.is_none() {
                     Poll::Ready(Ok(()))
                 } else {
