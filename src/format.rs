@@ -51,19 +51,26 @@ pub trait Source {
     }
 }
 
-/// Append `v` in decimal (without `core::fmt`, which is slow on the logging path).
-pub fn push_u64(out: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
+/// `v` in decimal ASCII digits, written at the end of `scratch` (without `core::fmt`, which is
+/// slow on the logging and request paths).
+pub(crate) fn decimal(mut v: u64, scratch: &mut [u8; 20]) -> &[u8] {
+    let mut i = scratch.len();
     loop {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
+        scratch[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
+    &scratch[i..]
+}
+
+/// Append `v` in decimal.
+pub fn push_u64(out: &mut String, v: u64) {
+    let mut scratch = [0; 20];
+    let digits = decimal(v, &mut scratch);
+    out.push_str(std::str::from_utf8(digits).expect("ASCII digits"));
 }
 
 /// Append `v` in decimal, zero-padded to `width` digits.

@@ -34,21 +34,15 @@ pub mod names {
     pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 }
 
-/// A header value for a small number without allocating (below 100: a static string; above,
-/// a formatted value).
+/// A header value for a number, without allocating below 100 (a slice of a static string).
 pub fn number_value(n: u64) -> HeaderValue {
     const DIGITS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
-    match n {
-        0..=9 => HeaderValue::from_maybe_shared(bytes::Bytes::from_static(
-            &DIGITS[n as usize * 2 + 1..n as usize * 2 + 2],
-        ))
-        .unwrap_or_else(|_| HeaderValue::from(n)),
-        10..=99 => HeaderValue::from_maybe_shared(bytes::Bytes::from_static(
-            &DIGITS[n as usize * 2..n as usize * 2 + 2],
-        ))
-        .unwrap_or_else(|_| HeaderValue::from(n)),
-        _ => HeaderValue::from(n),
+    if n >= 100 {
+        return HeaderValue::from(n);
     }
+    let at = n as usize * 2 + usize::from(n < 10);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_static(&DIGITS[at..n as usize * 2 + 2]))
+        .unwrap_or_else(|_| HeaderValue::from(n))
 }
 
 /// Headers that describe one connection (RFC 9110 §7.6.1) and must not be forwarded, nor sent
@@ -130,30 +124,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(&name);
     }
-    let te_trailers = headers.get_all(header::TE).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        })
-    });
+    let te_trailers = has_token(headers, &header::TE, "trailers");
     remove_matching(headers, is_hop_by_hop);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
+/// Whether a field `name` (all its lines) lists `token` in its comma-separated value,
+/// case-insensitively (`connection: close`, `te: trailers`...).
+pub fn has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
 /// The upgrade token of an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade: x`),
 /// lowercased.
 pub fn upgrade_type(headers: &HeaderMap) -> Option<String> {
-    let connection_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        });
-    if !connection_upgrade {
+    if !has_token(headers, &header::CONNECTION, "upgrade") {
         return None;
     }
     let up = headers.get(header::UPGRADE)?.to_str().ok()?;

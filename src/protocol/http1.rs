@@ -14,6 +14,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
+use crate::format::decimal;
+use crate::protocol::headers::has_token;
+
 #[cfg(test)]
 mod tests;
 
@@ -92,34 +95,18 @@ impl ResponseHead {
 }
 
 /// Parse a response head from the start of `buf`. `Ok(None)`: more bytes are needed (and
-/// `buf` is still under [`MAX_HEAD`]). On success, returns the head and the number of bytes
-/// it took; header values share `buf`'s memory (`buf` is split there).
+/// `buf` is still under [`MAX_HEAD`]). On success, the head is split off `buf`, and its
+/// header values share that memory.
 pub fn parse_response_head(
     buf: &mut BytesMut,
     max_headers: usize,
 ) -> Result<Option<ResponseHead>, ParseError> {
-    let max_headers = max_headers.max(1);
-    let n_slots = header_slots(max_headers, buf.len());
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap;
-    let slots: &mut [httparse::Header<'_>] = if n_slots <= STACK_HEADERS {
-        &mut stack[..n_slots]
-    } else {
-        heap = vec![httparse::EMPTY_HEADER; n_slots];
-        &mut heap
-    };
-    let mut resp = httparse::Response::new(slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > MAX_HEAD {
-                Err(ParseError::HeadTooLarge)
-            } else {
-                Ok(None)
-            };
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(too_many_headers(max_headers, n_slots)),
-        Err(e) => return Err(ParseError::Malformed(error_text(e))),
+    let count = SlotCount::new(max_headers, buf.len());
+    let mut slots = Slots::new();
+    let mut resp = httparse::Response::new(slots.get(count));
+    let parsed = resp.parse(buf);
+    let Some(len) = count.section(parsed, buf.len())? else {
+        return Ok(None);
     };
     if len > MAX_HEAD {
         return Err(ParseError::HeadTooLarge);
@@ -171,21 +158,71 @@ pub fn parse_response_head(
     }))
 }
 
-/// How many header slots parsing `len` buffered bytes under a limit of `max_headers` fields
-/// needs: no more than a section of at most [`MAX_HEAD`] bytes can fill, as a field takes at
-/// least 3 bytes (`a:` and a line feed). A large `max_headers_count` (a `u32` in the cluster's
-/// configuration) must not cost an allocation of its size on every parse.
-fn header_slots(max_headers: usize, len: usize) -> usize {
-    max_headers.min(len.min(MAX_HEAD + 1) / 3 + 1)
+/// How many header slots httparse gets for a head or trailer section: never more than a
+/// section of at most [`MAX_HEAD`] bytes can fill, as a field takes at least 3 bytes (`a:` and
+/// a line feed). A large `max_headers_count` (a `u32` in the cluster's configuration) must not
+/// cost an allocation of its size on every parse.
+#[derive(Clone, Copy)]
+struct SlotCount {
+    max_headers: usize,
+    n: usize,
 }
 
-/// httparse ran out of `slots` header slots under a limit of `max_headers`: with fewer slots
-/// than the limit (see [`header_slots`]), only a section over [`MAX_HEAD`] fills them.
-fn too_many_headers(max_headers: usize, slots: usize) -> ParseError {
-    if slots < max_headers {
-        ParseError::HeadTooLarge
-    } else {
-        ParseError::TooManyHeaders(max_headers)
+/// The slots themselves: on the stack up to [`STACK_HEADERS`], else on the heap.
+struct Slots<'b> {
+    stack: [httparse::Header<'b>; STACK_HEADERS],
+    heap: Vec<httparse::Header<'b>>,
+}
+
+impl<'b> Slots<'b> {
+    fn new() -> Self {
+        Self {
+            stack: [httparse::EMPTY_HEADER; STACK_HEADERS],
+            heap: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, count: SlotCount) -> &mut [httparse::Header<'b>] {
+        if count.n <= STACK_HEADERS {
+            &mut self.stack[..count.n]
+        } else {
+            self.heap = vec![httparse::EMPTY_HEADER; count.n];
+            &mut self.heap
+        }
+    }
+}
+
+impl SlotCount {
+    fn new(max_headers: usize, buffered: usize) -> Self {
+        let max_headers = max_headers.max(1);
+        Self {
+            max_headers,
+            n: max_headers.min(buffered.min(MAX_HEAD + 1) / 3 + 1),
+        }
+    }
+
+    /// httparse's answer for a section of which `buffered` bytes are in: `Ok(None)` when more
+    /// are needed and the section may still fit in [`MAX_HEAD`]. Running out of slots is
+    /// `TooManyHeaders` when the slots were the whole limit, else a section over [`MAX_HEAD`]
+    /// (only such a section fills fewer slots than the limit). The caller checks that a
+    /// complete section is within [`MAX_HEAD`].
+    fn section<T>(
+        self,
+        parsed: httparse::Result<T>,
+        buffered: usize,
+    ) -> Result<Option<T>, ParseError> {
+        match parsed {
+            Ok(httparse::Status::Complete(t)) => Ok(Some(t)),
+            Ok(httparse::Status::Partial) if buffered > MAX_HEAD => Err(ParseError::HeadTooLarge),
+            Ok(httparse::Status::Partial) => Ok(None),
+            Err(httparse::Error::TooManyHeaders) if self.n < self.max_headers => {
+                Err(ParseError::HeadTooLarge)
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                Err(ParseError::TooManyHeaders(self.max_headers))
+            }
+            Err(e) => Err(ParseError::Malformed(error_text(e))),
+        }
     }
 }
 
@@ -201,21 +238,9 @@ fn error_text(e: httparse::Error) -> &'static str {
     }
 }
 
-/// Whether `connection` lists `token` (case-insensitive, comma-separated).
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
-}
-
 fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    if version == Version::HTTP_11 {
-        !connection_has(headers, "close")
-    } else {
-        connection_has(headers, "keep-alive") && !connection_has(headers, "close")
-    }
+    let has = |token| has_token(headers, &CONNECTION, token);
+    !has("close") && (version == Version::HTTP_11 || has("keep-alive"))
 }
 
 /// How the body of a response to a `method` request with this head is delimited
@@ -475,27 +500,11 @@ fn find_crlf(buf: &[u8], limit: usize) -> Result<Option<usize>, ParseError> {
 
 /// Parse a trailer section (fields, then an empty line) from the start of `buf`.
 fn parse_trailers(buf: &mut BytesMut, max_headers: usize) -> Result<Option<HeaderMap>, ParseError> {
-    let max_headers = max_headers.max(1);
-    let n_slots = header_slots(max_headers, buf.len());
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap;
-    let slots: &mut [httparse::Header<'_>] = if n_slots <= STACK_HEADERS {
-        &mut stack[..n_slots]
-    } else {
-        heap = vec![httparse::EMPTY_HEADER; n_slots];
-        &mut heap
-    };
-    let (len, fields) = match httparse::parse_headers(buf, slots) {
-        Ok(httparse::Status::Complete(done)) => done,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > MAX_HEAD {
-                Err(ParseError::HeadTooLarge)
-            } else {
-                Ok(None)
-            };
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(too_many_headers(max_headers, n_slots)),
-        Err(e) => return Err(ParseError::Malformed(error_text(e))),
+    let count = SlotCount::new(max_headers, buf.len());
+    let mut slots = Slots::new();
+    let parsed = httparse::parse_headers(buf, slots.get(count));
+    let Some((len, fields)) = count.section(parsed, buf.len())? else {
+        return Ok(None);
     };
     if len > MAX_HEAD {
         return Err(ParseError::HeadTooLarge);
@@ -567,20 +576,6 @@ fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.put_slice(b": ");
     dst.put_slice(value);
     dst.put_slice(b"\r\n");
-}
-
-/// `n` in decimal, written into `scratch`.
-fn decimal(mut n: u64, scratch: &mut [u8; 20]) -> &[u8] {
-    let mut i = scratch.len();
-    loop {
-        i -= 1;
-        scratch[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &scratch[i..]
 }
 
 /// Frame a piece of a chunked body: the size line, the data, the CRLF. Empty data writes

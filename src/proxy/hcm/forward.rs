@@ -4,7 +4,7 @@
 //! add the router's response headers.
 
 use super::ConnCtx;
-use super::local_reply::{reply_for, reset_reason, upstream_reset_text};
+use super::local_reply::{reply_for, reset_reason, reset_status, upstream_reset_text};
 use super::record::{Recorder, details};
 use super::upgrade;
 use super::upstream_request::{RequestBody, buffer_for_retry, build_request};
@@ -488,13 +488,7 @@ pub(crate) async fn forward(
                 debug!(host = %host.address, error = %e, "upstream request failed");
                 s.rec.upstream_failure(&e);
                 let text = upstream_reset_text(attempt > 1, reset_reason(&e));
-                // Envoy answers a response it cannot parse with 502, other resets with 503.
-                let status = if matches!(e, UpstreamError::Protocol(_)) {
-                    StatusCode::BAD_GATEWAY
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
-                local(reply_for(s.grpc, status, &text), attempt)
+                local(reply_for(s.grpc, reset_status(&e), &text), attempt)
             }
             Outcome::Timeout { global } => {
                 cfg.stats.downstream_rq_timeout.inc();

@@ -21,6 +21,15 @@ pub fn reset_reason(e: &UpstreamError) -> &'static str {
     }
 }
 
+/// Envoy's status for an upstream request that failed before response headers: 502 for a
+/// response it could not parse, 503 for the other resets (`Router::Filter::onUpstreamReset`).
+pub fn reset_status(e: &UpstreamError) -> StatusCode {
+    match e {
+        UpstreamError::Protocol(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// The body of Envoy's 503 when the upstream request failed before response headers
 /// (`Router::Filter::onUpstreamReset`).
 pub fn upstream_reset_text(retried: bool, reason: &str) -> String {

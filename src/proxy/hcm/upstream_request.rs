@@ -98,30 +98,38 @@ pub(crate) fn build_request(
             if !same && let Ok(v) = HeaderValue::from_str(authority) {
                 headers.insert(header::HOST, v);
             }
-            if parts.method == http::Method::CONNECT {
-                (Err(authority.to_owned()), Version::HTTP_11)
+            let uri = if parts.method == http::Method::CONNECT {
+                parse_uri(authority.to_owned())
             } else if (!keep_upgrade || parts.uri.scheme().is_none())
                 && parts.uri.path_and_query().map(|p| p.as_str()) == Some(path.as_str())
             {
                 // tern's HTTP/1.1 codec writes only the path and query (hyper's, which
                 // carries upgrades, would write an absolute URI whole): the client's URI
                 // serves as it is when the path was not rewritten (no copy, no parse).
-                (Ok(parts.uri), Version::HTTP_11)
+                parts.uri
             } else {
-                (Err(path), Version::HTTP_11)
-            }
+                parse_uri(path)
+            };
+            (uri, Version::HTTP_11)
         }
         UpstreamProtocol::Http2 => {
             headers.remove(header::HOST);
-            (Err(format!("http://{authority}{path}")), Version::HTTP_2)
+            (
+                parse_uri(format!("http://{authority}{path}")),
+                Version::HTTP_2,
+            )
         }
     };
     let mut req = http::Request::new(body);
     *req.method_mut() = parts.method;
-    *req.uri_mut() = uri.unwrap_or_else(|text| {
-        http::Uri::try_from(text).unwrap_or_else(|_| http::Uri::from_static("/"))
-    });
+    *req.uri_mut() = uri;
     *req.version_mut() = version;
     *req.headers_mut() = headers;
     req
+}
+
+/// A URI from text the stream built (an authority, a path, an absolute URI); `/` if it does
+/// not parse.
+fn parse_uri(text: String) -> http::Uri {
+    http::Uri::try_from(text).unwrap_or_else(|_| http::Uri::from_static("/"))
 }
