@@ -77,7 +77,16 @@ pub fn start(address: &Address, ctx: Arc<AdminCtx>) -> io::Result<Admin> {
         .build()?;
     let socket = {
         let _guard = rt.enter();
-        listener::bind_address(address, false, 128)?
+        listener::bind_address(address, false, 128)
+    };
+    // `start` runs inside the main runtime, where dropping another runtime would panic: shut
+    // this one down without waiting.
+    let socket = match socket {
+        Ok(s) => s,
+        Err(e) => {
+            rt.shutdown_background();
+            return Err(e);
+        }
     };
     let local = socket.local_addr();
     info!(address = %address, ?local, "admin listening");

@@ -294,4 +294,21 @@ fn bind_failure_is_a_clear_error() {
         err.contains("listener ingress") && err.contains("cannot bind"),
         "{err}"
     );
+
+    // The admin port taken: the same clear error, not a panic.
+    let yaml = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("port_value: 10000", &format!("port_value: {}", free_port()))
+        .replace("port_value: 10001", &format!("port_value: {}", free_port()))
+        .replace("port_value: 9901", &format!("port_value: {port}"));
+    let out = Command::new(TERN)
+        .args(["--config-yaml", &yaml])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("admin") && err.contains("cannot bind") && !err.contains("panicked"),
+        "{err}"
+    );
 }
