@@ -727,23 +727,37 @@ async fn curl_http2_prior_knowledge() {
     }
     let up = upstream::http("u").await;
     let (_t, addr) = one_route_tern(
-        "              - match: { prefix: / }\n                route: { cluster: up }\n",
-        &[static_cluster("up", &[up.addr], "")],
+        "              - match: { prefix: /direct }\n                direct_response: { status: 200, body: { inline_string: twelve bytes } }\n              - match: { prefix: /none }\n                route: { cluster: nobody }\n              - match: { prefix: / }\n                route: { cluster: up }\n",
+        &[
+            static_cluster("up", &[up.addr], ""),
+            static_cluster("nobody", &[], ""),
+        ],
     )
     .await;
-    let out = tokio::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-i",
-            "--http2-prior-knowledge",
-            &format!("http://{addr}/curl"),
-        ])
-        .output()
-        .await
-        .unwrap();
+    let curl = |args: &[&str], path: &str| {
+        let mut c = tokio::process::Command::new("curl");
+        c.args(["-sS", "-i", "--http2-prior-knowledge"])
+            .args(args)
+            .arg(format!("http://{addr}{path}"));
+        async move { c.output().await.unwrap() }
+    };
+    let out = curl(&[], "/curl").await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("HTTP/2 200"), "{text}");
     assert!(text.contains("x-upstream: u"), "{text}");
+
+    // HEAD answered by tern itself (a direct response, a local reply): the headers, with the
+    // length the body would have, end the stream; no body, no reset.
+    let out = curl(&["-I"], "/direct").await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?} {text}", out.status);
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    assert!(text.contains("content-length: 12"), "{text}");
+    let out = curl(&["-I"], "/none").await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?} {text}", out.status);
+    assert!(text.starts_with("HTTP/2 503"), "{text}");
+    assert!(text.contains("content-length: 19"), "{text}");
 }
 
 #[tokio::test]

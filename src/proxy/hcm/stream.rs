@@ -95,6 +95,7 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
     };
     let span = tracing::debug_span!("stream", conn = ctx.conn.id, stream = stream_id);
     let version = req.version();
+    let head_request = req.method() == http::Method::HEAD;
     let resp = if version < Version::HTTP_11 && !cfg.accept_http_10 {
         // Envoy refuses HTTP/1.0 unless accept_http_10: 426, on an HTTP/1.1 status line.
         let mut r = local_reply(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
@@ -120,6 +121,12 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Respons
             r = r.map(|b| body::boxed(c.wrap(b)));
         }
         encode(&mut r, &ctx, version);
+        if head_request && version == Version::HTTP_2 && !http_body::Body::is_end_stream(r.body()) {
+            // A response to HEAD has no body; HTTP/2 ends the stream with the headers (the
+            // HTTP/1 codec leaves the body out by itself). Direct responses and local replies
+            // carry one, and keep their content-length.
+            r = r.map(|_| body::empty());
+        }
         if version < Version::HTTP_2 && ctx.draining.load(Ordering::Relaxed) {
             // Draining: this response is the connection's last (Envoy's HTTP/1 drain).
             r.headers_mut()
