@@ -231,3 +231,55 @@ async fn request_and_response_bodies_stream_at_once() {
     assert_eq!(r.status, 200);
     assert_eq!(up.connections.load(Ordering::Relaxed), 1);
 }
+
+#[tokio::test]
+async fn idle_connection_closed_by_the_upstream_leaves_the_pool_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that answers one request with keep-alive, then closes the connection while
+    // it sits idle in tern's pool (as servers with a keep-alive timeout do).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let _server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nidle")
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            });
+        }
+    });
+    let (t, addr) = one_route_tern(ROUTE, &[static_cluster("up", &[up], "")]).await;
+    let c = h1_client();
+    let r = send(&c, support::req(addr, "/").body(empty()).unwrap()).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "idle"));
+    let stats = &t.world.stats;
+    assert_eq!(stats.gauge_value("cluster.up.upstream_cx_active"), Some(1));
+    // No request comes after: the close alone takes the connection out of the pool.
+    within(5, async {
+        while stats.gauge_value("cluster.up.upstream_cx_active") != Some(0) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        stats.counter_value("cluster.up.upstream_cx_destroy"),
+        Some(1)
+    );
+
+    // A new request opens a new connection and is answered.
+    let r = send(&c, support::req(addr, "/").body(empty()).unwrap()).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "idle"));
+    assert_eq!(
+        stats.counter_value("cluster.up.upstream_cx_http1_total"),
+        Some(2)
+    );
+}

@@ -6,9 +6,11 @@
 //! The request body keeps streaming while the response is read (full duplex), as hyper's
 //! client did.
 //!
-//! An idle connection has no task watching it. It is checked when it is taken (the peer may
-//! have closed it, or sent bytes nobody asked for) and, from the oldest end of the pool, each
-//! time a connection is put back.
+//! Idle connections are watched by one task per pool (`watch`), which sleeps until one of them
+//! becomes readable: a peer that closes an idle connection (or sends bytes nobody asked for)
+//! has it closed and counted at once, as Envoy does, instead of leaving it in CLOSE_WAIT until
+//! the next request. A connection is also checked when it is taken, and the idle timeout is
+//! applied when connections are taken and put back.
 
 use super::{
     HostPools, Pending, PoolSettings, PooledResponse, UpstreamConn, UpstreamError, UpstreamTls,
@@ -41,11 +43,33 @@ const WRITE_HIGH: usize = 64 * 1024;
 /// Read buffer capacity reserved before each read.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Idle HTTP/1.1 connections of one host. The lock is held only to push or pop; it is never
-/// shared with a configuration writer.
+/// Idle HTTP/1.1 connections of one host. The lock is held only to push or pop, or while the
+/// watcher looks at the idle connections; it is never shared with a configuration writer.
 #[derive(Debug, Default)]
 pub struct Http1Pool {
-    idle: Mutex<VecDeque<Conn>>,
+    idle: Mutex<Idle>,
+}
+
+#[derive(Debug, Default)]
+struct Idle {
+    conns: VecDeque<Conn>,
+    /// The watcher task's waker, once it has run; a connection put back registers it for its
+    /// read readiness.
+    watcher: Option<Waker>,
+    /// A watcher task was started for this pool.
+    watching: bool,
+}
+
+impl Drop for Http1Pool {
+    fn drop(&mut self) {
+        // The watcher sleeps until an idle connection stirs; with the pool gone it must hear
+        // so, and end.
+        if let Ok(idle) = self.idle.get_mut()
+            && let Some(w) = idle.watcher.take()
+        {
+            w.wake();
+        }
+    }
 }
 
 /// An HTTP/1.1 connection with its buffers.
@@ -63,13 +87,13 @@ struct Conn {
 
 impl Conn {
     /// Whether an idle connection can take a request: its peer has neither closed it nor sent
-    /// anything. Looks at the socket without waiting.
-    fn idle_usable(&mut self) -> bool {
+    /// anything. Looks at the socket without waiting; `waker` is woken when that changes.
+    fn idle_usable(&mut self, waker: &Waker) -> bool {
         if !self.rbuf.is_empty() {
             return false;
         }
         self.rbuf.reserve(READ_CHUNK);
-        let mut cx = Context::from_waker(Waker::noop());
+        let mut cx = Context::from_waker(waker);
         matches!(
             poll_read_buf(Pin::new(&mut self.io), &mut cx, &mut self.rbuf),
             Poll::Pending
@@ -86,13 +110,13 @@ impl Conn {
 impl Http1Pool {
     /// Number of idle connections.
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        self.idle.lock().map(|v| v.conns.len()).unwrap_or(0)
     }
 
     /// Close every idle connection (host removed, or drain).
     pub fn clear(&self) {
         let drained: Vec<Conn> = match self.idle.lock() {
-            Ok(mut v) => v.drain(..).collect(),
+            Ok(mut v) => v.conns.drain(..).collect(),
             Err(_) => return,
         };
         drop(drained);
@@ -106,10 +130,11 @@ impl Http1Pool {
         let found = {
             let mut idle = self.idle.lock().ok()?;
             loop {
-                let Some(mut c) = idle.pop_back() else {
+                let Some(mut c) = idle.conns.pop_back() else {
                     break None;
                 };
-                if !c.expired(settings, now) && c.idle_usable() {
+                // The stream that takes it registers for its readiness when it reads.
+                if !c.expired(settings, now) && c.idle_usable(Waker::noop()) {
                     break Some(c);
                 }
                 dead.push(c);
@@ -119,7 +144,8 @@ impl Http1Pool {
         found
     }
 
-    fn put(&self, mut c: Conn, settings: &PoolSettings) {
+    /// Give a connection back to `pools`' idle HTTP/1.1 connections, watched from now on.
+    fn put(pools: &Arc<HostPools>, mut c: Conn, settings: &PoolSettings) {
         if settings
             .max_requests_per_connection
             .is_some_and(|m| c.used >= m)
@@ -128,17 +154,25 @@ impl Http1Pool {
         }
         let now = Instant::now();
         c.since = now;
-        let Ok(mut idle) = self.idle.lock() else {
+        let Ok(mut idle) = pools.http1.idle.lock() else {
             return;
         };
-        // No task watches an idle connection: the oldest is checked here, so that connections
-        // closed by their peer or past the idle timeout leave the pool while traffic flows.
+        if !idle.watching && tokio::runtime::Handle::try_current().is_ok() {
+            idle.watching = true;
+            tokio::spawn(watch(Arc::downgrade(pools)));
+        }
+        // Usable, and from now on the watcher hears when the peer closes it or writes to it.
+        // (The response was read to a short read, which cleared the socket's readiness: this
+        // registers the waker without a system call.)
+        let usable = c.idle_usable(idle.watcher.as_ref().unwrap_or(Waker::noop()));
+        // The oldest leaves once past the idle timeout, while traffic flows.
         let stale = idle
-            .front_mut()
-            .and_then(|o| (o.expired(settings, now) || !o.idle_usable()).then_some(()))
-            .and_then(|()| idle.pop_front());
-        let rejected = if idle.len() < settings.max_idle_per_host {
-            idle.push_back(c);
+            .conns
+            .front()
+            .is_some_and(|o| o.expired(settings, now))
+            .then(|| idle.conns.pop_front());
+        let rejected = if usable && idle.conns.len() < settings.max_idle_per_host {
+            idle.conns.push_back(c);
             None
         } else {
             Some(c)
@@ -146,6 +180,48 @@ impl Http1Pool {
         drop(idle);
         drop((stale, rejected));
     }
+}
+
+/// The watcher of a pool's idle connections: it wakes when one of them becomes readable (its
+/// peer closed it, or sent bytes nobody asked for) and closes those, and ends with the pool.
+async fn watch(pools: std::sync::Weak<HostPools>) {
+    poll_fn(|cx| {
+        let Some(p) = pools.upgrade() else {
+            return Poll::Ready(());
+        };
+        let mut dead = Vec::new();
+        {
+            let Ok(mut idle) = p.http1.idle.lock() else {
+                return Poll::Ready(());
+            };
+            if !idle
+                .watcher
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                idle.watcher = Some(cx.waker().clone());
+            }
+            let mut i = 0;
+            while i < idle.conns.len() {
+                if idle.conns[i].idle_usable(cx.waker()) {
+                    i += 1;
+                } else if let Some(c) = idle.conns.remove(i) {
+                    dead.push(c);
+                }
+            }
+        }
+        if !dead.is_empty() {
+            tracing::debug!(
+                closed = dead.len(),
+                "idle upstream connections closed by their peer"
+            );
+        }
+        drop(dead);
+        // Possibly the last reference: the pool's drop then wakes this task, which ends.
+        drop(p);
+        Poll::Pending
+    })
+    .await
 }
 
 /// Why writing the request stopped.
@@ -490,7 +566,7 @@ impl ResponseBody {
             && ex.conn.rbuf.is_empty()
             && ex.conn.wbuf.is_empty()
         {
-            self.pools.http1.put(ex.conn, &self.settings);
+            Http1Pool::put(&self.pools, ex.conn, &self.settings);
         }
     }
 }
