@@ -182,6 +182,16 @@ pub enum UpstreamIo {
 }
 
 impl UpstreamIo {
+    /// Register `cx`'s waker for the socket's read readiness without reading; `Ready` when
+    /// the socket is readable already. (Over TLS: the socket under it.)
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            UpstreamIo::Tcp(s) => s.poll_read_ready(cx),
+            UpstreamIo::Unix(s) => s.poll_read_ready(cx),
+            UpstreamIo::Tls(t) => t.get_ref().0.poll_read_ready(cx),
+        }
+    }
+
     /// The local address of a TCP connection (`%UPSTREAM_LOCAL_ADDRESS%`).
     pub fn local(&self) -> Option<std::net::SocketAddr> {
         match self {
@@ -313,6 +323,11 @@ impl UpstreamConn {
     /// The TLS session, on a TLS connection (`%UPSTREAM_PEER_URI_SAN%`...).
     pub fn tls(&self) -> Option<&Arc<crate::tls::TlsInfo>> {
         self.tls.as_ref()
+    }
+
+    /// See [`UpstreamIo::poll_read_ready`].
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_read_ready(cx)
     }
 }
 

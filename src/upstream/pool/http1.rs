@@ -161,17 +161,24 @@ impl Http1Pool {
             idle.watching = true;
             tokio::spawn(watch(Arc::downgrade(pools)));
         }
-        // Usable, and from now on the watcher hears when the peer closes it or writes to it.
-        // (The response was read to a short read, which cleared the socket's readiness: this
-        // registers the waker without a system call.)
-        let usable = c.idle_usable(idle.watcher.as_ref().unwrap_or(Waker::noop()));
+        // From now on the watcher hears when the peer closes the connection or writes to it.
+        // The response was read to a short read, which cleared the socket's readiness, so
+        // this only registers the waker (no read: the read buffer may still be shared with
+        // the response body on its way downstream). Readable already: the watcher looks.
+        let watcher = idle.watcher.as_ref().unwrap_or(Waker::noop());
+        if c.io
+            .poll_read_ready(&mut Context::from_waker(watcher))
+            .is_ready()
+        {
+            watcher.wake_by_ref();
+        }
         // The oldest leaves once past the idle timeout, while traffic flows.
         let stale = idle
             .conns
             .front()
             .is_some_and(|o| o.expired(settings, now))
             .then(|| idle.conns.pop_front());
-        let rejected = if usable && idle.conns.len() < settings.max_idle_per_host {
+        let rejected = if idle.conns.len() < settings.max_idle_per_host {
             idle.conns.push_back(c);
             None
         } else {
