@@ -235,22 +235,21 @@ pub(crate) async fn forward(
         None => cfg.stream_idle_timeout,
     };
     // request_timeout: the whole request body must arrive in time, else 408.
-    let body_expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let body_idle = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A body still to come is timed; a flag tells which timer ended it (none to make for a
+    // request without a body).
     let streaming = !http_body::Body::is_end_stream(&body);
-    let body: Body = match stream_idle {
-        Some(i) if streaming => {
-            body::TimedBody::idle(body, i, Some(body_idle.clone())).boxed_unsync()
-        }
+    let flag = || Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body_idle = (streaming && stream_idle.is_some()).then(flag);
+    let body_expired = (streaming && cfg.request_timeout.is_some()).then(flag);
+    let body: Body = match (stream_idle, &body_idle) {
+        (Some(i), Some(f)) => body::TimedBody::idle(body, i, Some(f.clone())).boxed_unsync(),
         _ => body::boxed(body),
     };
-    let body: Body = match cfg.request_timeout {
-        Some(t) if streaming => body::TimedBody::deadline(
-            body,
-            tokio::time::Instant::from_std(s.start + t),
-            body_expired.clone(),
-        )
-        .boxed_unsync(),
+    let body: Body = match (cfg.request_timeout, &body_expired) {
+        (Some(t), Some(f)) => {
+            body::TimedBody::deadline(body, tokio::time::Instant::from_std(s.start + t), f.clone())
+                .boxed_unsync()
+        }
         _ => body,
     };
     let body = s.rec.count_request_body(body);
@@ -288,7 +287,13 @@ pub(crate) async fn forward(
             parts_slot.take()
         };
         let (Some(b), Some(head)) = (req_body.take(), head) else {
-            if let Some(r) = request_timed_out(&body_expired, &body_idle, cfg, s.grpc, s.rec) {
+            if let Some(r) = request_timed_out(
+                body_expired.as_deref(),
+                body_idle.as_deref(),
+                cfg,
+                s.grpc,
+                s.rec,
+            ) {
                 return r;
             }
             return local(
@@ -472,8 +477,13 @@ pub(crate) async fn forward(
                 try_stats.wrap(resp)
             }
             Outcome::Done(Err(_))
-                if let Some(r) =
-                    request_timed_out(&body_expired, &body_idle, cfg, s.grpc, s.rec) =>
+                if let Some(r) = request_timed_out(
+                    body_expired.as_deref(),
+                    body_idle.as_deref(),
+                    cfg,
+                    s.grpc,
+                    s.rec,
+                ) =>
             {
                 r
             }

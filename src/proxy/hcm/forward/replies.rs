@@ -46,13 +46,13 @@ pub(super) fn no_healthy(
 /// Envoy's 408 for a request whose body did not arrive within `request_timeout` ("request
 /// timeout") or stalled for the stream idle timeout ("stream timeout").
 pub(super) fn request_timed_out(
-    expired: &std::sync::atomic::AtomicBool,
-    idle: &std::sync::atomic::AtomicBool,
+    expired: Option<&std::sync::atomic::AtomicBool>,
+    idle: Option<&std::sync::atomic::AtomicBool>,
     cfg: &crate::filters::HcmConfig,
     grpc: bool,
     rec: &mut Recorder,
 ) -> Option<Response<Body>> {
-    if expired.load(Ordering::Relaxed) {
+    if expired.is_some_and(|e| e.load(Ordering::Relaxed)) {
         cfg.stats.downstream_rq_timeout.inc();
         rec.details(details::REQUEST_OVERALL_TIMEOUT);
         return Some(reply_for(
@@ -61,7 +61,7 @@ pub(super) fn request_timed_out(
             "request timeout",
         ));
     }
-    idle.load(Ordering::Relaxed).then(|| {
+    idle.is_some_and(|i| i.load(Ordering::Relaxed)).then(|| {
         cfg.stats.downstream_rq_idle_timeout.inc();
         rec.local(
             Some(ResponseFlag::StreamIdleTimeout),
