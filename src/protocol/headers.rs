@@ -46,7 +46,7 @@ pub fn number_value(n: u64) -> HeaderValue {
 }
 
 /// Headers that describe one connection (RFC 9110 §7.6.1) and must not be forwarded, nor sent
-/// at all over HTTP/2 (what [`is_hop_by_hop`] matches).
+/// at all over HTTP/2 (the text of [`HOP_BY_HOP_NAMES`]).
 #[cfg(test)]
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -59,11 +59,45 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authenticate",
 ];
 
-/// Remove every header whose name is in `names` (lowercase). One pass over the map's keys and
-/// no hashing unless something is present: cheaper than a `remove` per name on the request
-/// path, where these headers are usually absent.
-pub fn remove_all(headers: &mut HeaderMap, names: &[&str]) {
-    remove_matching(headers, |k| names.contains(&k.as_str()));
+/// Header names (lowercase) to remove together, with the prefix they all share, found at
+/// compile time: a header whose name does not start with it is not compared with each.
+pub struct NameSet {
+    names: &'static [&'static str],
+    prefix: usize,
+}
+
+impl NameSet {
+    /// The set of `names`.
+    pub const fn new(names: &'static [&'static str]) -> NameSet {
+        let mut prefix = if names.is_empty() { 0 } else { names[0].len() };
+        let mut i = 1;
+        while i < names.len() {
+            let (a, b) = (names[0].as_bytes(), names[i].as_bytes());
+            let mut n = 0;
+            while n < prefix && n < b.len() && a[n] == b[n] {
+                n += 1;
+            }
+            prefix = n;
+            i += 1;
+        }
+        NameSet { names, prefix }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        let Some(first) = self.names.first() else {
+            return false;
+        };
+        name.as_bytes()
+            .starts_with(&first.as_bytes()[..self.prefix])
+            && self.names.contains(&name)
+    }
+}
+
+/// Remove every header whose name is in `set`. One pass over the map's keys and no hashing
+/// unless something is present: cheaper than a `remove` per name on the request path, where
+/// these headers are usually absent.
+pub fn remove_all(headers: &mut HeaderMap, set: &NameSet) {
+    remove_matching(headers, |k| set.contains(k.as_str()));
 }
 
 /// Remove every header whose name satisfies `pred`: one pass over the keys, then one removal
@@ -87,45 +121,70 @@ fn remove_matching(headers: &mut HeaderMap, pred: impl Fn(&header::HeaderName) -
     }
 }
 
-/// Whether `k` describes one connection (RFC 9110 §7.6.1): connection, keep-alive,
-/// proxy-connection, transfer-encoding, upgrade, te, trailer, proxy-authenticate. Standard
-/// names compare as enum values, the two others by text.
+/// The headers that describe one connection (RFC 9110 §7.6.1) and must not be forwarded, nor
+/// sent at all over HTTP/2. Standard names compare as enum values, the last two by text.
+const HOP_BY_HOP_NAMES: [header::HeaderName; 8] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::PROXY_AUTHENTICATE,
+    header::HeaderName::from_static("keep-alive"),
+    header::HeaderName::from_static("proxy-connection"),
+];
+const CONNECTION_BIT: u8 = 1;
+const TE_BIT: u8 = 1 << 3;
+
+/// `k`'s bit in a set of [`HOP_BY_HOP_NAMES`], 0 when it is not one of them.
+fn hop_by_hop_bit(k: &header::HeaderName) -> u8 {
+    HOP_BY_HOP_NAMES
+        .iter()
+        .position(|h| h == k)
+        .map_or(0, |i| 1 << i)
+}
+
+#[cfg(test)]
 fn is_hop_by_hop(k: &header::HeaderName) -> bool {
-    k == header::CONNECTION
-        || k == header::TRANSFER_ENCODING
-        || k == header::UPGRADE
-        || k == header::TE
-        || k == header::TRAILER
-        || k == header::PROXY_AUTHENTICATE
-        || matches!(k.as_str(), "keep-alive" | "proxy-connection")
+    hop_by_hop_bit(k) != 0
 }
 
 /// Remove hop-by-hop headers and any header named in `Connection`. `te: trailers` is kept, as
-/// gRPC needs it.
+/// gRPC needs it. One pass finds which are present; most messages carry none, or only
+/// `connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let present = headers.keys().fold(0u8, |set, k| set | hop_by_hop_bit(k));
+    if present == 0 {
         return;
     }
     // Headers the Connection header names; the usual tokens (close, keep-alive, upgrade, te)
     // name nothing more to remove, or are removed below anyway.
-    let named: Vec<header::HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| {
-            !["close", "keep-alive", "upgrade", "te", ""]
-                .iter()
-                .any(|u| t.eq_ignore_ascii_case(u))
-        })
-        .filter_map(|t| header::HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
+    let named: Vec<header::HeaderName> = if present & CONNECTION_BIT != 0 {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| {
+                !["close", "keep-alive", "upgrade", "te", ""]
+                    .iter()
+                    .any(|u| t.eq_ignore_ascii_case(u))
+            })
+            .filter_map(|t| header::HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
     for name in named {
         headers.remove(&name);
     }
-    let te_trailers = has_token(headers, &header::TE, "trailers");
-    remove_matching(headers, is_hop_by_hop);
+    let te_trailers = present & TE_BIT != 0 && has_token(headers, &header::TE, "trailers");
+    for (i, name) in HOP_BY_HOP_NAMES.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -229,12 +288,29 @@ mod tests {
     }
 
     #[test]
+    fn name_sets_compare_only_names_with_their_prefix() {
+        const ENVOY: NameSet = NameSet::new(&["x-envoy-a", "x-envoy-bb", "x-envoy-"]);
+        assert_eq!(ENVOY.prefix, "x-envoy-".len());
+        assert_eq!(NameSet::new(&["x-a", "y-a"]).prefix, 0);
+        assert_eq!(NameSet::new(&["only"]).prefix, 4);
+        assert_eq!(NameSet::new(&[]).prefix, 0);
+        assert!(!NameSet::new(&[]).contains("x"));
+        let mut h = HeaderMap::new();
+        h.insert("x-envoy-a", HeaderValue::from_static("1"));
+        h.insert("x-envoy-b", HeaderValue::from_static("2"));
+        h.insert("x-envoyz", HeaderValue::from_static("3"));
+        remove_all(&mut h, &NameSet::new(&["x-envoy-a", "x-envoyz"]));
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-envoy-b"));
+    }
+
+    #[test]
     fn remove_all_removes_every_value_of_listed_names_only() {
         let mut h = HeaderMap::new();
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
         h.insert("x-b", HeaderValue::from_static("3"));
-        remove_all(&mut h, &["x-a", "x-c"]);
+        remove_all(&mut h, &NameSet::new(&["x-a", "x-c"]));
         assert!(h.get("x-a").is_none());
         assert_eq!(h.len(), 1);
     }

@@ -11,7 +11,7 @@ use super::upstream_request::{RequestBody, buffer_for_retry, build_request};
 use super::upstream_stats::Attempt;
 use crate::protocol::body::{self, Body};
 use crate::protocol::headers::upgrade_type;
-use crate::protocol::headers::{names, number_value};
+use crate::protocol::headers::{NameSet, names, number_value};
 use crate::router::{FormatContext, Matched, RequestInfo, RouteAction};
 use crate::stream_info::ResponseFlag;
 use crate::upstream::cluster::Cluster;
@@ -49,7 +49,7 @@ pub(crate) struct StreamCtx<'a> {
 }
 
 /// Request headers Envoy's router removes before the upstream request.
-const ROUTER_CONSUMED_HEADERS: &[&str] = &[
+const ROUTER_CONSUMED_HEADERS: NameSet = NameSet::new(&[
     "x-envoy-expected-rq-timeout-ms",
     "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-rq-per-try-timeout-ms",
@@ -60,7 +60,7 @@ const ROUTER_CONSUMED_HEADERS: &[&str] = &[
     "x-envoy-retriable-header-names",
     "x-envoy-hedge-on-per-try-timeout",
     "x-envoy-upstream-alt-stat-name",
-];
+]);
 
 /// Run the router phase for a matched route.
 pub(crate) async fn forward(
@@ -135,7 +135,7 @@ pub(crate) async fn forward(
     // Envoy's router consumes these request headers and never passes them upstream (a
     // client's x-envoy-expected-rq-timeout-ms is replaced, or dropped when there is no
     // timeout or envoy headers are suppressed).
-    crate::protocol::headers::remove_all(&mut parts.headers, ROUTER_CONSUMED_HEADERS);
+    crate::protocol::headers::remove_all(&mut parts.headers, &ROUTER_CONSUMED_HEADERS);
     matched.apply_request_headers_with(weighted_entry, &mut parts.headers, &fmt);
 
     // Path and host rewrites.

@@ -125,7 +125,7 @@ fn local_address() -> IpAddr {
 
 /// Request headers Envoy removes from an edge (external, `use_remote_address`) request
 /// (`ConnectionManagerUtility::cleanInternalHeaders`).
-const EDGE_CLEANED: &[&str] = &[
+const EDGE_CLEANED: crate::protocol::headers::NameSet = crate::protocol::headers::NameSet::new(&[
     "x-envoy-decorator-operation",
     "x-envoy-downstream-service-cluster",
     "x-envoy-downstream-service-node",
@@ -134,7 +134,7 @@ const EDGE_CLEANED: &[&str] = &[
     "x-envoy-force-trace",
     "x-envoy-internal",
     "x-envoy-external-address",
-];
+]);
 
 /// `x-forwarded-for`, `x-forwarded-proto`, `x-envoy-internal`, `x-envoy-external-address` as
 /// Envoy's connection manager sets them. Returns the trusted client address.
@@ -191,7 +191,7 @@ pub fn forwarded_headers(
     if internal {
         headers.insert(names::X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
     } else {
-        crate::protocol::headers::remove_all(headers, EDGE_CLEANED);
+        crate::protocol::headers::remove_all(headers, &EDGE_CLEANED);
         if let Some(ip) = trusted
             && let Ok(v) = HeaderValue::from_str(&ip.to_string())
         {
