@@ -7,20 +7,21 @@ use crate::filters::hcm::{ClientCertConfig, ForwardClientCert as F};
 use crate::tls::TlsInfo;
 use http::{HeaderMap, HeaderValue};
 
-const XFCC: &str = "x-forwarded-client-cert";
+/// Made once: a `&str` key is parsed and validated as a name on every map operation.
+const XFCC: http::HeaderName = http::HeaderName::from_static("x-forwarded-client-cert");
 
 /// Apply the connection manager's XFCC settings for a request on a connection with `tls`.
 pub(super) fn apply(headers: &mut HeaderMap, cfg: &ClientCertConfig, tls: Option<&TlsInfo>) {
     let Some((t, peer)) = tls.and_then(|t| t.peer.as_ref().map(|p| (t, p))) else {
         if cfg.mode != F::AlwaysForwardOnly {
-            headers.remove(XFCC);
+            headers.remove(&XFCC);
         }
         return;
     };
     match cfg.mode {
         F::ForwardOnly | F::AlwaysForwardOnly => return,
         F::Sanitize => {
-            headers.remove(XFCC);
+            headers.remove(&XFCC);
             return;
         }
         F::AppendForward | F::SanitizeSet => {}
@@ -45,16 +46,16 @@ pub(super) fn apply(headers: &mut HeaderMap, cfg: &ClientCertConfig, tls: Option
         parts.extend(peer.dns_sans.iter().map(|d| format!("DNS={d}")));
     }
     let mine = parts.join(";");
-    let value = match (cfg.mode, headers.get(XFCC).and_then(|v| v.to_str().ok())) {
+    let value = match (cfg.mode, headers.get(&XFCC).and_then(|v| v.to_str().ok())) {
         (F::AppendForward, Some(old)) if !old.is_empty() => format!("{old},{mine}"),
         _ => mine,
     };
     match HeaderValue::from_str(&value) {
         Ok(v) => {
-            headers.insert(XFCC, v);
+            headers.insert(&XFCC, v);
         }
         Err(_) => {
-            headers.remove(XFCC);
+            headers.remove(&XFCC);
         }
     }
 }
@@ -90,10 +91,10 @@ mod tests {
             dns: true,
         };
         let mut h = HeaderMap::new();
-        h.insert(XFCC, HeaderValue::from_static("By=x;Hash=y"));
+        h.insert(&XFCC, HeaderValue::from_static("By=x;Hash=y"));
         apply(&mut h, &istio, Some(&mtls()));
         assert_eq!(
-            h[XFCC],
+            h[&XFCC],
             "By=x;Hash=y,By=spiffe://cluster.local/ns/b/sa/server;Hash=ab12;Subject=\"CN=client\";URI=spiffe://cluster.local/ns/a/sa/client"
         );
         let set = ClientCertConfig {
@@ -102,19 +103,19 @@ mod tests {
         };
         apply(&mut h, &set, Some(&mtls()));
         assert_eq!(
-            h[XFCC],
+            h[&XFCC],
             "By=spiffe://cluster.local/ns/b/sa/server;Hash=ab12"
         );
         // Plain connections: removed, unless ALWAYS_FORWARD_ONLY.
         apply(&mut h, &istio, None);
         assert!(h.get(XFCC).is_none());
-        h.insert(XFCC, HeaderValue::from_static("kept"));
+        h.insert(&XFCC, HeaderValue::from_static("kept"));
         let always = ClientCertConfig {
             mode: F::AlwaysForwardOnly,
             ..Default::default()
         };
         apply(&mut h, &always, None);
-        assert_eq!(h[XFCC], "kept");
+        assert_eq!(h[&XFCC], "kept");
         apply(&mut h, &ClientCertConfig::default(), Some(&mtls()));
         assert!(h.get(XFCC).is_none(), "SANITIZE");
     }
