@@ -121,6 +121,8 @@ crate::stats::block_stats! {
             upstream_cx_http2_total,
             /// Connections closed.
             upstream_cx_destroy,
+            /// Idle connections closed by the pool's idle timeout.
+            upstream_cx_idle_timeout,
             /// Connect failures (timeouts included).
             upstream_cx_connect_fail,
             /// Connect timeouts.

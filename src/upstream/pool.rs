@@ -329,6 +329,11 @@ impl UpstreamConn {
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.io.poll_read_ready(cx)
     }
+
+    /// Count this connection as closed by its pool's idle timeout (`upstream_cx_idle_timeout`).
+    pub fn count_idle_timeout(&self) {
+        self.stats.upstream_cx_idle_timeout().inc();
+    }
 }
 
 impl Drop for UpstreamConn {

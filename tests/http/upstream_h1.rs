@@ -283,3 +283,37 @@ async fn idle_connection_closed_by_the_upstream_leaves_the_pool_at_once() {
         Some(2)
     );
 }
+
+#[tokio::test]
+async fn idle_timeout_closes_a_pooled_connection_when_due() {
+    let up = upstream::http("u").await;
+    let (t, addr) = one_route_tern(
+        ROUTE,
+        &[static_cluster(
+            "up",
+            &[up.addr],
+            "    common_http_protocol_options: { idle_timeout: 0.3s }",
+        )],
+    )
+    .await;
+    let c = h1_client();
+    let r = send(&c, support::req(addr, "/").body(empty()).unwrap()).await;
+    assert_eq!(r.status, 200);
+    let stats = &t.world.stats;
+    assert_eq!(stats.gauge_value("cluster.up.upstream_cx_active"), Some(1));
+    // No request comes after: the timeout alone closes the pooled connection.
+    let started = std::time::Instant::now();
+    within(5, async {
+        while stats.gauge_value("cluster.up.upstream_cx_active") != Some(0) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    assert_eq!(
+        stats.counter_value("cluster.up.upstream_cx_idle_timeout"),
+        Some(1)
+    );
+    let r = send(&c, support::req(addr, "/").body(empty()).unwrap()).await;
+    assert_eq!(r.status, 200);
+}

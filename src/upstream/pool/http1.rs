@@ -7,10 +7,11 @@
 //! client did.
 //!
 //! Idle connections are watched by one task per pool (`watch`), which sleeps until one of them
-//! becomes readable: a peer that closes an idle connection (or sends bytes nobody asked for)
-//! has it closed and counted at once, as Envoy does, instead of leaving it in CLOSE_WAIT until
-//! the next request. A connection is also checked when it is taken, and the idle timeout is
-//! applied when connections are taken and put back.
+//! becomes readable or the oldest reaches the idle timeout: a peer that closes an idle
+//! connection (or sends bytes nobody asked for) has it closed and counted at once, as Envoy
+//! does, instead of leaving it in CLOSE_WAIT until the next request, and a connection idle for
+//! `idle_timeout` is closed when it is due (`upstream_cx_idle_timeout`). A connection is also
+//! checked when it is taken.
 
 use super::{
     HostPools, Pending, PoolSettings, PooledResponse, UpstreamConn, UpstreamError, UpstreamTls,
@@ -58,6 +59,10 @@ struct Idle {
     watcher: Option<Waker>,
     /// A watcher task was started for this pool.
     watching: bool,
+    /// The idle timeout the last connection put back was configured with.
+    idle_timeout: Option<std::time::Duration>,
+    /// The watcher has a timer for the oldest connection's idle timeout.
+    timed: bool,
 }
 
 impl Drop for Http1Pool {
@@ -100,10 +105,14 @@ impl Conn {
         )
     }
 
-    fn expired(&self, settings: &PoolSettings, now: Instant) -> bool {
-        settings
-            .idle_timeout
-            .is_some_and(|t| now.saturating_duration_since(self.since) >= t)
+    /// Whether the connection has been idle for `idle_timeout`; if so it is counted in
+    /// `upstream_cx_idle_timeout`, and the caller closes it.
+    fn expired(&self, idle_timeout: Option<std::time::Duration>, now: Instant) -> bool {
+        let expired = idle_timeout.is_some_and(|t| now.saturating_duration_since(self.since) >= t);
+        if expired {
+            self.io.count_idle_timeout();
+        }
+        expired
     }
 }
 
@@ -134,7 +143,7 @@ impl Http1Pool {
                     break None;
                 };
                 // The stream that takes it registers for its readiness when it reads.
-                if !c.expired(settings, now) && c.idle_usable(Waker::noop()) {
+                if !c.expired(settings.idle_timeout, now) && c.idle_usable(Waker::noop()) {
                     break Some(c);
                 }
                 dead.push(c);
@@ -157,6 +166,7 @@ impl Http1Pool {
         let Ok(mut idle) = pools.http1.idle.lock() else {
             return;
         };
+        idle.idle_timeout = settings.idle_timeout;
         if !idle.watching && tokio::runtime::Handle::try_current().is_ok() {
             idle.watching = true;
             tokio::spawn(watch(Arc::downgrade(pools)));
@@ -169,6 +179,9 @@ impl Http1Pool {
         if c.io
             .poll_read_ready(&mut Context::from_waker(watcher))
             .is_ready()
+            // No timer for the idle timeout yet (the pool was empty when the watcher last
+            // looked): the watcher sets one.
+            || (idle.idle_timeout.is_some() && !idle.timed)
         {
             watcher.wake_by_ref();
         }
@@ -176,7 +189,7 @@ impl Http1Pool {
         let stale = idle
             .conns
             .front()
-            .is_some_and(|o| o.expired(settings, now))
+            .is_some_and(|o| o.expired(settings.idle_timeout, now))
             .then(|| idle.conns.pop_front());
         let rejected = if idle.conns.len() < settings.max_idle_per_host {
             idle.conns.push_back(c);
@@ -190,43 +203,68 @@ impl Http1Pool {
 }
 
 /// The watcher of a pool's idle connections: it wakes when one of them becomes readable (its
-/// peer closed it, or sent bytes nobody asked for) and closes those, and ends with the pool.
+/// peer closed it, or sent bytes nobody asked for) or when the oldest reaches the idle
+/// timeout, closes those, and ends with the pool.
 async fn watch(pools: std::sync::Weak<HostPools>) {
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     poll_fn(|cx| {
-        let Some(p) = pools.upgrade() else {
-            return Poll::Ready(());
-        };
-        let mut dead = Vec::new();
-        {
-            let Ok(mut idle) = p.http1.idle.lock() else {
+        loop {
+            let Some(p) = pools.upgrade() else {
                 return Poll::Ready(());
             };
-            if !idle
-                .watcher
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                idle.watcher = Some(cx.waker().clone());
-            }
-            let mut i = 0;
-            while i < idle.conns.len() {
-                if idle.conns[i].idle_usable(cx.waker()) {
-                    i += 1;
-                } else if let Some(c) = idle.conns.remove(i) {
-                    dead.push(c);
+            let now = Instant::now();
+            let mut dead = Vec::new();
+            let due = {
+                let Ok(mut idle) = p.http1.idle.lock() else {
+                    return Poll::Ready(());
+                };
+                if !idle
+                    .watcher
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    idle.watcher = Some(cx.waker().clone());
                 }
+                let timeout = idle.idle_timeout;
+                let mut i = 0;
+                while i < idle.conns.len() {
+                    let c = &mut idle.conns[i];
+                    if !c.expired(timeout, now) && c.idle_usable(cx.waker()) {
+                        i += 1;
+                    } else if let Some(c) = idle.conns.remove(i) {
+                        dead.push(c);
+                    }
+                }
+                // Connections go back at the end: the front one is the oldest.
+                let due = timeout.and_then(|t| idle.conns.front().map(|c| c.since + t));
+                idle.timed = due.is_some();
+                due
+            };
+            if !dead.is_empty() {
+                tracing::debug!(closed = dead.len(), "idle upstream connections closed");
             }
+            drop(dead);
+            // Possibly the last reference: the pool's drop then wakes this task, which ends.
+            drop(p);
+            let Some(due) = due else {
+                timer = None;
+                return Poll::Pending;
+            };
+            let due = tokio::time::Instant::from_std(due);
+            let t = match &mut timer {
+                Some(t) => {
+                    if t.deadline() != due {
+                        t.as_mut().reset(due);
+                    }
+                    t
+                }
+                None => timer.insert(Box::pin(tokio::time::sleep_until(due))),
+            };
+            if t.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Due already: look again.
         }
-        if !dead.is_empty() {
-            tracing::debug!(
-                closed = dead.len(),
-                "idle upstream connections closed by their peer"
-            );
-        }
-        drop(dead);
-        // Possibly the last reference: the pool's drop then wakes this task, which ends.
-        drop(p);
-        Poll::Pending
     })
     .await
 }
