@@ -21,7 +21,7 @@ use crate::upstream::pool::{self, UpstreamError, UpstreamProtocol, UpstreamTls};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use replies::{finish_response, no_healthy, request_timed_out, with_attempt_count};
+use replies::{BodyTimers, finish_response, no_healthy, with_attempt_count};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -234,18 +234,19 @@ pub(crate) async fn forward(
         Some(d) => Some(d),
         None => cfg.stream_idle_timeout,
     };
-    // request_timeout: the whole request body must arrive in time, else 408.
-    // A body still to come is timed; a flag tells which timer ended it (none to make for a
-    // request without a body).
+    // request_timeout: the whole request body must arrive in time, else 408. Only a body
+    // still to come is timed.
     let streaming = !http_body::Body::is_end_stream(&body);
     let flag = || Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let body_idle = (streaming && stream_idle.is_some()).then(flag);
-    let body_expired = (streaming && cfg.request_timeout.is_some()).then(flag);
-    let body: Body = match (stream_idle, &body_idle) {
+    let timers = BodyTimers {
+        idle: (streaming && stream_idle.is_some()).then(flag),
+        expired: (streaming && cfg.request_timeout.is_some()).then(flag),
+    };
+    let body: Body = match (stream_idle, &timers.idle) {
         (Some(i), Some(f)) => body::TimedBody::idle(body, i, Some(f.clone())).boxed_unsync(),
         _ => body::boxed(body),
     };
-    let body: Body = match (cfg.request_timeout, &body_expired) {
+    let body: Body = match (cfg.request_timeout, &timers.expired) {
         (Some(t), Some(f)) => {
             body::TimedBody::deadline(body, tokio::time::Instant::from_std(s.start + t), f.clone())
                 .boxed_unsync()
@@ -287,13 +288,7 @@ pub(crate) async fn forward(
             parts_slot.take()
         };
         let (Some(b), Some(head)) = (req_body.take(), head) else {
-            if let Some(r) = request_timed_out(
-                body_expired.as_deref(),
-                body_idle.as_deref(),
-                cfg,
-                s.grpc,
-                s.rec,
-            ) {
+            if let Some(r) = timers.reply(cfg, s.grpc, s.rec) {
                 return r;
             }
             return local(
@@ -476,17 +471,7 @@ pub(crate) async fn forward(
                 );
                 try_stats.wrap(resp)
             }
-            Outcome::Done(Err(_))
-                if let Some(r) = request_timed_out(
-                    body_expired.as_deref(),
-                    body_idle.as_deref(),
-                    cfg,
-                    s.grpc,
-                    s.rec,
-                ) =>
-            {
-                r
-            }
+            Outcome::Done(Err(_)) if let Some(r) = timers.reply(cfg, s.grpc, s.rec) => r,
             Outcome::Done(Err(e)) => {
                 if matches!(e, UpstreamError::RequestBody(_)) {
                     // The client reset the stream (or left) while its body was going up. Let

@@ -12,7 +12,8 @@ use crate::router::{ClusterWeight, FormatContext, Matched};
 use crate::stream_info::ResponseFlag;
 use crate::upstream::cluster::Cluster;
 use http::{Response, StatusCode};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Add `x-envoy-attempt-count` to a router local reply when the virtual host asks for it.
@@ -43,32 +44,44 @@ pub(super) fn no_healthy(
     reply_for(grpc, StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
 }
 
-/// Envoy's 408 for a request whose body did not arrive within `request_timeout` ("request
-/// timeout") or stalled for the stream idle timeout ("stream timeout").
-pub(super) fn request_timed_out(
-    expired: Option<&std::sync::atomic::AtomicBool>,
-    idle: Option<&std::sync::atomic::AtomicBool>,
-    cfg: &crate::filters::HcmConfig,
-    grpc: bool,
-    rec: &mut Recorder,
-) -> Option<Response<Body>> {
-    if expired.is_some_and(|e| e.load(Ordering::Relaxed)) {
-        cfg.stats.downstream_rq_timeout.inc();
-        rec.details(details::REQUEST_OVERALL_TIMEOUT);
-        return Some(reply_for(
-            grpc,
-            StatusCode::REQUEST_TIMEOUT,
-            "request timeout",
-        ));
+/// The request body's timers: flags shared with the timed body, set by the timer that ended
+/// it; made only for a body still to come.
+pub(super) struct BodyTimers {
+    /// `request_timeout` passed.
+    pub expired: Option<Arc<AtomicBool>>,
+    /// The stream idle timeout passed.
+    pub idle: Option<Arc<AtomicBool>>,
+}
+
+impl BodyTimers {
+    /// Envoy's 408 for a request whose body did not arrive within `request_timeout` ("request
+    /// timeout") or stalled for the stream idle timeout ("stream timeout").
+    pub(super) fn reply(
+        &self,
+        cfg: &crate::filters::HcmConfig,
+        grpc: bool,
+        rec: &mut Recorder,
+    ) -> Option<Response<Body>> {
+        let fired =
+            |f: &Option<Arc<AtomicBool>>| f.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+        if fired(&self.expired) {
+            cfg.stats.downstream_rq_timeout.inc();
+            rec.details(details::REQUEST_OVERALL_TIMEOUT);
+            return Some(reply_for(
+                grpc,
+                StatusCode::REQUEST_TIMEOUT,
+                "request timeout",
+            ));
+        }
+        fired(&self.idle).then(|| {
+            cfg.stats.downstream_rq_idle_timeout.inc();
+            rec.local(
+                Some(ResponseFlag::StreamIdleTimeout),
+                details::STREAM_IDLE_TIMEOUT,
+            );
+            reply_for(grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
+        })
     }
-    idle.is_some_and(|i| i.load(Ordering::Relaxed)).then(|| {
-        cfg.stats.downstream_rq_idle_timeout.inc();
-        rec.local(
-            Some(ResponseFlag::StreamIdleTimeout),
-            details::STREAM_IDLE_TIMEOUT,
-        );
-        reply_for(grpc, StatusCode::REQUEST_TIMEOUT, "stream timeout")
-    })
 }
 
 #[allow(clippy::too_many_arguments)]
