@@ -2,7 +2,8 @@
 //! types (`Cluster`, `Listener`, `RouteConfiguration`), the HTTP connection manager's
 //! request path and header processing, access log format strings, the listener
 //! inspectors' ClientHello and request-line parsers, the Bolt and Dubbo codecs, and the
-//! HTTP/1.1 client codec's reading of an upstream's responses. Each takes arbitrary bytes and
+//! HTTP/1.1 codec's reading of an upstream's responses and of a client's requests. Each takes
+//! arbitrary bytes and
 //! returns `()`; none may panic on any input. The targets in `fuzz/fuzz_targets/` call them,
 //! and the tests below run them over the seed corpora in `fuzz/corpus/` and over random bytes,
 //! so `cargo test` covers the same code on stable Rust.
@@ -644,6 +645,143 @@ pub fn http1_response(data: &[u8]) {
         Framing::Length(_) => assert_eq!(whole, Err(ParseError::Incomplete)),
         Framing::Close => assert_eq!(whole, Ok((rest, Vec::new()))),
         Framing::Chunked => {}
+    }
+}
+
+/// A downstream client's HTTP/1.1 requests as the connection manager's HTTP/1 connection
+/// (`proxy::hcm::h1`) reads them with `protocol::http1::server`: `parse_request_head` (at most
+/// 100 fields and 60 KiB, Envoy's defaults) fed the input in four pieces as reads would bring
+/// it, then the body after a head through a `BodyDecoder` in three pieces and at eof, then
+/// the next pipelined request from what the body left, while the head lets the connection
+/// carry another. Checked: a parse that needs more takes nothing and holds no more than the
+/// limit, a parse never takes more than it was given (nor more than the limit for a head), the
+/// pieces give what the whole gives, a head keeps the promises of its fields (bounded field
+/// count, no close-delimited request body, chunked only in HTTP/1.1 without `content-length`,
+/// a length that is the `content-length`, `100-continue` only in HTTP/1.1, CONNECT an upgrade),
+/// and a body is as for `http1_response`.
+pub fn http1_request(data: &[u8]) {
+    use crate::protocol::http1::server::{RequestHead, parse_request_head};
+    use crate::protocol::http1::{Framing, ParseError, content_length};
+    use http::{Method, Version};
+    const MAX_HEADERS: usize = 100;
+    const LIMIT: usize = 60 * 1024;
+
+    /// What a parse gave: the head's parts and the bytes it took, more needed, or an error.
+    type Summary = Result<Option<(Method, http::Uri, Vec<(String, Vec<u8>)>, Framing, usize)>, ()>;
+    let summary = |h: Option<&RequestHead>, taken: usize| {
+        h.map(|h| {
+            let fields = h
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            (h.method.clone(), h.uri.clone(), fields, h.framing, taken)
+        })
+    };
+
+    let mut input = data;
+    for _ in 0..8 {
+        // The head in four pieces.
+        let quarter = input.len() / 4;
+        let mut buf = bytes::BytesMut::new();
+        let mut at = 0;
+        let mut head = None;
+        let mut taken = 0;
+        let mut split: Summary = Ok(None);
+        for end in [quarter, 2 * quarter, 3 * quarter, input.len()] {
+            buf.extend_from_slice(&input[at..end]);
+            at = end;
+            let before = buf.len();
+            match parse_request_head(&mut buf, MAX_HEADERS, LIMIT) {
+                Ok(Some(h)) => {
+                    taken = before - buf.len();
+                    assert!(taken > 0 && taken <= LIMIT, "a head of {taken} bytes");
+                    assert_eq!(&buf[..], &input[taken..at]);
+                    split = Ok(summary(Some(&h), taken));
+                    head = Some(h);
+                    break;
+                }
+                Ok(None) => {
+                    assert_eq!(buf.len(), before, "a partial head took bytes");
+                    assert!(before <= LIMIT, "{before} bytes and still partial");
+                }
+                Err(e) => {
+                    // At most the head is gone, never a byte that was not given.
+                    assert!(buf.len() <= before);
+                    assert_eq!(&buf[..], &input[at - buf.len()..at]);
+                    assert!(before - buf.len() <= LIMIT);
+                    let _ = e.status();
+                    split = Err(());
+                    break;
+                }
+            }
+        }
+        // The whole input at once ends the same way (an error's kind may differ: a piece
+        // over the limit is too large before a malformed byte past the limit is seen).
+        let mut all = bytes::BytesMut::from(input);
+        let whole: Summary = parse_request_head(&mut all, MAX_HEADERS, LIMIT)
+            .map(|h| summary(h.as_ref(), input.len() - all.len()))
+            .map_err(|_| ());
+        assert_eq!(split, whole);
+        let Some(head) = head else {
+            return;
+        };
+
+        assert!(head.headers.len() <= MAX_HEADERS);
+        match head.framing {
+            Framing::Empty => {}
+            Framing::Length(n) => {
+                assert!(n > 0);
+                assert_eq!(content_length(&head.headers), Ok(Some(n)));
+            }
+            Framing::Chunked => {
+                assert_eq!(head.version, Version::HTTP_11);
+                assert!(!head.headers.contains_key(http::header::CONTENT_LENGTH));
+                assert!(head.headers.contains_key(http::header::TRANSFER_ENCODING));
+            }
+            Framing::Close => panic!("a request body delimited by close"),
+        }
+        assert!(!head.expect_continue || head.version == Version::HTTP_11);
+        if head.method == Method::CONNECT {
+            assert!(head.is_upgrade());
+        }
+
+        // The body, from the whole and from three pieces.
+        let rest = input[taken..].to_vec();
+        let body = read_body(head.framing, &rest, &[]);
+        let third = rest.len() / 3;
+        let pieces = read_body(head.framing, &rest, &[third, 2 * third]);
+        if let Ok((b, left)) = &pieces {
+            assert!(b.len() + left.len() <= rest.len());
+            assert_eq!(&left[..], &rest[rest.len() - left.len()..]);
+        }
+        match (&body, &pieces) {
+            (Ok(w), Ok(p)) => assert_eq!(w, p),
+            (w, p) => assert_eq!(w.is_ok(), p.is_ok(), "{w:?} {p:?}"),
+        }
+        let len = rest.len() as u64;
+        let left = match (head.framing, body) {
+            (Framing::Empty, body) => {
+                assert_eq!(body, Ok((Vec::new(), rest.clone())));
+                rest.len()
+            }
+            (Framing::Length(n), body) if n <= len => {
+                let n = n as usize;
+                assert_eq!(body, Ok((rest[..n].to_vec(), rest[n..].to_vec())));
+                rest.len() - n
+            }
+            (Framing::Length(_), body) => {
+                assert_eq!(body, Err(ParseError::Incomplete));
+                return;
+            }
+            (_, Ok((_, left))) => left.len(),
+            (_, Err(_)) => return,
+        };
+        // The next pipelined request, while the connection may carry one.
+        if !head.keep_alive || head.is_upgrade() {
+            return;
+        }
+        input = &input[input.len() - left..];
     }
 }
 

@@ -1,5 +1,5 @@
-//! The protocol layer: codecs that turn bytes into streams. HTTP/2 and the downstream side of
-//! HTTP/1.1 are hyper's; the upstream side of HTTP/1.1 is tern's own (`http1`);
+//! The protocol layer: codecs that turn bytes into streams. HTTP/2 is hyper's; HTTP/1.1 is
+//! tern's own (`http1`, both sides);
 //! this module holds what tern adds around them (the body type shared by both directions,
 //! protocol detection, hop-by-hop header rules) and the RPC codecs (`xprotocol`: Dubbo,
 //! Bolt). It knows nothing about routes or clusters.

@@ -737,6 +737,7 @@ fn write_seed_corpora() {
     write_listener_inspector_seeds();
     write_bolt_seeds();
     write_http1_response_seeds();
+    write_http1_request_seeds();
 }
 
 /// Bolt v1 streams: a knobs byte (frame size limit 1 MiB, reads of 7 bytes: 3 * 7 + 2 = 23),
@@ -928,4 +929,86 @@ fn write_http1_response_seeds() {
         .map(|(n, b)| ((*n).to_owned(), b.to_vec()))
         .collect();
     write("http1_response", &seeds);
+}
+
+/// Downstream HTTP/1.x requests: the common shapes (a GET, content-length and chunked bodies
+/// with trailers, `100-continue`, HTTP/1.0 keep-alive, absolute, authority and asterisk
+/// targets, upgrades), pipelined requests, and the malformed shapes the codec rejects
+/// (`bad_*`).
+#[test]
+#[ignore = "writes fuzz/corpus/http1_request; run by hand after changing a seed"]
+fn write_http1_request_seeds() {
+    let seeds: &[(&str, &[u8])] = &[
+        (
+            "get",
+            b"GET /index.html?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n\
+              Accept: */*\r\n\r\n",
+        ),
+        (
+            "post_length",
+            b"POST /api/items HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+              Content-Length: 12\r\n\r\n{\"name\":\"x\"}",
+        ),
+        (
+            "post_chunked_trailers",
+            b"POST /grpc.Svc/Call HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
+              TE: trailers\r\n\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n\
+              0\r\nx-checksum: 1\r\n\r\n",
+        ),
+        (
+            "expect_continue",
+            b"PUT /upload HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\ndata",
+        ),
+        (
+            "pipelined",
+            b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\n\
+              Content-Length: 3\r\n\r\nabcGET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "http10_keep_alive",
+            b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /old2 HTTP/1.0\r\n\r\n",
+        ),
+        (
+            "targets",
+            b"GET http://example.com:8080/p?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n\
+              OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\nGET /frag#ment HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        (
+            "websocket_upgrade",
+            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\
+              \x81\x05hello",
+        ),
+        (
+            "connect",
+            b"CONNECT db.example:443 HTTP/1.1\r\nHost: db.example:443\r\n\r\n\x16\x03\x01\x00\x05hello",
+        ),
+        (
+            "bad_chunked_and_length",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
+        (
+            "bad_gzip_chunked",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "bad_http10_chunked",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "bad_content_lengths",
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        ),
+        ("bad_request_line", b"GET  /a HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ("bad_space_before_colon", b"GET /a HTTP/1.1\r\nHost : a\r\n\r\n"),
+        (
+            "bad_truncated",
+            b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly a little",
+        ),
+    ];
+    let seeds: Vec<(String, Vec<u8>)> = seeds
+        .iter()
+        .map(|(n, b)| ((*n).to_owned(), b.to_vec()))
+        .collect();
+    write("http1_request", &seeds);
 }

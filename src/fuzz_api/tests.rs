@@ -15,6 +15,7 @@ const TARGETS: &[Target] = &[
     ("bolt_codec", bolt_codec),
     ("dubbo_frames", dubbo_frames),
     ("http1_response", http1_response),
+    ("http1_request", http1_request),
 ];
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -114,6 +115,19 @@ fn real_seeds_compile() {
             );
         }
     }
+    for (name, data) in corpus("http1_request") {
+        if name.starts_with("crash_") {
+            continue;
+        }
+        let read = read_requests(&data);
+        if name.starts_with("bad_") {
+            assert!(read.is_err(), "{name}: {read:?}");
+        } else {
+            let n = read.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let several = ["pipelined", "http10_keep_alive", "targets"].contains(&name.as_str());
+            assert_eq!(n > 1, several, "{name}: {n} requests");
+        }
+    }
     for (name, data) in corpus("cluster_proto") {
         let c = cluster_pb::Cluster::decode(data.as_slice()).unwrap();
         Cluster::compile(&c, &Store::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -135,6 +149,25 @@ fn read_response(data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
     };
     let framing = response_framing(&http::Method::GET, &head).map_err(|e| e.to_string())?;
     read_body(framing, &buf, &[]).map_err(|e| e.to_string())
+}
+
+/// Requests as the connection reads them: heads and their bodies, one after another while
+/// the connection may carry another (an upgrade's bytes are the tunnel's); how many.
+fn read_requests(data: &[u8]) -> Result<usize, String> {
+    use crate::protocol::http1::server::parse_request_head;
+    let mut buf = bytes::BytesMut::from(data);
+    let mut n = 0;
+    loop {
+        let head = parse_request_head(&mut buf, 100, 60 * 1024)
+            .map_err(|e| e.to_string())?
+            .ok_or("incomplete head")?;
+        n += 1;
+        let (_, left) = read_body(head.framing, &buf, &[]).map_err(|e| e.to_string())?;
+        if !head.keep_alive || head.is_upgrade() || left.is_empty() {
+            return Ok(n);
+        }
+        buf = bytes::BytesMut::from(&left[..]);
+    }
 }
 
 fn mutated(seeds: Vec<(String, Vec<u8>)>) -> impl Strategy<Value = Vec<u8>> {
@@ -222,5 +255,10 @@ proptest! {
     #[test]
     fn mutated_http1_responses_do_not_panic(data in mutated(corpus("http1_response"))) {
         http1_response(&data);
+    }
+
+    #[test]
+    fn mutated_http1_requests_do_not_panic(data in mutated(corpus("http1_request"))) {
+        http1_request(&data);
     }
 }

@@ -1,9 +1,10 @@
-//! tern's HTTP/1.1 client codec: request heads and bodies out, response heads and bodies in.
+//! tern's HTTP/1.1 codec. This module is the client half (request heads and bodies out,
+//! response heads and bodies in) and what both halves share; [`server`] is the other half.
 //!
 //! The upstream side of an HTTP/1.1 request runs on this codec instead of hyper's client, so
 //! that the stream that owns a request also owns its upstream connection: it writes the request
 //! and reads the response itself, with no connection task and no channel in between (MOSN's
-//! stream layer works the same way). The downstream side stays hyper's server.
+//! stream layer works the same way).
 //!
 //! Everything here is synchronous and works on byte buffers; `upstream::pool::http1` drives it
 //! over a socket. Limits: a response head (status line and headers) or a trailer section may
@@ -17,6 +18,7 @@ use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use crate::format::decimal;
 use crate::protocol::headers::has_token;
 
+pub mod server;
 #[cfg(test)]
 mod tests;
 
@@ -120,35 +122,10 @@ pub fn parse_response_head(
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or(ParseError::Malformed("status code"))?;
-    // Offsets first: the fields borrow `buf`, which is split below. On the stack for the
-    // usual handful of fields.
-    let base = buf.as_ptr() as usize;
-    let span = |h: &httparse::Header<'_>| {
-        let name = h.name.as_ptr() as usize - base;
-        let value = h.value.as_ptr() as usize - base;
-        [name, name + h.name.len(), value, value + h.value.len()]
-    };
-    let n = resp.headers.len();
-    let mut stack_spans = [[0usize; 4]; STACK_SPANS];
-    let heap_spans: Vec<[usize; 4]>;
-    let spans: &[[usize; 4]] = if n <= STACK_SPANS {
-        for (slot, h) in stack_spans.iter_mut().zip(resp.headers.iter()) {
-            *slot = span(h);
-        }
-        &stack_spans[..n]
-    } else {
-        heap_spans = resp.headers.iter().map(span).collect();
-        &heap_spans
-    };
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(n);
-    for &[ns, ne, vs, ve] in spans {
-        let name = HeaderName::from_bytes(&head[ns..ne])
-            .map_err(|_| ParseError::Malformed("header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
-            .map_err(|_| ParseError::Malformed("header value"))?;
-        headers.append(name, value);
-    }
+    // Offsets first: the fields borrow `buf`, which is split below.
+    let mut spans = Spans::new();
+    spans.fill(buf, resp.headers);
+    let headers = spans.to_map(&buf.split_to(len).freeze(), 4)?;
     let keep_alive = keep_alive(version, &headers);
     Ok(Some(ResponseHead {
         status,
@@ -156,6 +133,70 @@ pub fn parse_response_head(
         headers,
         keep_alive,
     }))
+}
+
+/// Where each header field of a parsed head lies in its buffer (name start and end, value
+/// start and end): on the stack for the usual handful of fields. Filled in place: the array is
+/// too large to move around cheaply.
+struct Spans {
+    stack: [[u32; 4]; STACK_SPANS],
+    heap: Vec<[u32; 4]>,
+    n: usize,
+}
+
+impl Spans {
+    fn new() -> Self {
+        Self {
+            stack: [[0; 4]; STACK_SPANS],
+            heap: Vec::new(),
+            n: 0,
+        }
+    }
+
+    /// Note where `fields`, parsed from `buf`, lie in it (`buf` is at most a head's limit,
+    /// far under 4 GiB).
+    fn fill(&mut self, buf: &[u8], fields: &[httparse::Header<'_>]) {
+        let base = buf.as_ptr() as usize;
+        let span = |h: &httparse::Header<'_>| {
+            let name = (h.name.as_ptr() as usize - base) as u32;
+            let value = (h.value.as_ptr() as usize - base) as u32;
+            [
+                name,
+                name + h.name.len() as u32,
+                value,
+                value + h.value.len() as u32,
+            ]
+        };
+        self.n = fields.len();
+        if self.n <= STACK_SPANS {
+            for (slot, h) in self.stack.iter_mut().zip(fields) {
+                *slot = span(h);
+            }
+        } else {
+            self.heap = fields.iter().map(span).collect();
+        }
+    }
+
+    /// The fields as a map whose values share `head`'s memory (`head` is the buffer the spans
+    /// were taken from, split off and frozen), with room for `extra` more fields (those the
+    /// proxy adds, so that the map does not grow and rehash on the request path).
+    fn to_map(&self, head: &Bytes, extra: usize) -> Result<HeaderMap, ParseError> {
+        let spans = if self.n <= STACK_SPANS {
+            &self.stack[..self.n]
+        } else {
+            &self.heap[..]
+        };
+        let mut headers = HeaderMap::with_capacity(self.n + extra);
+        for &[ns, ne, vs, ve] in spans {
+            let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
+            let name = HeaderName::from_bytes(&head[ns..ne])
+                .map_err(|_| ParseError::Malformed("header name"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
+                .map_err(|_| ParseError::Malformed("header value"))?;
+            headers.append(name, value);
+        }
+        Ok(headers)
+    }
 }
 
 /// How many header slots httparse gets for a head or trailer section: never more than a
@@ -166,6 +207,8 @@ pub fn parse_response_head(
 struct SlotCount {
     max_headers: usize,
     n: usize,
+    /// The largest section accepted, in bytes.
+    limit: usize,
 }
 
 /// The slots themselves: on the stack up to [`STACK_HEADERS`], else on the heap.
@@ -194,18 +237,24 @@ impl<'b> Slots<'b> {
 
 impl SlotCount {
     fn new(max_headers: usize, buffered: usize) -> Self {
+        Self::with_limit(max_headers, buffered, MAX_HEAD)
+    }
+
+    /// Slots for a section of at most `limit` bytes.
+    fn with_limit(max_headers: usize, buffered: usize, limit: usize) -> Self {
         let max_headers = max_headers.max(1);
         Self {
             max_headers,
-            n: max_headers.min(buffered.min(MAX_HEAD + 1) / 3 + 1),
+            n: max_headers.min(buffered.min(limit + 1) / 3 + 1),
+            limit,
         }
     }
 
     /// httparse's answer for a section of which `buffered` bytes are in: `Ok(None)` when more
-    /// are needed and the section may still fit in [`MAX_HEAD`]. Running out of slots is
-    /// `TooManyHeaders` when the slots were the whole limit, else a section over [`MAX_HEAD`]
-    /// (only such a section fills fewer slots than the limit). The caller checks that a
-    /// complete section is within [`MAX_HEAD`].
+    /// are needed and the section may still fit in the limit ([`MAX_HEAD`] for responses).
+    /// Running out of slots is `TooManyHeaders` when the slots were the whole limit, else a
+    /// section over the byte limit (only such a section fills fewer slots than the limit). The
+    /// caller checks that a complete section is within the limit.
     fn section<T>(
         self,
         parsed: httparse::Result<T>,
@@ -213,7 +262,7 @@ impl SlotCount {
     ) -> Result<Option<T>, ParseError> {
         match parsed {
             Ok(httparse::Status::Complete(t)) => Ok(Some(t)),
-            Ok(httparse::Status::Partial) if buffered > MAX_HEAD => Err(ParseError::HeadTooLarge),
+            Ok(httparse::Status::Partial) if buffered > self.limit => Err(ParseError::HeadTooLarge),
             Ok(httparse::Status::Partial) => Ok(None),
             Err(httparse::Error::TooManyHeaders) if self.n < self.max_headers => {
                 Err(ParseError::HeadTooLarge)
