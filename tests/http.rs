@@ -8,6 +8,8 @@ mod support;
 mod access_log;
 #[path = "http/compressor.rs"]
 mod compressor;
+#[path = "http/downstream_h1.rs"]
+mod downstream_h1;
 #[path = "http/inspector.rs"]
 mod inspector;
 #[path = "http/tracing.rs"]

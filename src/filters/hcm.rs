@@ -110,6 +110,10 @@ pub struct HcmStats {
     pub downstream_rq_completed: Counter,
     /// `downstream_cx_destroy`.
     pub downstream_cx_destroy: Counter,
+    /// `downstream_cx_protocol_error`: requests the HTTP/1 codec could not read.
+    pub downstream_cx_protocol_error: Counter,
+    /// `downstream_rq_header_timeout`: `request_headers_timeout` passed.
+    pub downstream_rq_header_timeout: Counter,
     /// `downstream_cx_rx_bytes_total`.
     pub downstream_cx_rx_bytes_total: Counter,
     /// `downstream_cx_tx_bytes_total`.
@@ -147,6 +151,8 @@ impl HcmStats {
             downstream_rq_too_many_premature_resets: c("downstream_rq_too_many_premature_resets"),
             downstream_rq_completed: c("downstream_rq_completed"),
             downstream_cx_destroy: c("downstream_cx_destroy"),
+            downstream_cx_protocol_error: c("downstream_cx_protocol_error"),
+            downstream_rq_header_timeout: c("downstream_rq_header_timeout"),
             downstream_cx_rx_bytes_total: c("downstream_cx_rx_bytes_total"),
             downstream_cx_tx_bytes_total: c("downstream_cx_tx_bytes_total"),
             downstream_cx_length_ms: store.histogram(

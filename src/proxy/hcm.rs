@@ -1,9 +1,11 @@
-//! The HTTP connection manager: the codec (hyper's HTTP/1.1 and HTTP/2, chosen by
-//! `codec_type`), connection limits, drain, and one stream per request. Each stream of an
+//! The HTTP connection manager: the codec (tern's HTTP/1.1, `h1`, and hyper's HTTP/2, chosen
+//! by `codec_type` and for `AUTO` by the first bytes), connection limits, drain, and one stream
+//! per request. Each stream of an
 //! HTTP/2 connection is routed and load-balanced on its own (MOSN's stream-level
 //! multiplexing).
 
 mod forward;
+pub(crate) mod h1;
 mod local_reply;
 mod peer;
 mod record;
@@ -20,13 +22,18 @@ pub use request::set_local_address_ipv6;
 use super::signal::WhenWoken;
 use super::{ConnInfo, Drain};
 use crate::filters::hcm::Codec;
+use crate::protocol::body::{Body, BoxError};
 use crate::snapshot::{HttpConnectionManager, World};
-use hyper::service::service_fn;
+use bytes::Bytes;
+use http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
@@ -47,12 +54,89 @@ pub(crate) struct ConnCtx {
     started: Instant,
     /// Draining: HTTP/1 responses carry `Connection: close`.
     pub draining: std::sync::atomic::AtomicBool,
+    /// The connection manager closes the connection: HTTP/1 takes no further request.
+    pub closing: std::sync::atomic::AtomicBool,
 }
 
 impl ConnCtx {
     fn touch(&self) {
         self.last_active
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A request body as the stream gets it from the downstream codec.
+pub(crate) enum DownstreamBody {
+    /// No body.
+    Empty,
+    /// From hyper's HTTP/2 codec.
+    Http2(Incoming),
+    /// From tern's HTTP/1.1 codec.
+    Http1(h1::RequestBody),
+}
+
+impl http_body::Body for DownstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Http2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Http1(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Http2(b) => b.is_end_stream(),
+            Self::Http1(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Self::Empty => http_body::SizeHint::with_exact(0),
+            Self::Http2(b) => b.size_hint(),
+            Self::Http1(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A downstream codec's connection as the connection manager drives it.
+trait Served: Future {
+    /// Stop taking new requests: finish the ones in flight, then close (GOAWAY for HTTP/2).
+    fn shut(self: Pin<&mut Self>);
+}
+
+pin_project_lite::pin_project! {
+    /// A connection future and how to shut it.
+    struct Shut<F, G> {
+        #[pin]
+        inner: F,
+        shut: G,
+    }
+}
+
+fn shut_with<F: Future, G: Fn(Pin<&mut F>)>(inner: F, shut: G) -> Shut<F, G> {
+    Shut { inner, shut }
+}
+
+impl<F: Future, G> Future for Shut<F, G> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<F: Future, G: Fn(Pin<&mut F>)> Served for Shut<F, G> {
+    fn shut(self: Pin<&mut Self>) {
+        let this = self.project();
+        (this.shut)(this.inner);
     }
 }
 
@@ -74,58 +158,16 @@ pub async fn serve<IO>(
         cfg.stats.downstream_cx_rx_bytes_total.clone(),
         cfg.stats.downstream_cx_tx_bytes_total.clone(),
     );
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Over TLS, AUTO follows the negotiated ALPN protocol when there is one.
+    // Over TLS, AUTO follows the negotiated ALPN protocol when there is one; without it, the
+    // first bytes tell (the HTTP/2 preface or not).
     let alpn = conn.tls.as_ref().and_then(|t| t.alpn.as_deref());
-    match cfg.codec {
-        Codec::Auto if alpn == Some("h2") => builder = builder.http2_only(),
-        Codec::Auto if matches!(alpn, Some("http/1.1" | "http/1.0")) => {
-            builder = builder.http1_only()
-        }
-        Codec::Auto => {}
-        Codec::Http1 => builder = builder.http1_only(),
-        Codec::Http2 => builder = builder.http2_only(),
-    }
-    {
-        let mut h1 = builder.http1();
-        h1.timer(TokioTimer::new())
-            .keep_alive(true)
-            .max_headers(cfg.max_headers_count)
-            // Room for twice the header limit, so that a request just over the limit
-            // parses and gets Envoy's 431 local reply from the stream (`stream::decode`);
-            // only a far larger one gets hyper's bare 431.
-            .max_buf_size((cfg.max_request_headers_bytes * 2).max(8192) + 8192)
-            .half_close(false)
-            .writev(false);
-        if let Some(t) = cfg.request_headers_timeout {
-            h1.header_read_timeout(t);
-        } else {
-            h1.header_read_timeout(None);
-        }
-    }
-    {
-        let mut h2 = builder.http2();
-        h2.timer(TokioTimer::new())
-            .max_concurrent_streams(cfg.h2_max_concurrent_streams)
-            .max_header_list_size(cfg.max_request_headers_bytes as u32)
-            // Rapid reset (CVE-2023-44487): streams opened and reset before the proxy accepted
-            // them are bounded; so are streams reset because of local errors.
-            .max_pending_accept_reset_streams(Some(100))
-            .max_local_error_reset_streams(Some(1024))
-            .enable_connect_protocol();
-        match cfg.h2_initial_stream_window {
-            Some(w) => {
-                h2.initial_stream_window_size(w);
-            }
-            None => {
-                h2.adaptive_window(true);
-            }
-        }
-        if let Some(w) = cfg.h2_initial_connection_window {
-            h2.initial_connection_window_size(w);
-        }
-    }
-
+    let (http2, detect) = match cfg.codec {
+        Codec::Auto if alpn == Some("h2") => (true, false),
+        Codec::Auto if matches!(alpn, Some("http/1.1" | "http/1.0")) => (false, false),
+        Codec::Auto => (false, true),
+        Codec::Http1 => (false, false),
+        Codec::Http2 => (true, false),
+    };
     let ctx = Arc::new(ConnCtx {
         hcm: hcm.clone(),
         world,
@@ -140,15 +182,127 @@ pub async fn serve<IO>(
         abuse: tokio::sync::Notify::new(),
         started: Instant::now(),
         draining: std::sync::atomic::AtomicBool::new(false),
+        closing: std::sync::atomic::AtomicBool::new(false),
     });
-    let svc_ctx = ctx.clone();
-    let svc = service_fn(move |req| {
-        let ctx = svc_ctx.clone();
-        async move { Ok::<_, Infallible>(stream::handle(req, ctx).await) }
-    });
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(served);
+    if http2 {
+        serve_http2(h1::Prefixed::new(io, Bytes::new()), &ctx, &mut drain).await;
+    } else {
+        // The connection sees `closing` when it next waits for a request, or after the
+        // response in flight (which then carries `connection: close`); the drive loop polls
+        // it again right after a shut.
+        let closing = ctx.clone();
+        let served = shut_with(h1::serve(io, ctx.clone(), detect), move |_| {
+            closing.closing.store(true, Ordering::Relaxed)
+        });
+        if let Some(h1::Outcome::Http2(io, read)) = drive(served, &ctx, &mut drain).await {
+            serve_http2(h1::Prefixed::new(io, read), &ctx, &mut drain).await;
+        }
+    }
+    cfg.stats.downstream_cx_active.dec();
+    cfg.stats.downstream_cx_destroy.inc();
+    cfg.stats
+        .downstream_cx_length_ms
+        .record_duration(ctx.started.elapsed());
+}
 
+/// HTTP/2 on hyper's codec.
+async fn serve_http2<IO>(io: IO, ctx: &Arc<ConnCtx>, drain: &mut Drain)
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let cfg = &ctx.hcm.config;
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(cfg.h2_max_concurrent_streams)
+        .max_header_list_size(cfg.max_request_headers_bytes as u32)
+        // Rapid reset (CVE-2023-44487): streams opened and reset before the proxy accepted
+        // them are bounded; so are streams reset because of local errors.
+        .max_pending_accept_reset_streams(Some(100))
+        .max_local_error_reset_streams(Some(1024))
+        .enable_connect_protocol();
+    match cfg.h2_initial_stream_window {
+        Some(w) => {
+            h2.initial_stream_window_size(w);
+        }
+        None => {
+            h2.adaptive_window(true);
+        }
+    }
+    if let Some(w) = cfg.h2_initial_connection_window {
+        h2.initial_connection_window_size(w);
+    }
+    let svc = Http2Service(ctx.clone());
+    let served = Http2Served {
+        inner: h2.serve_connection(TokioIo::new(io), svc),
+    };
+    if let Some(Err(e)) = drive(served, ctx, drain).await {
+        debug!(conn = ctx.conn.id, error = %e, "downstream connection ended with an error");
+    }
+}
+
+/// The streams of an HTTP/2 connection, each handled as a stream of its own.
+#[derive(Clone)]
+struct Http2Service(Arc<ConnCtx>);
+
+type StreamFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for Http2Service {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = StreamFuture;
+
+    fn call(&self, req: Request<Incoming>) -> StreamFuture {
+        let ctx = self.0.clone();
+        let mut req = req.map(DownstreamBody::Http2);
+        if let Some(u) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
+            req.extensions_mut().insert(h1::DownstreamUpgrade::hyper(u));
+        }
+        Box::pin(async move { Ok(stream::handle(req, ctx).await) })
+    }
+}
+
+type Http2Conn<I, S> = hyper::server::conn::http2::Connection<I, S, TokioExecutor>;
+
+pin_project_lite::pin_project! {
+    /// hyper's HTTP/2 connection.
+    struct Http2Served<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<I, S> Future for Http2Served<Http2Conn<I, S>>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    type Output = hyper::Result<()>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<I, S> Served for Http2Served<Http2Conn<I, S>>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    fn shut(self: Pin<&mut Self>) {
+        self.project().inner.graceful_shutdown();
+    }
+}
+
+/// Drive a codec's connection to its end, applying the connection manager's limits: idle
+/// timeout, max connection duration, max requests, drain, and the rapid-reset check. `None`:
+/// the connection was cut short (too many premature resets).
+async fn drive<F: Served>(served: F, ctx: &Arc<ConnCtx>, drain: &mut Drain) -> Option<F::Output> {
+    let cfg = &ctx.hcm.config;
+    let conn = &ctx.conn;
+    tokio::pin!(served);
     let idle = cfg.idle_timeout;
     let max_duration = cfg.max_connection_duration;
     let max_requests = cfg.max_requests_per_connection;
@@ -163,25 +317,21 @@ pub async fn serve<IO>(
     loop {
         tokio::select! {
             res = served.as_mut() => {
-                if let Err(e) = res {
-                    debug!(conn = conn.id, error = %e, "downstream connection ended with an error");
-                }
-                break;
+                return Some(res);
             }
             _ = WhenWoken::new(ctx.abuse.notified()) => {
                 // Too many premature resets: GOAWAY, and the connection goes away shortly
                 // even if the peer keeps it open.
                 debug!(conn = conn.id, "too many premature stream resets; closing");
                 if !shutting_down {
-                    served.as_mut().graceful_shutdown();
+                    served.as_mut().shut();
                 }
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), served.as_mut()).await;
-                break;
+                return tokio::time::timeout(std::time::Duration::from_secs(1), served.as_mut()).await.ok();
             }
             _ = WhenWoken::new(drain_now.now()), if !shutting_down => {
                 ctx.draining.store(true, Ordering::Relaxed);
                 shutting_down = true;
-                served.as_mut().graceful_shutdown();
+                served.as_mut().shut();
             }
             _ = WhenWoken::new(drain.started()), if !shutting_down && drain_deadline.is_none() => {
                 // As Envoy: the next HTTP/1 response closes the connection, and whatever is
@@ -193,7 +343,7 @@ pub async fn serve<IO>(
             }
             _ = WhenWoken::new(async { if let Some(d) = drain_deadline.as_mut() { d.await } }), if drain_deadline.is_some() && !shutting_down => {
                 shutting_down = true;
-                served.as_mut().graceful_shutdown();
+                served.as_mut().shut();
             }
             _ = WhenWoken::new(tick.tick()), if !shutting_down => {
                 let active = ctx.active_streams.load(Ordering::Relaxed);
@@ -204,14 +354,9 @@ pub async fn serve<IO>(
                 if idle_expired || too_old || too_many {
                     debug!(conn = conn.id, idle_expired, too_old, too_many, "closing downstream connection");
                     shutting_down = true;
-                    served.as_mut().graceful_shutdown();
+                    served.as_mut().shut();
                 }
             }
         }
     }
-    cfg.stats.downstream_cx_active.dec();
-    cfg.stats.downstream_cx_destroy.inc();
-    cfg.stats
-        .downstream_cx_length_ms
-        .record_duration(ctx.started.elapsed());
 }

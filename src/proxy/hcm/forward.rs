@@ -4,6 +4,7 @@
 //! add the router's response headers.
 
 use super::ConnCtx;
+use super::DownstreamBody;
 use super::local_reply::{reply_for, reset_reason, reset_status, upstream_reset_text};
 use super::record::{Recorder, details};
 use super::upgrade;
@@ -20,7 +21,6 @@ use crate::upstream::lb::LbContext;
 use crate::upstream::pool::{self, UpstreamError, UpstreamProtocol, UpstreamTls};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, request};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use replies::{BodyTimers, finish_response, no_healthy, with_attempt_count};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -65,7 +65,7 @@ const ROUTER_CONSUMED_HEADERS: NameSet = NameSet::new(&[
 /// Run the router phase for a matched route.
 pub(crate) async fn forward(
     mut parts: request::Parts,
-    body: Incoming,
+    body: DownstreamBody,
     matched: &Matched<'_>,
     action: &RouteAction,
     mut s: StreamCtx<'_>,
@@ -202,13 +202,13 @@ pub(crate) async fn forward(
             None => return local(no_healthy(&cluster, s.grpc, s.rec, 1), 1),
         };
         s.rec.host(&host, 1);
-        let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let downstream = parts.extensions.remove::<super::h1::DownstreamUpgrade>();
         if action.auto_host_rewrite && !host.hostname.is_empty() {
             authority = host.hostname.to_string();
         }
         let req = build_request(
             parts,
-            body::boxed(body),
+            body.boxed_unsync(),
             UpstreamProtocol::Http1,
             &authority,
             path,
@@ -244,7 +244,7 @@ pub(crate) async fn forward(
     };
     let body: Body = match (stream_idle, &timers.idle) {
         (Some(i), Some(f)) => body::TimedBody::idle(body, i, Some(f.clone())).boxed_unsync(),
-        _ => body::boxed(body),
+        _ => body.boxed_unsync(),
     };
     let body: Body = match (cfg.request_timeout, &timers.expired) {
         (Some(t), Some(f)) => {

@@ -38,6 +38,8 @@ pub(crate) mod details {
     pub const MISSING_HOST: &str = "missing_host_header";
     pub const HEADERS_TOO_LARGE: &str = "http1.headers_too_large";
     pub const CODEC_ERROR: &str = "http1.codec_error";
+    pub const INVALID_URL: &str = "http.invalid_url";
+    pub const REQUEST_HEADER_TIMEOUT: &str = "request_header_timeout";
     pub const UPGRADE_FAILED: &str = "upgrade_failed";
     pub const PATH_NORMALIZATION_FAILED: &str = "path_normalization_failed";
     pub const OVERFLOW: &str = "upstream_reset_before_response_started{overflow}";

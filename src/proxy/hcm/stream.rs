@@ -3,6 +3,7 @@
 //! (response headers the connection manager adds).
 
 use super::ConnCtx;
+use super::DownstreamBody;
 use super::forward::{self, StreamCtx};
 use super::local_reply::{grpc_local_reply, local_reply, reply_for};
 use super::peer::StreamExchange;
@@ -15,7 +16,6 @@ use crate::protocol::headers::names;
 use crate::router::{Action, FormatContext, RequestInfo, is_grpc};
 use crate::stream_info::ResponseFlag;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -72,7 +72,7 @@ fn too_many_premature_resets(closed: u64, premature: u64) -> bool {
 }
 
 /// Handle one request from the codec.
-pub(crate) async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
+pub(crate) async fn handle(req: Request<DownstreamBody>, ctx: Arc<ConnCtx>) -> Response<Body> {
     let stream_id = ctx.next_stream.fetch_add(1, Ordering::Relaxed);
     let cfg = &ctx.hcm.config;
     if ctx.requests.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -168,7 +168,7 @@ fn encode(resp: &mut Response<Body>, ctx: &ConnCtx, version: Version) {
 }
 
 async fn decode(
-    req: Request<Incoming>,
+    req: Request<DownstreamBody>,
     ctx: &Arc<ConnCtx>,
     start: Instant,
     start_time: SystemTime,
@@ -198,6 +198,11 @@ async fn decode(
     }
     let (mut parts, body) = req.into_parts();
     let downstream_h2 = parts.version == Version::HTTP_2;
+    if parts.extensions.get::<UriFragment>().is_some() {
+        // Envoy rejects a request target with a fragment: 400 with an empty body.
+        rec.local(None, details::INVALID_URL);
+        return reply_for(grpc, StatusCode::BAD_REQUEST, "");
+    }
 
     // Authority (Host / :authority), with the configured port stripping.
     // No Host on HTTP/1.1: Envoy answers 400 with an empty body.
@@ -405,6 +410,55 @@ async fn decode(
         resp.headers_mut().insert(names::X_REQUEST_ID, id);
     }
     resp
+}
+
+/// Marks a request whose target had a `#fragment` (the URI no longer holds it).
+#[derive(Clone, Copy)]
+pub(crate) struct UriFragment;
+
+/// The reply to a request the HTTP/1 codec could not read, ready to write: Envoy's codec error
+/// reply with the connection manager's response headers. It counts as a request (Envoy makes a
+/// stream for it).
+pub(crate) fn protocol_error(ctx: &ConnCtx, status: StatusCode, why: &str) -> Response<Body> {
+    debug!(conn = ctx.conn.id, why, "HTTP/1 codec error");
+    reply_outside_stream(
+        ctx,
+        codec_error(status),
+        Some(ResponseFlag::DownstreamProtocolError),
+        details::CODEC_ERROR,
+    )
+}
+
+/// Envoy's reply when `request_headers_timeout` passes before the request head is complete:
+/// 408 `request header timeout`, and the connection closes.
+pub(crate) fn request_header_timeout(ctx: &ConnCtx) -> Response<Body> {
+    let stats = &ctx.hcm.config.stats;
+    stats.downstream_rq_header_timeout.inc();
+    let mut r = local_reply(StatusCode::REQUEST_TIMEOUT, "request header timeout");
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    reply_outside_stream(ctx, r, None, details::REQUEST_HEADER_TIMEOUT)
+}
+
+/// A reply the codec gives before there is a stream: counted as a request with its status,
+/// and logged with these flag and details.
+fn reply_outside_stream(
+    ctx: &ConnCtx,
+    mut r: Response<Body>,
+    flag: Option<ResponseFlag>,
+    details: &'static str,
+) -> Response<Body> {
+    let stats = &ctx.hcm.config.stats;
+    stats.downstream_rq_total.inc();
+    let class = (r.status().as_u16() / 100) as usize;
+    if let Some(c) = stats.downstream_rq_xx.get(class.wrapping_sub(1)) {
+        c.inc();
+    }
+    stats.downstream_rq_completed.inc();
+    encode(&mut r, ctx, Version::HTTP_11);
+    let mut rec = Recorder::start(ctx, Version::HTTP_11, Instant::now(), SystemTime::now());
+    rec.local(flag, details);
+    rec.finish(r)
 }
 
 /// Envoy's reply to an HTTP/1 codec error (`sendLocalReply` from the codec): the reason

@@ -5,7 +5,7 @@
 
 use super::local_reply::{local_reply, reset_reason, upstream_reset_text};
 use super::record::{Recorder, details};
-use crate::protocol::body::{self, Body};
+use crate::protocol::body::{self, Body, BoxError};
 use crate::proxy::tcp_proxy::{Moved, pipe};
 use crate::stats::Counter;
 use crate::upstream::cluster::Cluster;
@@ -19,7 +19,7 @@ use tracing::debug;
 /// Proxy an upgrade or CONNECT request to `host`.
 pub(crate) async fn proxy(
     req: http::Request<Body>,
-    downstream: Option<hyper::upgrade::OnUpgrade>,
+    downstream: Option<super::h1::DownstreamUpgrade>,
     upgrade_type: &str,
     host: Arc<Host>,
     cluster: &Cluster,
@@ -66,11 +66,11 @@ pub(crate) async fn proxy(
         record.response(200);
         tokio::spawn(async move {
             let _inflight = host.start_request();
-            match downstream.await {
+            match downstream.connected().await {
                 Ok(up) => {
                     let (rx, tx) = (Counter::default(), Counter::default());
                     let moved = Moved::default();
-                    pipe(TokioIo::new(up), io, None, &rx, &tx, &moved).await;
+                    pipe(up, io, None, &rx, &tx, &moved).await;
                     record.tunnel_closed(moved.rx.into_inner(), moved.tx.into_inner());
                 }
                 Err(e) => debug!(error = %e, "CONNECT: downstream upgrade failed"),
@@ -113,11 +113,13 @@ pub(crate) async fn proxy(
     record.response(StatusCode::SWITCHING_PROTOCOLS.as_u16());
     tokio::spawn(async move {
         let _inflight = host.start_request();
-        match tokio::try_join!(downstream, upstream) {
+        match tokio::try_join!(downstream.connected(), async {
+            upstream.await.map_err(BoxError::from)
+        }) {
             Ok((d, u)) => {
                 let (rx, tx) = (Counter::default(), Counter::default());
                 let moved = Moved::default();
-                pipe(TokioIo::new(d), TokioIo::new(u), None, &rx, &tx, &moved).await;
+                pipe(d, TokioIo::new(u), None, &rx, &tx, &moved).await;
                 record.tunnel_closed(moved.rx.into_inner(), moved.tx.into_inner());
             }
             Err(e) => debug!(error = %e, "upgrade failed"),
