@@ -414,15 +414,16 @@ pub fn uuid4() -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let v: u128 = rand::random();
     let v = (v & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let mut out = [0u8; 36];
-    let mut nibble = 0;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *slot = b'-';
-        } else {
-            *slot = HEX[((v >> (124 - 4 * nibble)) & 0xf) as usize];
-            nibble += 1;
+    let mut out = [b'-'; 36];
+    // Two hex digits per byte, the dashes (already in place) skipped over.
+    let mut at = 0;
+    for (i, byte) in v.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
     }
     out
 }
