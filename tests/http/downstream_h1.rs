@@ -181,3 +181,40 @@ async fn codec_errors_get_envoys_replies_and_are_counted() {
     assert_eq!(stats.counter_value("http.l.downstream_rq_5xx"), Some(1));
     assert_eq!(up.requests(), 0);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_during_a_stalled_response_body_resets_its_stream() {
+    let (tern, addr, _up) = tern_with("").await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /stall HTTP/1.1\r\nhost: h\r\n\r\n")
+        .await
+        .expect("write");
+    // The head and the first chunk arrive; the rest of the body never does.
+    let mut got = Vec::new();
+    within(5, async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("first chunk") {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let stats = &tern.world.stats;
+    let active = || stats.gauge_value("http.l.downstream_rq_active");
+    assert_eq!(active(), Some(1));
+    drop(s);
+    // The stream ends when the client leaves, though the upstream never finishes.
+    within(2, async {
+        while active() != Some(0) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(stats.gauge_value("http.l.downstream_cx_active"), Some(0));
+    assert_eq!(
+        stats.gauge_value("cluster.up.upstream_rq_active"),
+        Some(0),
+        "the upstream request is reset with the stream"
+    );
+}

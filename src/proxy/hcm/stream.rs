@@ -21,8 +21,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 use tracing::{Instrument, debug};
 
-/// A stream in flight. Dropped before it produced a response, the client reset it (or closed
-/// the connection): that counts towards the premature-reset check.
+/// A stream in flight, until its response body ends. Dropped before it produced a response,
+/// the client reset it (or closed the connection): that counts towards the premature-reset
+/// check.
 struct StreamGuard {
     ctx: Arc<ConnCtx>,
     start: Instant,
@@ -140,12 +141,15 @@ pub(crate) async fn handle(req: Request<DownstreamBody>, ctx: Arc<ConnCtx>) -> R
     }
     cfg.stats.downstream_rq_completed.inc();
     let rq_time = cfg.stats.downstream_rq_time.clone();
+    guard.answered = true;
+    // The stream stays active (`downstream_rq_active`, the connection's idle timer) until its
+    // response body ends or is dropped, as Envoy's stream lives until it completes or resets.
     let resp = resp.map(|b| {
         body::boxed(body::OnEnd::new(b, move || {
-            rq_time.record_duration(start.elapsed())
+            rq_time.record_duration(start.elapsed());
+            drop(guard);
         }))
     });
-    guard.answered = true;
     rec.finish(resp)
 }
 
