@@ -367,11 +367,7 @@ async fn readiness_follows_xds_and_drain_follows_pilot_agent() {
 #[test]
 fn binary_changes_log_levels_and_quits() {
     use std::io::{Read, Write};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = envoy_support::free_port();
     let dir = std::env::temp_dir().join(format!("tern-admin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("b.yaml");

@@ -1,6 +1,10 @@
 //! The tern binary as pilot-agent runs it: Envoy's command line, `--mode validate`, the binary
 //! installed under the name `envoy`, and signals.
 
+#[path = "support/ports.rs"]
+mod ports;
+
+use ports::free_port;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -17,14 +21,6 @@ fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tern-cli-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -6,9 +6,13 @@
 //! installs it). Without Envoy a test is skipped with a notice, except in CI where it fails.
 #![allow(dead_code)]
 
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_port;
+
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,14 +43,6 @@ pub fn envoy_bin() -> Option<PathBuf> {
         );
     }
     found
-}
-
-/// A port that was free a moment ago on 127.0.0.1 (bind :0, read it, drop the socket).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 /// A child process killed on drop; its stderr goes to a file that is printed if the test
