@@ -35,6 +35,50 @@ const STACK_HEADERS: usize = 128;
 /// Header field positions kept on the stack while a head is split off its buffer.
 const STACK_SPANS: usize = 32;
 
+/// Which of the fields that decide a message's framing and its connection's fate a head
+/// carries, noted while its map is built: most heads have none of them, and skip their
+/// lookups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen(u8);
+
+impl Seen {
+    /// `connection`.
+    pub const CONNECTION: Seen = Seen(1);
+    /// `te`.
+    pub const TE: Seen = Seen(2);
+    /// `upgrade`.
+    pub const UPGRADE: Seen = Seen(4);
+    /// `expect`.
+    pub const EXPECT: Seen = Seen(8);
+    /// `transfer-encoding`.
+    pub const TRANSFER_ENCODING: Seen = Seen(16);
+    /// `content-length`.
+    pub const CONTENT_LENGTH: Seen = Seen(32);
+
+    /// Whether a field named `f` was seen.
+    pub fn contains(self, f: Seen) -> bool {
+        self.0 & f.0 != 0
+    }
+
+    /// The flag of a field `name` as it came off the wire (any case).
+    fn of(name: &[u8]) -> Seen {
+        let (known, flag): (&[u8], Seen) = match name.len() {
+            2 => (b"te", Self::TE),
+            6 => (b"expect", Self::EXPECT),
+            7 => (b"upgrade", Self::UPGRADE),
+            10 => (b"connection", Self::CONNECTION),
+            14 => (b"content-length", Self::CONTENT_LENGTH),
+            17 => (b"transfer-encoding", Self::TRANSFER_ENCODING),
+            _ => return Seen(0),
+        };
+        if name.eq_ignore_ascii_case(known) {
+            flag
+        } else {
+            Seen(0)
+        }
+    }
+}
+
 /// Why a response could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -87,6 +131,8 @@ pub struct ResponseHead {
     /// Whether the connection may carry another request after this response
     /// (`connection: close`, or HTTP/1.0 without `keep-alive`, say no).
     pub keep_alive: bool,
+    /// The framing and connection fields among `headers` as parsed.
+    pub seen: Seen,
 }
 
 impl ResponseHead {
@@ -125,13 +171,14 @@ pub fn parse_response_head(
     // Offsets first: the fields borrow `buf`, which is split below.
     let mut spans = Spans::new();
     spans.fill(buf, resp.headers);
-    let headers = spans.to_map(&buf.split_to(len).freeze(), 4)?;
-    let keep_alive = keep_alive(version, &headers);
+    let (headers, seen) = spans.to_map(&buf.split_to(len).freeze(), 4)?;
+    let keep_alive = keep_alive(version, &headers, seen);
     Ok(Some(ResponseHead {
         status,
         version,
         headers,
         keep_alive,
+        seen,
     }))
 }
 
@@ -180,22 +227,24 @@ impl Spans {
     /// The fields as a map whose values share `head`'s memory (`head` is the buffer the spans
     /// were taken from, split off and frozen), with room for `extra` more fields (those the
     /// proxy adds, so that the map does not grow and rehash on the request path).
-    fn to_map(&self, head: &Bytes, extra: usize) -> Result<HeaderMap, ParseError> {
+    fn to_map(&self, head: &Bytes, extra: usize) -> Result<(HeaderMap, Seen), ParseError> {
         let spans = if self.n <= STACK_SPANS {
             &self.stack[..self.n]
         } else {
             &self.heap[..]
         };
         let mut headers = HeaderMap::with_capacity(self.n + extra);
+        let mut seen = Seen(0);
         for &[ns, ne, vs, ve] in spans {
             let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
+            seen.0 |= Seen::of(&head[ns..ne]).0;
             let name = HeaderName::from_bytes(&head[ns..ne])
                 .map_err(|_| ParseError::Malformed("header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
                 .map_err(|_| ParseError::Malformed("header value"))?;
             headers.append(name, value);
         }
-        Ok(headers)
+        Ok((headers, seen))
     }
 }
 
@@ -287,7 +336,10 @@ fn error_text(e: httparse::Error) -> &'static str {
     }
 }
 
-fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+fn keep_alive(version: Version, headers: &HeaderMap, seen: Seen) -> bool {
+    if !seen.contains(Seen::CONNECTION) {
+        return version == Version::HTTP_11;
+    }
     let has = |token| has_token(headers, &CONNECTION, token);
     !has("close") && (version == Version::HTTP_11 || has("keep-alive"))
 }
@@ -299,9 +351,9 @@ pub fn response_framing(method: &Method, head: &ResponseHead) -> Result<Framing,
     if *method == Method::HEAD || (100..200).contains(&s) || s == 204 || s == 304 {
         return Ok(Framing::Empty);
     }
-    let te = head.headers.get_all(TRANSFER_ENCODING);
-    if te.iter().next().is_some() {
-        if head.headers.contains_key(CONTENT_LENGTH) || head.version != Version::HTTP_11 {
+    if head.seen.contains(Seen::TRANSFER_ENCODING) {
+        let te = head.headers.get_all(TRANSFER_ENCODING);
+        if head.seen.contains(Seen::CONTENT_LENGTH) || head.version != Version::HTTP_11 {
             return Err(ParseError::TransferEncoding);
         }
         let mut codings = te
@@ -313,6 +365,9 @@ pub fn response_framing(method: &Method, head: &ResponseHead) -> Result<Framing,
             (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
             _ => Err(ParseError::TransferEncoding),
         };
+    }
+    if !head.seen.contains(Seen::CONTENT_LENGTH) {
+        return Ok(Framing::Close);
     }
     match content_length(&head.headers)? {
         Some(0) => Ok(Framing::Empty),

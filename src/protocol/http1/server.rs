@@ -11,10 +11,13 @@
 //! (431).
 
 use bytes::{BufMut, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HeaderValue, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HeaderValue, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
-use super::{Framing, ParseError, STACK_HEADERS, SlotCount, Spans, content_length, put_field};
+use super::{
+    Framing, ParseError, STACK_HEADERS, Seen, SlotCount, Spans, content_length, keep_alive,
+    put_field,
+};
 use crate::format::decimal;
 use crate::protocol::headers::has_token;
 use std::mem::MaybeUninit;
@@ -88,6 +91,8 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// The request target had a `#fragment`, which `uri` no longer holds.
     pub fragment: bool,
+    /// The framing and connection fields among `headers` as parsed.
+    pub seen: Seen,
 }
 
 impl RequestHead {
@@ -95,7 +100,8 @@ impl RequestHead {
     /// (or a 2xx to CONNECT) the connection carries other bytes.
     pub fn is_upgrade(&self) -> bool {
         self.method == Method::CONNECT
-            || (self.headers.contains_key(UPGRADE)
+            || (self.seen.contains(Seen::UPGRADE)
+                && self.seen.contains(Seen::CONNECTION)
                 && has_token(&self.headers, &CONNECTION, "upgrade"))
     }
 }
@@ -149,13 +155,11 @@ pub fn parse_request_head(
         .map_err(|_| RequestError::Malformed("request target"))?;
     // Room for what the connection manager and router add: x-forwarded-for and -proto,
     // x-request-id, x-envoy-expected-rq-timeout-ms and a few more.
-    let headers = spans.to_map(&head, 8)?;
-    let framing = request_framing(version, &headers)?;
-    let keep_alive = {
-        let has = |token| has_token(&headers, &CONNECTION, token);
-        !has("close") && (version == Version::HTTP_11 || has("keep-alive"))
-    };
+    let (headers, seen) = spans.to_map(&head, 8)?;
+    let framing = request_framing(version, &headers, seen)?;
+    let keep_alive = keep_alive(version, &headers, seen);
     let expect_continue = version == Version::HTTP_11
+        && seen.contains(Seen::EXPECT)
         && headers
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -168,15 +172,20 @@ pub fn parse_request_head(
         keep_alive,
         expect_continue,
         fragment,
+        seen,
     }))
 }
 
 /// How a request body is delimited (RFC 9112 §6.3): `transfer-encoding` ending in
 /// `chunked`, else `content-length`, else no body.
-fn request_framing(version: Version, headers: &HeaderMap) -> Result<Framing, RequestError> {
-    let te = headers.get_all(TRANSFER_ENCODING);
-    if te.iter().next().is_some() {
-        if headers.contains_key(CONTENT_LENGTH) || version != Version::HTTP_11 {
+fn request_framing(
+    version: Version,
+    headers: &HeaderMap,
+    seen: Seen,
+) -> Result<Framing, RequestError> {
+    if seen.contains(Seen::TRANSFER_ENCODING) {
+        let te = headers.get_all(TRANSFER_ENCODING);
+        if seen.contains(Seen::CONTENT_LENGTH) || version != Version::HTTP_11 {
             return Err(RequestError::Framing);
         }
         let mut codings = te
@@ -188,6 +197,9 @@ fn request_framing(version: Version, headers: &HeaderMap) -> Result<Framing, Req
             (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
             _ => Err(RequestError::TransferEncoding),
         };
+    }
+    if !seen.contains(Seen::CONTENT_LENGTH) {
+        return Ok(Framing::Empty);
     }
     match content_length(headers)? {
         None | Some(0) => Ok(Framing::Empty),

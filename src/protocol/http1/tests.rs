@@ -1417,7 +1417,7 @@ proptest! {
             m.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect()
         };
         prop_assert_eq!(order(&h.headers), order(&expected));
-        prop_assert_eq!(h.keep_alive, keep_alive(h.version, &expected));
+        prop_assert_eq!(h.keep_alive, keep_alive(h.version, &expected, Seen(u8::MAX)));
         if fields.len() > 1 {
             prop_assert_eq!(
                 parse(&wire, fields.len() - 1).unwrap_err(),
@@ -1478,4 +1478,25 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn seen_flags_the_framing_and_connection_fields_in_any_case() {
+    for (name, flag) in [
+        (&b"te"[..], Seen::TE),
+        (b"Expect", Seen::EXPECT),
+        (b"UPGRADE", Seen::UPGRADE),
+        (b"Connection", Seen::CONNECTION),
+        (b"content-LENGTH", Seen::CONTENT_LENGTH),
+        (b"Transfer-Encoding", Seen::TRANSFER_ENCODING),
+    ] {
+        assert!(Seen::of(name).contains(flag), "{name:?}");
+    }
+    // Same lengths, other names.
+    for name in [&b"tx"[..], b"accept", b"referer", b"user-agent", b"content-md5xx"] {
+        assert_eq!(Seen::of(name), Seen::default(), "{name:?}");
+    }
+    let h = head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.seen.contains(Seen::CONNECTION) && h.seen.contains(Seen::CONTENT_LENGTH));
+    assert!(!h.seen.contains(Seen::TRANSFER_ENCODING) && !h.keep_alive);
 }

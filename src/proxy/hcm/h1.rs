@@ -15,7 +15,7 @@ use crate::protocol::body::{Body, BoxError};
 use crate::protocol::http1::server::{
     self as codec, Preface, RequestError, RequestHead, ResponseFraming,
 };
-use crate::protocol::http1::{self, BodyDecoder, Decoded, Framing};
+use crate::protocol::http1::{self, BodyDecoder, Decoded, Framing, Seen};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HeaderValue, TE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
@@ -504,11 +504,14 @@ where
             keep_alive,
             expect_continue,
             fragment,
+            seen,
         } = head;
         let upgrade = (method == Method::CONNECT
-            || crate::protocol::headers::upgrade_type(&headers).is_some())
+            || (seen.contains(Seen::UPGRADE)
+                && crate::protocol::headers::upgrade_type(&headers).is_some()))
         .then(oneshot::channel);
-        let trailers = crate::protocol::headers::has_token(&headers, &TE, "trailers");
+        let trailers = seen.contains(Seen::TE)
+            && crate::protocol::headers::has_token(&headers, &TE, "trailers");
         if expect_continue {
             // Envoy (without proxy_100_continue) answers 100-continue itself and does not pass
             // the expectation on.

@@ -566,6 +566,7 @@ fn respond(
         version,
         headers,
         keep_alive,
+        ..
     } = head;
     let body = ResponseBody {
         ex: Some(ex),
