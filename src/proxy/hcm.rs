@@ -211,6 +211,8 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let cfg = &ctx.hcm.config;
+    // Counted when the codec is chosen, as Envoy does: on the preface, or on ALPN h2.
+    cfg.stats.downstream_cx_http2_total.inc();
     let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(cfg.h2_max_concurrent_streams)

@@ -179,6 +179,12 @@ async fn codec_errors_get_envoys_replies_and_are_counted() {
     );
     assert_eq!(stats.counter_value("http.l.downstream_rq_4xx"), Some(2));
     assert_eq!(stats.counter_value("http.l.downstream_rq_5xx"), Some(1));
+    // Each connection chose the HTTP/1 codec with its first bytes, though none carried a
+    // request.
+    assert_eq!(
+        stats.counter_value("http.l.downstream_cx_http1_total"),
+        Some(3)
+    );
     assert_eq!(up.requests(), 0);
 }
 

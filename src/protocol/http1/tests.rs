@@ -1493,7 +1493,13 @@ fn seen_flags_the_framing_and_connection_fields_in_any_case() {
         assert!(Seen::of(name).contains(flag), "{name:?}");
     }
     // Same lengths, other names.
-    for name in [&b"tx"[..], b"accept", b"referer", b"user-agent", b"content-md5xx"] {
+    for name in [
+        &b"tx"[..],
+        b"accept",
+        b"referer",
+        b"user-agent",
+        b"content-md5xx",
+    ] {
         assert_eq!(Seen::of(name), Seen::default(), "{name:?}");
     }
     let h = head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");

@@ -353,6 +353,8 @@ struct Conn<IO> {
     eof: bool,
     /// Look for the HTTP/2 preface before the first request (`AUTO` without ALPN).
     detect_h2: bool,
+    /// `downstream_cx_http1_total` counted this connection.
+    counted: bool,
 }
 
 /// What follows a response.
@@ -389,6 +391,7 @@ where
         ctx,
         eof: false,
         detect_h2,
+        counted: false,
     };
     loop {
         let head = match c.read_head().await {
@@ -455,6 +458,12 @@ where
                         Preface::Http1 => self.detect_h2 = false,
                         Preface::Unknown => {}
                     }
+                }
+                if !self.detect_h2 && !self.counted {
+                    // Envoy counts the connection when its first bytes pick the codec, before
+                    // any request in them is known to be well formed.
+                    self.counted = true;
+                    cfg.stats.downstream_cx_http1_total.inc();
                 }
                 if !self.detect_h2 {
                     match codec::parse_request_head(&mut self.rbuf, cfg.max_headers_count, limit) {

@@ -76,13 +76,7 @@ fn too_many_premature_resets(closed: u64, premature: u64) -> bool {
 pub(crate) async fn handle(req: Request<DownstreamBody>, ctx: Arc<ConnCtx>) -> Response<Body> {
     let stream_id = ctx.next_stream.fetch_add(1, Ordering::Relaxed);
     let cfg = &ctx.hcm.config;
-    if ctx.requests.fetch_add(1, Ordering::Relaxed) == 0 {
-        if req.version() == Version::HTTP_2 {
-            cfg.stats.downstream_cx_http2_total.inc();
-        } else {
-            cfg.stats.downstream_cx_http1_total.inc();
-        }
-    }
+    ctx.requests.fetch_add(1, Ordering::Relaxed);
     ctx.active_streams.fetch_add(1, Ordering::Relaxed);
     cfg.stats.downstream_rq_total.inc();
     cfg.stats.downstream_rq_active.inc();
