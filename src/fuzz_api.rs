@@ -624,17 +624,7 @@ pub fn http1_response(data: &[u8]) {
         assert_eq!(framing, Framing::Empty);
     }
     let rest = buf.to_vec();
-    let whole = read_body(framing, &rest, &[]);
-    let third = rest.len() / 3;
-    let pieces = read_body(framing, &rest, &[third, 2 * third]);
-    if let Ok((body, left)) = &pieces {
-        assert!(body.len() + left.len() <= rest.len());
-        assert_eq!(&left[..], &rest[rest.len() - left.len()..]);
-    }
-    match (&whole, &pieces) {
-        (Ok(w), Ok(p)) => assert_eq!(w, p),
-        (w, p) => assert_eq!(w.is_ok(), p.is_ok(), "{w:?} {p:?}"),
-    }
+    let whole = read_body_split(framing, &rest);
     let len = rest.len() as u64;
     match framing {
         Framing::Empty => assert_eq!(whole, Ok((Vec::new(), rest))),
@@ -748,17 +738,7 @@ pub fn http1_request(data: &[u8]) {
 
         // The body, from the whole and from three pieces.
         let rest = input[taken..].to_vec();
-        let body = read_body(head.framing, &rest, &[]);
-        let third = rest.len() / 3;
-        let pieces = read_body(head.framing, &rest, &[third, 2 * third]);
-        if let Ok((b, left)) = &pieces {
-            assert!(b.len() + left.len() <= rest.len());
-            assert_eq!(&left[..], &rest[rest.len() - left.len()..]);
-        }
-        match (&body, &pieces) {
-            (Ok(w), Ok(p)) => assert_eq!(w, p),
-            (w, p) => assert_eq!(w.is_ok(), p.is_ok(), "{w:?} {p:?}"),
-        }
+        let body = read_body_split(head.framing, &rest);
         let len = rest.len() as u64;
         let left = match (head.framing, body) {
             (Framing::Empty, body) => {
@@ -783,6 +763,26 @@ pub fn http1_request(data: &[u8]) {
         }
         input = &input[input.len() - left..];
     }
+}
+
+/// The body of `rest` read whole, checked against the same read in three pieces (the same
+/// outcome; the bytes left are the end of `rest`).
+fn read_body_split(
+    framing: crate::protocol::http1::Framing,
+    rest: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), crate::protocol::http1::ParseError> {
+    let whole = read_body(framing, rest, &[]);
+    let third = rest.len() / 3;
+    let pieces = read_body(framing, rest, &[third, 2 * third]);
+    if let Ok((body, left)) = &pieces {
+        assert!(body.len() + left.len() <= rest.len());
+        assert_eq!(&left[..], &rest[rest.len() - left.len()..]);
+    }
+    match (&whole, &pieces) {
+        (Ok(w), Ok(p)) => assert_eq!(w, p),
+        (w, p) => assert_eq!(w.is_ok(), p.is_ok(), "{w:?} {p:?}"),
+    }
+    whole
 }
 
 /// The body of `input` as a `BodyDecoder` for `framing` hands it out, given `input` cut at

@@ -160,6 +160,34 @@ mod tests {
     }
 
     #[test]
+    fn preface_detection() {
+        assert_eq!(H2_PREFACE, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert_eq!(detect_http(b""), Detected::NeedMore);
+        for n in 1..H2_PREFACE.len() {
+            assert_eq!(detect_http(&H2_PREFACE[..n]), Detected::NeedMore, "{n}");
+        }
+        assert_eq!(detect_http(H2_PREFACE), Detected::Http2);
+        let mut more = H2_PREFACE.to_vec();
+        more.extend_from_slice(b"\x00\x00\x12\x04\x00");
+        assert_eq!(detect_http(&more), Detected::Http2);
+        for http1 in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"G",
+            b"PRI * HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSX",
+            b"pri",
+            b"\x16\x03\x01",
+        ] {
+            assert_eq!(
+                detect_http(http1),
+                Detected::Http1,
+                "{:?}",
+                String::from_utf8_lossy(http1)
+            );
+        }
+    }
+
+    #[test]
     fn request_lines() {
         use HttpProtocol::*;
         for (bytes, want) in [
@@ -263,6 +291,24 @@ mod tests {
             let d = detect_http(&bytes);
             if d == Detected::Http2 { prop_assert!(bytes.starts_with(H2_PREFACE)); }
             if d == Detected::NeedMore { prop_assert!(H2_PREFACE.starts_with(&bytes)); }
+        }
+
+        /// Arbitrary bytes never panic the preface check, which agrees with a plain prefix test.
+        #[test]
+        fn preface_on_arbitrary_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..40),
+            from_preface in 0usize..=24,
+        ) {
+            let mut input = H2_PREFACE[..from_preface].to_vec();
+            input.extend_from_slice(&bytes);
+            let expected = if input.starts_with(H2_PREFACE) {
+                Detected::Http2
+            } else if H2_PREFACE.starts_with(&input) {
+                Detected::NeedMore
+            } else {
+                Detected::Http1
+            };
+            prop_assert_eq!(detect_http(&input), expected);
         }
     }
 }

@@ -159,11 +159,7 @@ pub fn parse_response_head(
     if len > MAX_HEAD {
         return Err(ParseError::HeadTooLarge);
     }
-    let version = match resp.version {
-        Some(1) => Version::HTTP_11,
-        Some(0) => Version::HTTP_10,
-        _ => return Err(ParseError::Malformed("version")),
-    };
+    let version = http_version(resp.version)?;
     let status = resp
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
@@ -352,19 +348,13 @@ pub fn response_framing(method: &Method, head: &ResponseHead) -> Result<Framing,
         return Ok(Framing::Empty);
     }
     if head.seen.contains(Seen::TRANSFER_ENCODING) {
-        let te = head.headers.get_all(TRANSFER_ENCODING);
-        if head.seen.contains(Seen::CONTENT_LENGTH) || head.version != Version::HTTP_11 {
+        if head.seen.contains(Seen::CONTENT_LENGTH)
+            || head.version != Version::HTTP_11
+            || !only_chunked(&head.headers)
+        {
             return Err(ParseError::TransferEncoding);
         }
-        let mut codings = te
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|c| !c.is_empty());
-        return match (codings.next(), codings.next()) {
-            (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
-            _ => Err(ParseError::TransferEncoding),
-        };
+        return Ok(Framing::Chunked);
     }
     if !head.seen.contains(Seen::CONTENT_LENGTH) {
         return Ok(Framing::Close);
@@ -373,6 +363,27 @@ pub fn response_framing(method: &Method, head: &ResponseHead) -> Result<Framing,
         Some(0) => Ok(Framing::Empty),
         Some(n) => Ok(Framing::Length(n)),
         None => Ok(Framing::Close),
+    }
+}
+
+/// Whether `transfer-encoding` (all its lines) lists exactly one coding, `chunked`: the only
+/// transfer coding tern (like Envoy) accepts.
+pub fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    matches!((codings.next(), codings.next()), (Some(c), None) if c.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The version of a parsed head: HTTP/1.1 or HTTP/1.0.
+fn http_version(minor: Option<u8>) -> Result<Version, ParseError> {
+    match minor {
+        Some(1) => Ok(Version::HTTP_11),
+        Some(0) => Ok(Version::HTTP_10),
+        _ => Err(ParseError::Malformed("version")),
     }
 }
 

@@ -15,8 +15,8 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HeaderValue, TRANSFER_ENC
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use super::{
-    Framing, ParseError, STACK_HEADERS, Seen, SlotCount, Spans, content_length, keep_alive,
-    put_field,
+    Framing, ParseError, STACK_HEADERS, Seen, SlotCount, Spans, content_length, http_version,
+    keep_alive, only_chunked, put_field,
 };
 use crate::format::decimal;
 use crate::protocol::headers::has_token;
@@ -134,11 +134,7 @@ pub fn parse_request_head(
     if len > limit {
         return Err(RequestError::HeadTooLarge);
     }
-    let version = match req.version {
-        Some(1) => Version::HTTP_11,
-        Some(0) => Version::HTTP_10,
-        _ => return Err(RequestError::Malformed("version")),
-    };
+    let version = http_version(req.version)?;
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| RequestError::Malformed("method"))?;
     let target = req.path.unwrap_or_default();
@@ -184,19 +180,13 @@ fn request_framing(
     seen: Seen,
 ) -> Result<Framing, RequestError> {
     if seen.contains(Seen::TRANSFER_ENCODING) {
-        let te = headers.get_all(TRANSFER_ENCODING);
         if seen.contains(Seen::CONTENT_LENGTH) || version != Version::HTTP_11 {
             return Err(RequestError::Framing);
         }
-        let mut codings = te
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|c| !c.is_empty());
-        return match (codings.next(), codings.next()) {
-            (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
-            _ => Err(RequestError::TransferEncoding),
-        };
+        if !only_chunked(headers) {
+            return Err(RequestError::TransferEncoding);
+        }
+        return Ok(Framing::Chunked);
     }
     if !seen.contains(Seen::CONTENT_LENGTH) {
         return Ok(Framing::Empty);
@@ -274,33 +264,6 @@ pub fn encode_response_head(
 
 /// The interim response that `expect: 100-continue` asks for.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-/// The HTTP/2 connection preface, which tells an HTTP/2 client on a connection whose codec is
-/// `AUTO`.
-pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// What the first bytes of a connection say about its protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preface {
-    /// HTTP/2.
-    Http2,
-    /// Anything else is read as HTTP/1.
-    Http1,
-    /// Too few bytes to tell.
-    Unknown,
-}
-
-/// Whether `buf` starts with the HTTP/2 preface.
-pub fn detect_preface(buf: &[u8]) -> Preface {
-    let n = buf.len().min(H2_PREFACE.len());
-    if buf[..n] != H2_PREFACE[..n] {
-        Preface::Http1
-    } else if n == H2_PREFACE.len() {
-        Preface::Http2
-    } else {
-        Preface::Unknown
-    }
-}
 
 #[cfg(test)]
 mod tests;

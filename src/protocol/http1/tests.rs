@@ -120,7 +120,7 @@ fn body(data: &[u8], left: &[u8]) -> Body {
     }
 }
 
-fn header_map(fields: &[(&str, &[u8])]) -> HeaderMap {
+pub(super) fn header_map(fields: &[(&str, &[u8])]) -> HeaderMap {
     let mut m = HeaderMap::new();
     for (n, v) in fields {
         m.append(
@@ -1227,7 +1227,7 @@ fn chunk_encoding_round_trips() {
 // Properties
 
 /// Cut points for an input of `len` bytes, from arbitrary indices.
-fn cuts(picks: &[prop::sample::Index], len: usize) -> Vec<usize> {
+pub(super) fn cuts(picks: &[prop::sample::Index], len: usize) -> Vec<usize> {
     let mut c: Vec<usize> = picks.iter().map(|i| i.index(len + 1)).collect();
     c.sort_unstable();
     c
@@ -1243,10 +1243,27 @@ fn arb_trailers() -> impl Strategy<Value = Vec<(String, String)>> {
     )
 }
 
-/// A response head: status, HTTP/1.0 or 1.1, a reason, fields (names in any case, values
-/// with inner spaces, tabs and obs-text, never whitespace at the ends).
-fn arb_head() -> impl Strategy<Value = (u16, bool, String, Vec<(String, Vec<u8>)>)> {
-    let value = proptest::collection::vec(
+/// Write `fields` and the empty line that ends a head to `wire`; the map they make.
+pub(super) fn put_fields(wire: &mut Vec<u8>, fields: &[(String, Vec<u8>)]) -> HeaderMap {
+    let mut expected = HeaderMap::new();
+    for (n, v) in fields {
+        wire.extend_from_slice(n.as_bytes());
+        wire.extend_from_slice(b": ");
+        wire.extend_from_slice(v);
+        wire.extend_from_slice(b"\r\n");
+        expected.append(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_bytes(v).unwrap(),
+        );
+    }
+    wire.extend_from_slice(b"\r\n");
+    expected
+}
+
+/// A header value: visible ASCII with inner spaces, tabs and obs-text, never whitespace at
+/// the ends (which is not part of a value).
+pub(super) fn arb_value() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
         prop_oneof![
             8 => 0x21u8..0x7f,
             1 => Just(b' '),
@@ -1263,7 +1280,13 @@ fn arb_head() -> impl Strategy<Value = (u16, bool, String, Vec<(String, Vec<u8>)
             v.pop();
         }
         v
-    });
+    })
+}
+
+/// A response head: status, HTTP/1.0 or 1.1, a reason, fields (names in any case, values
+/// with inner spaces, tabs and obs-text, never whitespace at the ends).
+fn arb_head() -> impl Strategy<Value = (u16, bool, String, Vec<(String, Vec<u8>)>)> {
+    let value = arb_value();
     (
         100u16..1000,
         any::<bool>(),
@@ -1371,18 +1394,7 @@ proptest! {
         picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
     ) {
         let mut wire = format!("HTTP/1.{} {status} {reason}\r\n", u8::from(http11)).into_bytes();
-        let mut expected = HeaderMap::new();
-        for (n, v) in &fields {
-            wire.extend_from_slice(n.as_bytes());
-            wire.extend_from_slice(b": ");
-            wire.extend_from_slice(v);
-            wire.extend_from_slice(b"\r\n");
-            expected.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v).unwrap(),
-            );
-        }
-        wire.extend_from_slice(b"\r\n");
+        let expected = put_fields(&mut wire, &fields);
         let head_len = wire.len();
         wire.extend_from_slice(&tail);
 

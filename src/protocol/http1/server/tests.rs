@@ -1,3 +1,4 @@
+use super::super::tests::{arb_value, cuts, header_map, put_fields};
 use super::super::{BodyDecoder, Decoded, parse_response_head};
 use super::*;
 use http::HeaderName;
@@ -44,17 +45,6 @@ fn error(bytes: &[u8]) -> RequestError {
         Err(e) => e,
         Ok(h) => panic!("{:?}: {h:?}", String::from_utf8_lossy(bytes)),
     }
-}
-
-fn header_map(fields: &[(&str, &[u8])]) -> HeaderMap {
-    let mut m = HeaderMap::new();
-    for (n, v) in fields {
-        m.append(
-            HeaderName::from_bytes(n.as_bytes()).unwrap(),
-            HeaderValue::from_bytes(v).unwrap(),
-        );
-    }
-    m
 }
 
 /// The fields of a map in iteration order, as (name, value bytes).
@@ -1025,68 +1015,7 @@ fn continue_parses_as_an_interim_response() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// detect_preface
-
-#[test]
-fn preface_detection() {
-    assert_eq!(H2_PREFACE, crate::protocol::detect::H2_PREFACE);
-    assert_eq!(detect_preface(b""), Preface::Unknown);
-    for n in 1..H2_PREFACE.len() {
-        assert_eq!(detect_preface(&H2_PREFACE[..n]), Preface::Unknown, "{n}");
-    }
-    assert_eq!(detect_preface(H2_PREFACE), Preface::Http2);
-    let mut more = H2_PREFACE.to_vec();
-    more.extend_from_slice(b"\x00\x00\x12\x04\x00");
-    assert_eq!(detect_preface(&more), Preface::Http2);
-    for http1 in [
-        &b"GET / HTTP/1.1\r\n\r\n"[..],
-        b"G",
-        b"PRI * HTTP/1.1\r\n\r\n",
-        b"PRI * HTTP/2.0\r\n\r\nSX",
-        b"pri",
-        b"\x16\x03\x01",
-    ] {
-        assert_eq!(
-            detect_preface(http1),
-            Preface::Http1,
-            "{:?}",
-            String::from_utf8_lossy(http1)
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Properties
-
-/// Cut points for an input of `len` bytes, from arbitrary indices.
-fn cuts(picks: &[prop::sample::Index], len: usize) -> Vec<usize> {
-    let mut c: Vec<usize> = picks.iter().map(|i| i.index(len + 1)).collect();
-    c.sort_unstable();
-    c
-}
-
-/// A header value: visible ASCII with inner spaces, tabs and obs-text, never whitespace at
-/// the ends (which is not part of a value).
-fn arb_value() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(
-        prop_oneof![
-            8 => 0x21u8..0x7f,
-            1 => Just(b' '),
-            1 => Just(b'\t'),
-            1 => 0x80u8..=0xff,
-        ],
-        0..20,
-    )
-    .prop_map(|mut v| {
-        while v.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            v.remove(0);
-        }
-        while v.last().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            v.pop();
-        }
-        v
-    })
-}
 
 /// Header names in any case, none of them a framing field (those have their own tests).
 fn arb_name() -> impl Strategy<Value = String> {
@@ -1219,18 +1148,7 @@ proptest! {
         if let Some(n) = length {
             all.push(("Content-Length".to_owned(), n.to_string().into_bytes()));
         }
-        let mut expected = HeaderMap::new();
-        for (n, v) in &all {
-            wire.extend_from_slice(n.as_bytes());
-            wire.extend_from_slice(b": ");
-            wire.extend_from_slice(v);
-            wire.extend_from_slice(b"\r\n");
-            expected.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v).unwrap(),
-            );
-        }
-        wire.extend_from_slice(b"\r\n");
+        let expected = put_fields(&mut wire, &all);
         let head_len = wire.len();
         wire.extend_from_slice(&tail);
 
@@ -1365,24 +1283,6 @@ proptest! {
                 _ => prop_assert_eq!(&split, &whole),
             }
         }
-    }
-
-    /// Arbitrary bytes never panic the preface check, which agrees with a plain prefix test.
-    #[test]
-    fn preface_on_arbitrary_bytes(
-        bytes in proptest::collection::vec(any::<u8>(), 0..40),
-        from_preface in 0usize..=24,
-    ) {
-        let mut input = H2_PREFACE[..from_preface].to_vec();
-        input.extend_from_slice(&bytes);
-        let expected = if input.starts_with(H2_PREFACE) {
-            Preface::Http2
-        } else if H2_PREFACE.starts_with(&input) {
-            Preface::Unknown
-        } else {
-            Preface::Http1
-        };
-        prop_assert_eq!(detect_preface(&input), expected);
     }
 
     /// A response head written out parses back as the client side reads it: the same status,
