@@ -165,6 +165,15 @@ impl HcmStats {
             ),
         }
     }
+
+    /// A request answered with `status`: `downstream_rq_<n>xx` and `downstream_rq_completed`.
+    pub fn answered(&self, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100);
+        if let Some(c) = self.downstream_rq_xx.get(class.wrapping_sub(1)) {
+            c.inc();
+        }
+        self.downstream_rq_completed.inc();
+    }
 }
 
 /// Compiled `HttpConnectionManager` (all but the route table).

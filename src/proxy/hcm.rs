@@ -107,39 +107,6 @@ impl http_body::Body for DownstreamBody {
     }
 }
 
-/// A downstream codec's connection as the connection manager drives it.
-trait Served: Future {
-    /// Stop taking new requests: finish the ones in flight, then close (GOAWAY for HTTP/2).
-    fn shut(self: Pin<&mut Self>);
-}
-
-pin_project_lite::pin_project! {
-    /// A connection future and how to shut it.
-    struct Shut<F, G> {
-        #[pin]
-        inner: F,
-        shut: G,
-    }
-}
-
-fn shut_with<F: Future, G: Fn(Pin<&mut F>)>(inner: F, shut: G) -> Shut<F, G> {
-    Shut { inner, shut }
-}
-
-impl<F: Future, G> Future for Shut<F, G> {
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
-    }
-}
-
-impl<F: Future, G: Fn(Pin<&mut F>)> Served for Shut<F, G> {
-    fn shut(self: Pin<&mut Self>) {
-        let this = self.project();
-        (this.shut)(this.inner);
-    }
-}
-
 /// Serve HTTP on one downstream connection until it closes.
 pub async fn serve<IO>(
     io: IO,
@@ -185,16 +152,15 @@ pub async fn serve<IO>(
         closing: std::sync::atomic::AtomicBool::new(false),
     });
     if http2 {
-        serve_http2(h1::Prefixed::new(io, Bytes::new()), &ctx, &mut drain).await;
+        serve_http2(io, &ctx, &mut drain).await;
     } else {
         // The connection sees `closing` when it next waits for a request, or after the
         // response in flight (which then carries `connection: close`); the drive loop polls
         // it again right after a shut.
         let closing = ctx.clone();
-        let served = shut_with(h1::serve(io, ctx.clone(), detect), move |_| {
-            closing.closing.store(true, Ordering::Relaxed)
-        });
-        if let Some(h1::Outcome::Http2(io, read)) = drive(served, &ctx, &mut drain).await {
+        let served = h1::serve(io, ctx.clone(), detect);
+        let shut = move |_: Pin<&mut _>| closing.closing.store(true, Ordering::Relaxed);
+        if let Some(h1::Outcome::Http2(io, read)) = drive(served, shut, &ctx, &mut drain).await {
             serve_http2(h1::Prefixed::new(io, read), &ctx, &mut drain).await;
         }
     }
@@ -234,10 +200,9 @@ where
         h2.initial_connection_window_size(w);
     }
     let svc = Http2Service(ctx.clone());
-    let served = Http2Served {
-        inner: h2.serve_connection(TokioIo::new(io), svc),
-    };
-    if let Some(Err(e)) = drive(served, ctx, drain).await {
+    let served = h2.serve_connection(TokioIo::new(io), svc);
+    let shut = |c: Pin<&mut Http2Conn<_, _>>| c.graceful_shutdown();
+    if let Some(Err(e)) = drive(served, shut, ctx, drain).await {
         debug!(conn = ctx.conn.id, error = %e, "downstream connection ended with an error");
     }
 }
@@ -265,43 +230,16 @@ impl hyper::service::Service<Request<Incoming>> for Http2Service {
 
 type Http2Conn<I, S> = hyper::server::conn::http2::Connection<I, S, TokioExecutor>;
 
-pin_project_lite::pin_project! {
-    /// hyper's HTTP/2 connection.
-    struct Http2Served<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<I, S> Future for Http2Served<Http2Conn<I, S>>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = Body>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-{
-    type Output = hyper::Result<()>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
-    }
-}
-
-impl<I, S> Served for Http2Served<Http2Conn<I, S>>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = Body>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-{
-    fn shut(self: Pin<&mut Self>) {
-        self.project().inner.graceful_shutdown();
-    }
-}
-
 /// Drive a codec's connection to its end, applying the connection manager's limits: idle
-/// timeout, max connection duration, max requests, drain, and the rapid-reset check. `None`:
-/// the connection was cut short (too many premature resets).
-async fn drive<F: Served>(served: F, ctx: &Arc<ConnCtx>, drain: &mut Drain) -> Option<F::Output> {
+/// timeout, max connection duration, max requests, drain, and the rapid-reset check. `shut`
+/// tells the codec to stop taking new requests: finish the ones in flight, then close (GOAWAY
+/// for HTTP/2). `None`: the connection was cut short (too many premature resets).
+async fn drive<F: Future>(
+    served: F,
+    shut: impl Fn(Pin<&mut F>),
+    ctx: &Arc<ConnCtx>,
+    drain: &mut Drain,
+) -> Option<F::Output> {
     let cfg = &ctx.hcm.config;
     let conn = &ctx.conn;
     tokio::pin!(served);
@@ -326,14 +264,14 @@ async fn drive<F: Served>(served: F, ctx: &Arc<ConnCtx>, drain: &mut Drain) -> O
                 // even if the peer keeps it open.
                 debug!(conn = conn.id, "too many premature stream resets; closing");
                 if !shutting_down {
-                    served.as_mut().shut();
+                    shut(served.as_mut());
                 }
                 return tokio::time::timeout(std::time::Duration::from_secs(1), served.as_mut()).await.ok();
             }
             _ = WhenWoken::new(drain_now.now()), if !shutting_down => {
                 ctx.draining.store(true, Ordering::Relaxed);
                 shutting_down = true;
-                served.as_mut().shut();
+                shut(served.as_mut());
             }
             _ = WhenWoken::new(drain.started()), if !shutting_down && drain_deadline.is_none() => {
                 // As Envoy: the next HTTP/1 response closes the connection, and whatever is
@@ -345,7 +283,7 @@ async fn drive<F: Served>(served: F, ctx: &Arc<ConnCtx>, drain: &mut Drain) -> O
             }
             _ = WhenWoken::new(async { if let Some(d) = drain_deadline.as_mut() { d.await } }), if drain_deadline.is_some() && !shutting_down => {
                 shutting_down = true;
-                served.as_mut().shut();
+                shut(served.as_mut());
             }
             _ = WhenWoken::new(tick.tick()), if !shutting_down => {
                 let active = ctx.active_streams.load(Ordering::Relaxed);
@@ -356,7 +294,7 @@ async fn drive<F: Served>(served: F, ctx: &Arc<ConnCtx>, drain: &mut Drain) -> O
                 if idle_expired || too_old || too_many {
                     debug!(conn = conn.id, idle_expired, too_old, too_many, "closing downstream connection");
                     shutting_down = true;
-                    served.as_mut().shut();
+                    shut(served.as_mut());
                 }
             }
         }

@@ -12,9 +12,8 @@
 use super::ConnCtx;
 use super::stream;
 use crate::protocol::body::{Body, BoxError};
-use crate::protocol::http1::server::{
-    self as codec, Preface, RequestError, RequestHead, ResponseFraming,
-};
+use crate::protocol::detect::{Detected, detect_http};
+use crate::protocol::http1::server::{self as codec, RequestError, RequestHead, ResponseFraming};
 use crate::protocol::http1::{self, BodyDecoder, Decoded, Framing, Seen};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HeaderValue, TE};
@@ -453,10 +452,10 @@ where
         loop {
             if !self.rbuf.is_empty() {
                 if self.detect_h2 {
-                    match codec::detect_preface(&self.rbuf) {
-                        Preface::Http2 => return Err(NoHead::Http2),
-                        Preface::Http1 => self.detect_h2 = false,
-                        Preface::Unknown => {}
+                    match detect_http(&self.rbuf) {
+                        Detected::Http2 => return Err(NoHead::Http2),
+                        Detected::Http1 => self.detect_h2 = false,
+                        Detected::NeedMore => {}
                     }
                 }
                 if !self.detect_h2 && !self.counted {

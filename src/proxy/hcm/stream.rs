@@ -129,11 +129,7 @@ pub(crate) async fn handle(req: Request<DownstreamBody>, ctx: Arc<ConnCtx>) -> R
         }
         r
     };
-    let class = (resp.status().as_u16() / 100) as usize;
-    if let Some(c) = cfg.stats.downstream_rq_xx.get(class.wrapping_sub(1)) {
-        c.inc();
-    }
-    cfg.stats.downstream_rq_completed.inc();
+    cfg.stats.answered(resp.status());
     let rq_time = cfg.stats.downstream_rq_time.clone();
     guard.answered = true;
     // The stream stays active (`downstream_rq_active`, the connection's idle timer) until its
@@ -448,11 +444,7 @@ fn reply_outside_stream(
 ) -> Response<Body> {
     let stats = &ctx.hcm.config.stats;
     stats.downstream_rq_total.inc();
-    let class = (r.status().as_u16() / 100) as usize;
-    if let Some(c) = stats.downstream_rq_xx.get(class.wrapping_sub(1)) {
-        c.inc();
-    }
-    stats.downstream_rq_completed.inc();
+    stats.answered(r.status());
     encode(&mut r, ctx, Version::HTTP_11);
     let mut rec = Recorder::start(ctx, Version::HTTP_11, Instant::now(), SystemTime::now());
     rec.local(flag, details);
